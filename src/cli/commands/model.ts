@@ -1,0 +1,54 @@
+import type { Command } from "commander";
+import { ConfigError } from "../../errors/index.js";
+import { tinyArchitectures, type TinyArchitecture, writeTinyModel } from "../../gguf/index.js";
+
+function integer(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`--${name} must be a positive integer, got "${value}"`);
+    return n;
+  };
+}
+
+export function registerModel(program: Command): void {
+  const model = program.command("model").description("Create and inspect model files.");
+  model
+    .command("tiny")
+    .description(
+      "Write a random-weight LLaMA-architecture GGUF with selfalign's byte-level vocabulary (for tests and demos).",
+    )
+    .requiredOption("--out <path>", "output .gguf file")
+    .option("--arch <name>", `architecture: ${tinyArchitectures.join(" | ")}`, "llama")
+    .option("--layers <n>", "transformer blocks", integer("layers"), 2)
+    .option("--dim <n>", "embedding width", integer("dim"), 64)
+    .option("--heads <n>", "attention heads", integer("heads"), 4)
+    .option("--kv-heads <n>", "key/value heads (grouped-query attention)", integer("kv-heads"), 2)
+    .option("--ffn <n>", "feed-forward width", integer("ffn"), 128)
+    .option("--context <n>", "context length", integer("context"), 2048)
+    .option("--seed <n>", "random seed", integer("seed"), 1)
+    .option("--dtype <type>", "F32 | F16", "F32")
+    .option("--tied", "tie output head to token embeddings", false)
+    .action(async (options) => {
+      if (!tinyArchitectures.includes(options.arch)) {
+        throw new ConfigError(`--arch must be one of ${tinyArchitectures.join(", ")}, got "${options.arch}"`);
+      }
+      const dtype = String(options.dtype).toUpperCase();
+      if (dtype !== "F32" && dtype !== "F16")
+        throw new ConfigError(`--dtype must be F32 or F16, got "${options.dtype}"`);
+      const { parameterCount } = await writeTinyModel(options.out, {
+        architecture: options.arch as TinyArchitecture,
+        layers: options.layers,
+        dim: options.dim,
+        heads: options.heads,
+        kvHeads: options.kvHeads,
+        ffn: options.ffn,
+        contextLength: options.context,
+        seed: options.seed,
+        dtype,
+        tiedEmbeddings: options.tied,
+      });
+      process.stdout.write(
+        `wrote ${options.out}: ${parameterCount.toLocaleString("en-US")} parameters (random weights)\n`,
+      );
+    });
+}

@@ -1,0 +1,4 @@
+export { AbortedError, throwIfAborted } from "./aborted-error.js";
+export { BackendError, CapabilityError } from "./backend-error.js";
+export { ConfigError } from "./config-error.js";
+export { isSelfalignError, SelfalignError, type SelfalignErrorFields } from "./selfalign-error.js";

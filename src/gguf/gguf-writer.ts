@@ -1,0 +1,155 @@
+import { writeFile } from "node:fs/promises";
+import { float32ToFloat16Bits } from "./float16.js";
+import {
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAGIC,
+  type GgufScalarType,
+  type GgufValue,
+  ggmlTypes,
+  ggufValueTypes,
+  tensorElementCount,
+} from "./gguf-types.js";
+
+/** A tensor to write: data in row-major order of `dims` reversed (ggml: dims[0] varies fastest). */
+export interface GgufTensorInput {
+  name: string;
+  dims: number[];
+  data: Float32Array;
+  /** Storage type. Default F32. */
+  type?: "F32" | "F16";
+}
+
+export interface GgufWriteOptions {
+  metadata: Record<string, GgufValue>;
+  tensors: GgufTensorInput[];
+  alignment?: number;
+}
+
+const encoder = new TextEncoder();
+
+class ByteSink {
+  private chunks: Uint8Array[] = [];
+  length = 0;
+  push(bytes: Uint8Array): void {
+    this.chunks.push(bytes);
+    this.length += bytes.length;
+  }
+  scalar(type: GgufScalarType, value: string | number | boolean | bigint): void {
+    if (type === "string") {
+      const bytes = encoder.encode(String(value));
+      this.scalar("u64", BigInt(bytes.length));
+      this.push(bytes);
+      return;
+    }
+    const size = { u8: 1, i8: 1, bool: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, u64: 8, i64: 8, f64: 8 }[type];
+    const view = new DataView(new ArrayBuffer(size));
+    switch (type) {
+      case "u8":
+        view.setUint8(0, Number(value));
+        break;
+      case "i8":
+        view.setInt8(0, Number(value));
+        break;
+      case "bool":
+        view.setUint8(0, value ? 1 : 0);
+        break;
+      case "u16":
+        view.setUint16(0, Number(value), true);
+        break;
+      case "i16":
+        view.setInt16(0, Number(value), true);
+        break;
+      case "u32":
+        view.setUint32(0, Number(value), true);
+        break;
+      case "i32":
+        view.setInt32(0, Number(value), true);
+        break;
+      case "f32":
+        view.setFloat32(0, Number(value), true);
+        break;
+      case "u64":
+        view.setBigUint64(0, BigInt(value), true);
+        break;
+      case "i64":
+        view.setBigInt64(0, BigInt(value), true);
+        break;
+      case "f64":
+        view.setFloat64(0, Number(value), true);
+        break;
+    }
+    this.push(new Uint8Array(view.buffer));
+  }
+  pad(alignment: number): void {
+    const rest = this.length % alignment;
+    if (rest) this.push(new Uint8Array(alignment - rest));
+  }
+  concat(): Uint8Array {
+    const out = new Uint8Array(this.length);
+    let at = 0;
+    for (const chunk of this.chunks) {
+      out.set(chunk, at);
+      at += chunk.length;
+    }
+    return out;
+  }
+}
+
+function tensorBytes(tensor: GgufTensorInput): Uint8Array {
+  const expected = tensorElementCount(tensor.dims);
+  if (tensor.data.length !== expected) {
+    throw new Error(`tensor ${tensor.name}: dims [${tensor.dims}] need ${expected} values, got ${tensor.data.length}`);
+  }
+  if ((tensor.type ?? "F32") === "F32") {
+    return new Uint8Array(
+      tensor.data.buffer.slice(tensor.data.byteOffset, tensor.data.byteOffset + tensor.data.byteLength),
+    );
+  }
+  const half = new Uint16Array(tensor.data.length);
+  for (let i = 0; i < half.length; i++) half[i] = float32ToFloat16Bits(tensor.data[i]!);
+  return new Uint8Array(half.buffer);
+}
+
+/** Serialise a GGUF v3 file to bytes. */
+export function encodeGguf(options: GgufWriteOptions): Uint8Array {
+  const alignment = options.alignment ?? GGUF_DEFAULT_ALIGNMENT;
+  const metadata = { ...options.metadata };
+  if (alignment !== GGUF_DEFAULT_ALIGNMENT) metadata["general.alignment"] = { type: "u32", value: alignment };
+  const sink = new ByteSink();
+  sink.scalar("u32", GGUF_MAGIC);
+  sink.scalar("u32", 3);
+  sink.scalar("u64", BigInt(options.tensors.length));
+  sink.scalar("u64", BigInt(Object.keys(metadata).length));
+  for (const [key, entry] of Object.entries(metadata)) {
+    sink.scalar("string", key);
+    sink.scalar("u32", ggufValueTypes[entry.type]);
+    if (entry.type === "array") {
+      sink.scalar("u32", ggufValueTypes[entry.itemType]);
+      sink.scalar("u64", BigInt(entry.value.length));
+      for (const item of entry.value) sink.scalar(entry.itemType, item);
+    } else {
+      sink.scalar(entry.type, entry.value);
+    }
+  }
+  const datas = options.tensors.map(tensorBytes);
+  let offset = 0;
+  options.tensors.forEach((tensor, i) => {
+    sink.scalar("string", tensor.name);
+    sink.scalar("u32", tensor.dims.length);
+    for (const dim of tensor.dims) sink.scalar("u64", BigInt(dim));
+    sink.scalar("u32", ggmlTypes[tensor.type ?? "F32"]);
+    sink.scalar("u64", BigInt(offset));
+    offset += datas[i]!.length;
+    offset += (alignment - (offset % alignment)) % alignment;
+  });
+  sink.pad(alignment);
+  for (const data of datas) {
+    sink.push(data);
+    sink.pad(alignment);
+  }
+  return sink.concat();
+}
+
+export async function writeGguf(path: string, options: GgufWriteOptions): Promise<void> {
+  await writeFile(path, encodeGguf(options));
+}

@@ -1,0 +1,105 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { getLlama } from "node-llama-cpp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { float16BitsToFloat32, float32ToFloat16Bits } from "./float16.js";
+import { GgufFile } from "./gguf-reader.js";
+import { gguf } from "./gguf-types.js";
+import { writeGguf } from "./gguf-writer.js";
+import { buildTinyModel, writeTinyModel } from "./tiny-model.js";
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "selfalign-gguf-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("GGUF write then read", () => {
+  it("is the identity on metadata and F32 tensors (property)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.dictionary(
+          fc.stringMatching(/^[a-z][a-z0-9_.]{0,15}$/),
+          fc.oneof(fc.string(), fc.integer({ min: 0, max: 2 ** 31 })),
+        ),
+        fc.array(fc.array(fc.float({ noNaN: true, noDefaultInfinity: true }), { minLength: 1, maxLength: 40 }), {
+          maxLength: 4,
+        }),
+        fc.constantFrom(32, 64),
+        async (meta, tensorValues, alignment) => {
+          const metadata = Object.fromEntries(
+            Object.entries(meta).map(([k, v]) => [k, typeof v === "string" ? gguf.string(v) : gguf.u32(v)]),
+          );
+          const tensors = tensorValues.map((values, i) => ({
+            name: `t${i}`,
+            dims: [values.length],
+            data: Float32Array.from(values),
+          }));
+          const path = join(dir, "prop.gguf");
+          await writeGguf(path, { metadata, tensors, alignment });
+          const file = await GgufFile.open(path);
+          try {
+            for (const [key, value] of Object.entries(metadata)) expect(file.metadata[key]).toEqual(value);
+            for (const tensor of tensors) expect(await file.readTensor(tensor.name)).toEqual(tensor.data);
+            expect(file.header.alignment).toBe(alignment);
+          } finally {
+            await file.close();
+          }
+        },
+      ),
+      { numRuns: 30 },
+    );
+  });
+
+  it("F16 round trip keeps values within half precision", async () => {
+    const path = join(dir, "f16.gguf");
+    const data = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i) * 3);
+    await writeGguf(path, { metadata: {}, tensors: [{ name: "w", dims: [8, 8], data, type: "F16" }] });
+    const file = await GgufFile.open(path);
+    const back = await file.readTensor("w");
+    await file.close();
+    for (let i = 0; i < data.length; i++) {
+      expect(back[i]).toBe(float16BitsToFloat32(float32ToFloat16Bits(data[i]!)));
+      expect(Math.abs(back[i]! - data[i]!)).toBeLessThan(3e-3);
+    }
+  });
+
+  it("float16 conversion handles subnormals, overflow and rounding", () => {
+    expect(float16BitsToFloat32(float32ToFloat16Bits(1))).toBe(1);
+    expect(float16BitsToFloat32(float32ToFloat16Bits(65504))).toBe(65504);
+    expect(float16BitsToFloat32(float32ToFloat16Bits(1e6))).toBe(Number.POSITIVE_INFINITY);
+    expect(float16BitsToFloat32(float32ToFloat16Bits(2 ** -24))).toBe(2 ** -24);
+    expect(float16BitsToFloat32(float32ToFloat16Bits(1 + 2 ** -11))).toBe(1); // ties to even
+  });
+});
+
+describe("tiny models", () => {
+  it("llama.cpp loads what our writer writes, with the tensors and metadata we wrote", async () => {
+    const path = join(dir, "tiny.gguf");
+    const built = buildTinyModel({ seed: 7 });
+    await writeTinyModel(path, { seed: 7 });
+    const file = await GgufFile.open(path);
+    expect(file.value("general.architecture")).toBe("llama");
+    expect(file.value("llama.attention.head_count_kv")).toBe(2);
+    expect(await file.readTensor("blk.1.ffn_down.weight")).toEqual(
+      built.tensors.find((t) => t.name === "blk.1.ffn_down.weight")!.data,
+    );
+    await file.close();
+
+    const llama = await getLlama({ gpu: false, build: "never" });
+    const model = await llama.loadModel({ modelPath: path });
+    try {
+      expect(model.fileInfo.metadata.general.architecture).toBe("llama");
+      const text = "Hello, world!\n\tbytes: é ✓";
+      expect(model.detokenize(model.tokenize(text))).toBe(text);
+      // SentencePiece adds a dummy leading space: "Hi" -> ▁ H i
+      expect(model.tokenize("Hi").length).toBe(3);
+    } finally {
+      await model.dispose();
+    }
+  });
+});

@@ -1,0 +1,20 @@
+/** Typed progress events. The library emits them and never prints; the CLI renders them. */
+export type ProgressEvent =
+  | { type: "stage-start"; stage: string; total?: number; done?: number }
+  | { type: "record-end"; stage: string; done: number; total?: number; kept?: boolean; reason?: string }
+  | { type: "stage-end"; stage: string; done: number; kept?: number; rejected?: number }
+  | {
+      type: "train-step";
+      step: number;
+      totalSteps: number;
+      loss: number;
+      learningRate: number;
+      tokensPerSecond?: number;
+    }
+  | { type: "download-progress"; file: string; downloadedBytes: number; totalBytes?: number }
+  | { type: "message"; level: "info" | "warn"; text: string };
+
+export type ProgressEventType = ProgressEvent["type"];
+
+/** Receives progress events; must not throw. */
+export type ProgressListener = (event: ProgressEvent) => void;
