@@ -1,5 +1,7 @@
 import type { Command } from "commander";
+import { registerConstitution } from "./constitution.js";
+import { registerInit } from "./init.js";
 import { registerModel } from "./model.js";
 
 /** Every CLI command registers itself here (one line per command file). */
-export const commands: Array<(program: Command) => void> = [registerModel];
+export const commands: Array<(program: Command) => void> = [registerInit, registerConstitution, registerModel];

@@ -1,0 +1,38 @@
+export { type CheckConstitutionOptions, checkConstitution } from "./check-constitution.js";
+export { canonicalJson, hashConstitution } from "./constitution-hash.js";
+export { type ConstitutionIssue, formatConstitutionIssue } from "./constitution-issue.js";
+export {
+  type Assistant,
+  assistantSchema,
+  type Constitution,
+  type ConstitutionContent,
+  type ConstitutionFileKey,
+  constitutionFiles,
+  type Exemplar,
+  type ExemplarTurn,
+  exemplarSchema,
+  exemplarTurnSchema,
+  type IdentityExchange,
+  identityExchangeSchema,
+  type Principle,
+  principleSchema,
+  type RedTeamType,
+  redTeamTypeSchema,
+  type SeedTask,
+  seedTaskSchema,
+} from "./constitution-schema.js";
+export { type ConstitutionStats, constitutionStats } from "./constitution-stats.js";
+export { defaultConstitutionDir } from "./default-constitution-dir.js";
+export {
+  loadConstitution,
+  locateInConstitution,
+  type ReadConstitutionResult,
+  readConstitution,
+} from "./load-constitution.js";
+export {
+  type ConstitutionPlaceholder,
+  type ConstitutionTextValues,
+  constitutionPlaceholders,
+  constitutionTextValues,
+  renderConstitutionText,
+} from "./render-constitution-text.js";

@@ -1,0 +1,202 @@
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument, stringify } from "yaml";
+import { ConfigError } from "../errors/index.js";
+import { formatConstitutionIssue } from "./constitution-issue.js";
+import { defaultConstitutionDir } from "./default-constitution-dir.js";
+import { loadConstitution, readConstitution } from "./load-constitution.js";
+
+const made: string[] = [];
+afterEach(async () => {
+  await Promise.all(made.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** A copy of the default constitution in a temp folder, with `edit` applied to the named file's text. */
+async function fixture(file?: string, edit?: (text: string) => string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "selfalign-constitution-"));
+  made.push(dir);
+  await cp(defaultConstitutionDir(), dir, { recursive: true });
+  if (file && edit) {
+    const text = await readFile(join(dir, file), "utf8");
+    const edited = edit(text);
+    expect(edited).not.toBe(text);
+    await writeFile(join(dir, file), edited);
+  }
+  return dir;
+}
+
+/** 1-based line of the first line of `text` that contains `needle`. */
+function lineOf(text: string, needle: string, from = 0): number {
+  const index = text.indexOf(needle, from);
+  expect(index).toBeGreaterThanOrEqual(0);
+  return text.slice(0, index).split("\n").length;
+}
+
+async function loadError(dir: string): Promise<ConfigError> {
+  const error = await loadConstitution(dir).then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(ConfigError);
+  return error as ConfigError;
+}
+
+describe("loadConstitution", () => {
+  it("loads the default constitution with its typed parts", async () => {
+    const constitution = await loadConstitution(defaultConstitutionDir());
+    expect(constitution.principles).toHaveLength(16);
+    expect(constitution.principles.map((p) => p.number)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    expect(constitution.exemplars).toHaveLength(5);
+    expect(constitution.redTeamTypes).toHaveLength(20);
+    expect(constitution.seedTasks.length).toBeGreaterThanOrEqual(150);
+    expect(constitution.assistant.name).not.toBe(constitution.assistant.generationName);
+    expect(constitution.hash).toMatch(/^[0-9a-f]{64}$/);
+    // isClassification defaults to false when not written.
+    expect(constitution.seedTasks.filter((task) => task.isClassification === false).length).toBeGreaterThan(100);
+  });
+
+  it("names file and line of a YAML syntax error", async () => {
+    const dir = await fixture("red-team.yaml", (text) => text.replace("seedTopic: Cubism", "seedTopic: [Cubism"));
+    const source = await readFile(join(dir, "red-team.yaml"), "utf8");
+    const error = await loadError(dir);
+    expect(error.message).toContain(`${join(dir, "red-team.yaml")}, line `);
+    expect(error.message).toContain("invalid YAML");
+    expect(error.path).toBe(join(dir, "red-team.yaml"));
+    const written = lineOf(source, "[Cubism");
+    expect(error.line).toBeGreaterThanOrEqual(written);
+    expect(error.line).toBeLessThanOrEqual(written + 1);
+  });
+
+  it("names file, line and field of a missing required field", async () => {
+    const dir = await fixture("principles.yaml", (text) =>
+      text.replace(/ {4}negatedText: >-\n {6}\{name\} should give answers that are inaccurate.*\n/, ""),
+    );
+    const source = await readFile(join(dir, "principles.yaml"), "utf8");
+    const error = await loadError(dir);
+    expect(error.message).toBe(
+      `${join(dir, "principles.yaml")}, line ${lineOf(source, "- id: informative")}, principles[1].negatedText: missing required field "negatedText"; add it`,
+    );
+    expect(error.field).toBe("principles[1].negatedText");
+  });
+
+  it("reports an unknown principle id in an exemplar with the known ids", async () => {
+    const dir = await fixture("exemplars.yaml", (text) =>
+      text.replace("cites: [informative, candor, clarification]", "cites: [informative, candour, clarification]"),
+    );
+    const source = await readFile(join(dir, "exemplars.yaml"), "utf8");
+    const error = await loadError(dir);
+    expect(error.message).toMatch(
+      new RegExp(
+        `^${escapeRegExp(join(dir, "exemplars.yaml"))}, line ${lineOf(source, "candour")}, exemplars\\[1\\]\\.turns\\[0\\]\\.cites\\[1\\]: unknown principle id "candour"; known ids: ethical, informative, .*operational$`,
+      ),
+    );
+  });
+
+  it("reports a duplicate id with both places", async () => {
+    const dir = await fixture("red-team.yaml", (text) => text.replace("id: art-knowledge", "id: historical-knowledge"));
+    const source = await readFile(join(dir, "red-team.yaml"), "utf8");
+    const first = lineOf(source, "id: historical-knowledge");
+    const second = lineOf(source, "id: historical-knowledge", source.indexOf("id: historical-knowledge") + 1);
+    const error = await loadError(dir);
+    expect(error.message).toBe(
+      `${join(dir, "red-team.yaml")}, line ${second}, types[6].id: duplicate id "historical-knowledge", already used by types[5] (line ${first}); give each entry its own id`,
+    );
+  });
+
+  it("reports a duplicate principle number", async () => {
+    const dir = await fixture("principles.yaml", (text) => text.replace("number: 9\n", "number: 8\n"));
+    const error = await loadError(dir);
+    expect(error.message).toContain("principles[8].number: duplicate number 8, already used by principles[7]");
+  });
+
+  it("names a missing file and says what it should hold", async () => {
+    const dir = await fixture();
+    await rm(join(dir, "seed-tasks.yaml"));
+    const error = await loadError(dir);
+    expect(error.message).toMatch(
+      new RegExp(
+        `^${escapeRegExp(join(dir, "seed-tasks.yaml"))}: missing file; a constitution folder needs seed-tasks.yaml holding \`tasks:\``,
+      ),
+    );
+    expect(error.message).toContain("selfalign init");
+  });
+
+  it("names an unknown field and lists the allowed ones", async () => {
+    const dir = await fixture("seed-tasks.yaml", (text) =>
+      text.replace("  - id: task-002\n", "  - id: task-002\n    inptu: x\n"),
+    );
+    const source = await readFile(join(dir, "seed-tasks.yaml"), "utf8");
+    const error = await loadError(dir);
+    expect(error.message).toBe(
+      `${join(dir, "seed-tasks.yaml")}, line ${lineOf(source, "inptu")}, tasks[1].inptu: unknown field "inptu"; allowed fields: id, instruction, input, output, isClassification (check its spelling)`,
+    );
+  });
+
+  it("rejects ids that are not kebab-case and values of the wrong type", async () => {
+    let dir = await fixture("principles.yaml", (text) => text.replace("id: static", "id: Static_Rule"));
+    expect((await loadError(dir)).message).toMatch(/principles\[8\]\.id: must be kebab-case.*\(got "Static_Rule"\)/);
+    dir = await fixture("principles.yaml", (text) => text.replace("number: 3\n", "number: three\n"));
+    expect((await loadError(dir)).message).toMatch(/principles\[2\]\.number: invalid input: expected number.*"three"/);
+  });
+
+  it("collects every problem across files and counts the rest in the thrown message", async () => {
+    const dir = await fixture("exemplars.yaml", (text) =>
+      text.replace("cites: [helpful, creative]", "cites: [helpfull]"),
+    );
+    await writeFile(join(dir, "assistant.yaml"), "name: Bactrian\n");
+    const { constitution, issues } = await readConstitution(dir);
+    expect(constitution).toBeUndefined();
+    const messages = issues.map(formatConstitutionIssue);
+    expect(messages.some((m) => m.includes('unknown principle id "helpfull"'))).toBe(true);
+    expect(messages.some((m) => m.includes("assistant.yaml, line 1, generationName: missing required field"))).toBe(
+      true,
+    );
+    expect((await loadError(dir)).message).toMatch(/\(and \d+ more problems; run "selfalign constitution check /);
+  });
+});
+
+describe("constitution hash", () => {
+  it("ignores formatting and comments but changes with content", async () => {
+    const original = await loadConstitution(defaultConstitutionDir());
+    const reformatted = await fixture();
+    for (const file of ["principles.yaml", "exemplars.yaml", "red-team.yaml", "seed-tasks.yaml", "assistant.yaml"]) {
+      const data = parseDocument(await readFile(join(reformatted, file), "utf8")).toJS();
+      // Different layout: flow style for short collections, no comments, different quoting.
+      const text = `# reformatted\n${stringify(data, { indent: 4, defaultStringType: "QUOTE_DOUBLE", lineWidth: 40 })}`;
+      await writeFile(join(reformatted, file), text);
+    }
+    expect((await loadConstitution(reformatted)).hash).toBe(original.hash);
+
+    const changed = await fixture("seed-tasks.yaml", (text) => text.replace("small bakery", "tiny bakery"));
+    expect((await loadConstitution(changed)).hash).not.toBe(original.hash);
+    const renamed = await fixture("assistant.yaml", (text) => text.replace("name: Bactrian", "name: Camelot"));
+    expect((await loadConstitution(renamed)).hash).not.toBe(original.hash);
+  });
+});
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+describe("readConstitution on an empty file", () => {
+  it("says which top-level key is missing", async () => {
+    const dir = await fixture();
+    await writeFile(join(dir, "red-team.yaml"), "# nothing yet\n");
+    const { issues } = await readConstitution(dir);
+    expect(issues.map(formatConstitutionIssue)).toEqual([
+      `${join(dir, "red-team.yaml")}, types: missing required field "types"; add it`,
+    ]);
+  });
+});
+
+describe("loadConstitution on a folder that is not there", () => {
+  it("says so once instead of listing five missing files", async () => {
+    const dir = join(await fixture(), "nope");
+    const error = await loadError(dir);
+    expect(error.message).toBe(
+      `${dir}: constitution folder does not exist; pass a folder holding principles.yaml, exemplars.yaml, red-team.yaml, seed-tasks.yaml, assistant.yaml (create one with "selfalign init <dir>")`,
+    );
+  });
+});
