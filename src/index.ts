@@ -4,3 +4,26 @@ export * from "./constitution/index.js";
 export * from "./errors/index.js";
 export * from "./gguf/index.js";
 export type { ProgressEvent, ProgressListener } from "./progress/progress-event.js";
+export {
+  type ItemResult,
+  inShard,
+  listStages,
+  type Manifest,
+  type OpenRunOptions,
+  openRun,
+  type ProcessItemsOptions,
+  type ProcessItemsResult,
+  parseShard,
+  type RejectedRecord,
+  Run,
+  type RunInfo,
+  type RunStatus,
+  readRunStatus,
+  readStageAcrossShards,
+  recordId,
+  type Shard,
+  StageStore,
+  type StageStatus,
+  type StoreRecord,
+} from "./run-store/index.js";
+export * from "./report/index.js";

@@ -1,0 +1,285 @@
+// The report's in-page script: draws the panels from the inlined data and runs the record browser. Plain browser
+// JavaScript (no modules, no network); Chart.js is inlined before it as the global `Chart`.
+(() => {
+  const data = JSON.parse(document.getElementById("report-data").textContent);
+  const $ = (selector) => document.querySelector(selector);
+  const el = (tag, attributes, ...children) => {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attributes || {})) {
+      if (key === "text") node.textContent = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  };
+  const palette = ["#2f6fdf", "#e0663a", "#2aa876", "#b84fd1", "#d4a72c", "#5b6b7c", "#e04f8a", "#3bb3c3", "#8a6d3b"];
+  // Rejections use warm and neutral colours so none is mistaken for the green of "kept".
+  const rejectPalette = ["#e0663a", "#b84fd1", "#d4a72c", "#e04f8a", "#5b6b7c", "#8a6d3b", "#c0392b", "#7f8c8d"];
+  const chart = (canvasId, config) => {
+    const canvas = document.getElementById(canvasId);
+    if (!canvas || typeof Chart === "undefined") return;
+    config.options = Object.assign({ animation: false, responsive: true, maintainAspectRatio: false }, config.options);
+    new Chart(canvas, config);
+  };
+
+  // Funnel: generated -> kept, with rejects per named filter, per stage.
+  const funnelBody = $("#funnel tbody");
+  const filters = [...new Set(data.stages.flatMap((s) => Object.keys(s.byFilter)))].sort();
+  for (const stage of data.stages) {
+    const top = Object.entries(stage.byFilter).sort((a, b) => b[1] - a[1]);
+    funnelBody.append(
+      el(
+        "tr",
+        { "data-stage": stage.stage },
+        el("td", { text: stage.stage }),
+        el("td", { class: "num", "data-field": "generated", text: String(stage.kept + stage.rejected) }),
+        el("td", { class: "num", "data-field": "kept", text: String(stage.kept) }),
+        el("td", { class: "num", "data-field": "rejected", text: String(stage.rejected) }),
+        el("td", { text: top.map(([f, n]) => `${f} ${n}`).join(", ") || "none" }),
+        el("td", { class: "num", text: `${stage.usage.promptTokens} / ${stage.usage.completionTokens}` }),
+      ),
+    );
+  }
+  chart("funnel-chart", {
+    type: "bar",
+    data: {
+      labels: data.stages.map((s) => s.stage),
+      datasets: [{ label: "kept", data: data.stages.map((s) => s.kept), backgroundColor: "#2aa876" }].concat(
+        filters.map((f, i) => ({
+          label: `rejected: ${f}`,
+          data: data.stages.map((s) => s.byFilter[f] || 0),
+          backgroundColor: rejectPalette[i % rejectPalette.length],
+        })),
+      ),
+    },
+    options: { indexAxis: "y", scales: { x: { stacked: true }, y: { stacked: true } } },
+  });
+
+  // Principle usage, overall and per red-team type.
+  const principles = Object.entries(data.principleUsage.overall).sort((a, b) => b[1] - a[1]);
+  const usageBody = $("#principles tbody");
+  for (const [id, count] of principles) {
+    usageBody.append(
+      el("tr", { "data-principle": id }, el("td", { text: id }), el("td", { class: "num", text: String(count) })),
+    );
+  }
+  chart("principles-chart", {
+    type: "bar",
+    data: {
+      labels: principles.map((p) => p[0]),
+      datasets: [{ label: "citations", data: principles.map((p) => p[1]), backgroundColor: "#2f6fdf" }],
+    },
+  });
+  const byType = data.principleUsage.byType;
+  const types = Object.keys(byType).sort();
+  if (types.length) {
+    const ids = principles.map((p) => p[0]);
+    const max = Math.max(1, ...types.flatMap((t) => Object.values(byType[t])));
+    const table = el("table", { class: "heat", "data-testid": "principles-by-type" });
+    table.append(el("tr", {}, el("th", { text: "question type" }), ...ids.map((id) => el("th", { text: id }))));
+    for (const type of types) {
+      table.append(
+        el(
+          "tr",
+          {},
+          el("td", { text: type }),
+          ...ids.map((id) => {
+            const n = byType[type][id] || 0;
+            return el("td", {
+              class: "num",
+              style: `background: rgba(47,111,223,${(n / max).toFixed(2)})`,
+              text: n ? String(n) : "",
+            });
+          }),
+        ),
+      );
+    }
+    $("#principles-by-type").append(table);
+  }
+
+  // Red-team coverage: question types x topics.
+  const coverageBody = $("#red-team tbody");
+  for (const row of data.redTeam) {
+    const questions = row.topics.reduce((sum, t) => sum + t.questions, 0);
+    coverageBody.append(
+      el(
+        "tr",
+        { "data-type": row.questionType },
+        el("td", { text: row.questionType }),
+        el("td", { class: "num", "data-field": "topics", text: String(row.topics.length) }),
+        el("td", { class: "num", "data-field": "questions", text: String(questions) }),
+        el("td", { class: "chips", text: row.topics.map((t) => `${t.topic} (${t.questions})`).join(" · ") }),
+      ),
+    );
+  }
+
+  // Instruction diversity: root verbs and their direct objects.
+  const verbBody = $("#diversity tbody");
+  for (const verb of data.diversity.verbs) {
+    verbBody.append(
+      el(
+        "tr",
+        { "data-verb": verb.verb },
+        el("td", { text: verb.verb }),
+        el("td", { class: "num", text: String(verb.count) }),
+        el("td", { text: verb.nouns.map((n) => `${n.noun} (${n.count})`).join(", ") }),
+      ),
+    );
+  }
+  chart("diversity-chart", {
+    type: "bar",
+    data: {
+      labels: data.diversity.verbs.map((v) => v.verb),
+      datasets: [{ label: "instructions", data: data.diversity.verbs.map((v) => v.count), backgroundColor: "#e0663a" }],
+    },
+  });
+
+  // Length distributions (words).
+  const binLabels = (h) => h.edges.map((e, i) => (i + 1 < h.edges.length ? `${e}-${h.edges[i + 1] - 1}` : `${e}+`));
+  chart("lengths-chart", {
+    type: "bar",
+    data: {
+      labels: binLabels(data.lengths.prompts),
+      datasets: [
+        { label: "prompts", data: data.lengths.prompts.counts, backgroundColor: palette[0] },
+        { label: "thoughts", data: data.lengths.thoughts.counts, backgroundColor: palette[1] },
+        { label: "answers", data: data.lengths.answers.counts, backgroundColor: palette[2] },
+      ],
+    },
+    options: { scales: { x: { title: { display: true, text: "words" } } } },
+  });
+
+  // Training loss curves and evaluation scores, when present.
+  if (data.lossCurves.length) {
+    chart("loss-chart", {
+      type: "line",
+      data: {
+        datasets: data.lossCurves.map((curve, i) => ({
+          label: curve.name,
+          data: curve.points.map((p) => ({ x: p.step, y: p.loss })),
+          borderColor: palette[i % palette.length],
+          pointRadius: 0,
+        })),
+      },
+      options: { parsing: false, scales: { x: { type: "linear", title: { display: true, text: "step" } } } },
+    });
+  } else $("#training").classList.add("empty");
+  const evalBody = $("#evaluation tbody");
+  for (const evaluation of data.evaluations) {
+    for (const [metric, value] of Object.entries(evaluation.metrics)) {
+      evalBody.append(
+        el(
+          "tr",
+          {},
+          el("td", { text: evaluation.name }),
+          el("td", { text: metric }),
+          el("td", { class: "num", text: value.toFixed(4) }),
+        ),
+      );
+    }
+  }
+  if (!data.evaluations.length) $("#evaluation").classList.add("empty");
+
+  // Record browser.
+  const state = { records: [], shown: 200 };
+  const controls = {
+    search: $("#search"),
+    stage: $("#filter-stage"),
+    status: $("#filter-status"),
+    reason: $("#filter-reason"),
+    principle: $("#filter-principle"),
+    type: $("#filter-type"),
+  };
+  const fill = (select, values) => {
+    for (const value of values) select.append(el("option", { value, text: value }));
+  };
+  const matches = (r) => {
+    const q = controls.search.value.trim().toLowerCase();
+    if (controls.stage.value && r.stage !== controls.stage.value) return false;
+    if (controls.status.value === "kept" && !r.kept) return false;
+    if (controls.status.value === "rejected" && r.kept) return false;
+    if (controls.reason.value && r.filter !== controls.reason.value) return false;
+    if (controls.principle.value && !r.principles.includes(controls.principle.value)) return false;
+    if (controls.type.value && r.questionType !== controls.type.value) return false;
+    if (q && !`${r.instruction}\n${r.input}\n${r.thoughts}\n${r.output}\n${r.id}`.toLowerCase().includes(q))
+      return false;
+    return true;
+  };
+  const showDetail = (r) => {
+    const detail = $("#detail");
+    detail.replaceChildren(
+      el("div", {
+        class: "meta",
+        text: `${r.stage} · ${r.kept ? "kept" : `rejected by ${r.filter}: ${r.reason}`} · ${r.id}`,
+      }),
+      el(
+        "div",
+        { class: "columns" },
+        el(
+          "section",
+          { "data-testid": "detail-prompt" },
+          el("h4", { text: "prompt" }),
+          el("pre", { text: r.input ? `${r.instruction}\n\n${r.input}` : r.instruction }),
+        ),
+        el(
+          "section",
+          { "data-testid": "detail-thoughts" },
+          el("h4", { text: "internal thoughts" }),
+          el("pre", { text: r.thoughts || "—" }),
+          el("p", { text: r.principles.length ? `cites: ${r.principles.join(", ")}` : "" }),
+        ),
+        el(
+          "section",
+          { "data-testid": "detail-answer" },
+          el("h4", { text: "answer" }),
+          el("pre", { text: r.output || "—" }),
+        ),
+      ),
+    );
+    detail.hidden = false;
+  };
+  const render = () => {
+    const found = state.records.filter(matches);
+    $("#result-count").textContent = `${found.length} of ${state.records.length} records`;
+    const list = $("#results");
+    list.replaceChildren(
+      ...found.slice(0, state.shown).map((r) => {
+        const item = el(
+          "li",
+          { "data-id": r.id, class: r.kept ? "kept" : "rejected" },
+          el("span", { class: "badge", text: r.kept ? r.stage : `${r.stage} ✗ ${r.filter}` }),
+          el("span", { class: "title", text: (r.instruction || r.output || "(empty)").slice(0, 160) }),
+        );
+        item.addEventListener("click", () => showDetail(r));
+        return item;
+      }),
+    );
+    $("#show-more").hidden = found.length <= state.shown;
+  };
+  $("#show-more").addEventListener("click", () => {
+    state.shown += 200;
+    render();
+  });
+  for (const control of Object.values(controls)) {
+    control.addEventListener("input", () => {
+      state.shown = 200;
+      render();
+    });
+  }
+
+  const loadRecords = async () => {
+    const encoded = document.getElementById("report-records").textContent.trim();
+    const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return JSON.parse(await new Response(stream).text());
+  };
+  loadRecords().then((records) => {
+    state.records = records;
+    fill(controls.stage, [...new Set(records.map((r) => r.stage))]);
+    fill(controls.reason, [...new Set(records.filter((r) => !r.kept).map((r) => r.filter))].sort());
+    fill(controls.principle, [...new Set(records.flatMap((r) => r.principles))].sort());
+    fill(controls.type, [...new Set(records.map((r) => r.questionType).filter(Boolean))].sort());
+    render();
+    document.body.dataset.ready = "true";
+  });
+})();

@@ -1,0 +1,246 @@
+/** Everything the report shows, gathered from a run directory: counts come from the run store, never re-guessed. */
+import { readdir, readFile, stat } from "node:fs/promises";
+import { basename, join, relative } from "node:path";
+import { ConfigError } from "../errors/index.js";
+import { readRunStatus, readStageAcrossShards, type StoreRecord } from "../run-store/index.js";
+import { countVerbNouns, type VerbNounCounts } from "./instruction-diversity.js";
+
+/** One record as the browser shows it (kept or rejected). */
+export interface ReportRecord {
+  id: string;
+  stage: string;
+  kept: boolean;
+  filter?: string;
+  reason?: string;
+  instruction: string;
+  input: string;
+  thoughts: string;
+  output: string;
+  principles: string[];
+  questionType?: string;
+  topic?: string;
+}
+
+export interface Histogram {
+  /** Lower bound (inclusive) of each bin, in words. */
+  edges: number[];
+  counts: number[];
+}
+
+export interface ReportData {
+  run: { name: string; createdAt?: string; constitutionHash?: string; backends?: unknown };
+  generatedAt: string;
+  stages: Array<{
+    stage: string;
+    kept: number;
+    rejected: number;
+    byFilter: Record<string, number>;
+    usage: { promptTokens: number; completionTokens: number };
+  }>;
+  /** How often each principle is cited in internal thoughts, overall and per red-team question type. */
+  principleUsage: { overall: Record<string, number>; byType: Record<string, Record<string, number>> };
+  /** Red-team coverage: for each question type, its topics and how many questions each topic produced. */
+  redTeam: Array<{ questionType: string; topics: Array<{ topic: string; questions: number }> }>;
+  diversity: VerbNounCounts;
+  lengths: { prompts: Histogram; thoughts: Histogram; answers: Histogram };
+  lossCurves: Array<{ name: string; points: Array<{ step: number; loss: number }> }>;
+  evaluations: Array<{ name: string; task: string; metrics: Record<string, number> }>;
+  records: ReportRecord[];
+}
+
+const text = (value: unknown): string => (typeof value === "string" ? value : "");
+
+function toReportRecord(stage: string, record: StoreRecord, kept: boolean): ReportRecord {
+  const cited = record.citedPrinciples;
+  return {
+    id: record.id,
+    stage,
+    kept,
+    ...(kept ? {} : { filter: text(record.filter), reason: text(record.reason) }),
+    instruction: text(record.instruction) || text(record.prompt) || text(record.question),
+    input: text(record.input),
+    thoughts: text(record.thoughts),
+    output: text(record.output) || text(record.completion) || text(record.answer),
+    principles: Array.isArray(cited) ? cited.filter((p): p is string => typeof p === "string") : [],
+    ...(typeof record.questionType === "string" ? { questionType: record.questionType } : {}),
+    ...(typeof record.topic === "string" ? { topic: record.topic } : {}),
+  };
+}
+
+const wordCount = (value: string) => (value.match(/\S+/g) ?? []).length;
+
+/** Histogram of word counts with bins that double in width past 16 words (1, 2, 4, ... 1024+). */
+export function wordHistogram(values: string[]): Histogram {
+  const edges = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+  const counts = edges.map(() => 0);
+  for (const value of values) {
+    if (!value) continue;
+    const words = wordCount(value);
+    let bin = edges.length - 1;
+    while (bin > 0 && words < edges[bin]!) bin--;
+    counts[bin]!++;
+  }
+  return { edges, counts };
+}
+
+async function findFiles(dir: string, name: (file: string) => boolean, depth = 4): Promise<string[]> {
+  if (depth < 0) return [];
+  const found: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory() && entry.name !== "node_modules") found.push(...(await findFiles(path, name, depth - 1)));
+    else if (entry.isFile() && name(entry.name)) found.push(path);
+  }
+  return found.sort();
+}
+
+async function readLossCurve(path: string): Promise<Array<{ step: number; loss: number }>> {
+  const points: Array<{ step: number; loss: number }> = [];
+  for (const line of (await readFile(path, "utf8")).split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const row = JSON.parse(line) as { step?: unknown; loss?: unknown };
+      if (typeof row.step === "number" && typeof row.loss === "number") points.push({ step: row.step, loss: row.loss });
+    } catch {
+      // a torn last line of a training log in progress
+    }
+  }
+  return points;
+}
+
+function numericMetrics(value: unknown, prefix = "", out: Record<string, number> = {}): Record<string, number> {
+  if (!value || typeof value !== "object") return out;
+  for (const [key, inner] of Object.entries(value)) {
+    if (typeof inner === "number" && Number.isFinite(inner)) out[prefix + key] = inner;
+    else if (inner && typeof inner === "object" && !Array.isArray(inner))
+      numericMetrics(inner, `${prefix}${key}.`, out);
+  }
+  return out;
+}
+
+async function readEvaluation(runDir: string, path: string): Promise<ReportData["evaluations"][number] | undefined> {
+  try {
+    const parsed = JSON.parse(await readFile(path, "utf8")) as {
+      task?: unknown;
+      aggregate?: unknown;
+      metrics?: unknown;
+    };
+    const metrics = numericMetrics(parsed.aggregate ?? parsed.metrics);
+    if (Object.keys(metrics).length === 0) return undefined;
+    return { name: relative(runDir, path), task: text(parsed.task) || basename(path, ".json"), metrics };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Gather a run's counts, records, training curves and evaluation scores for the report. */
+export async function collectReportData(runDir: string): Promise<ReportData> {
+  if (!(await stat(runDir).catch(() => undefined))?.isDirectory()) {
+    throw new ConfigError(`run directory not found. Pass the folder a 'selfalign run' or 'selfalign stage' wrote`, {
+      path: runDir,
+    });
+  }
+  const status = await readRunStatus(runDir);
+  const records: ReportRecord[] = [];
+  const parentOf = new Map<string, string>();
+  const stages: ReportData["stages"] = [];
+  for (const stageStatus of status.stages) {
+    const { stage, manifest } = stageStatus;
+    stages.push({
+      stage,
+      kept: manifest.counts.kept,
+      rejected: manifest.counts.rejected,
+      byFilter: manifest.counts.byFilter,
+      usage: { promptTokens: manifest.usage.promptTokens, completionTokens: manifest.usage.completionTokens },
+    });
+    const read = await readStageAcrossShards(runDir, stage);
+    for (const record of read.records) records.push(toReportRecord(stage, record, true));
+    for (const record of read.rejected) records.push(toReportRecord(stage, record, false));
+    for (const r of [...read.records, ...read.rejected])
+      if (typeof r.parentId === "string") parentOf.set(r.id, r.parentId);
+  }
+
+  // Records of later stages inherit the red-team type and topic of the prompt they answer.
+  const byId = new Map<string, ReportRecord>(records.map((r) => [r.id, r]));
+  for (const record of records) {
+    let parent = parentOf.get(record.id);
+    for (let hops = 0; parent && hops < 8 && record.questionType === undefined; hops++) {
+      const source = byId.get(parent);
+      if (source?.questionType !== undefined) {
+        record.questionType = source.questionType;
+        if (source.topic !== undefined) record.topic = source.topic;
+      }
+      parent = parentOf.get(parent);
+    }
+  }
+
+  const overall: Record<string, number> = {};
+  const byType: Record<string, Record<string, number>> = {};
+  for (const record of records) {
+    if (!record.kept) continue;
+    for (const principle of record.principles) {
+      overall[principle] = (overall[principle] ?? 0) + 1;
+      if (record.questionType !== undefined) {
+        const row = byType[record.questionType] ?? {};
+        row[principle] = (row[principle] ?? 0) + 1;
+        byType[record.questionType] = row;
+      }
+    }
+  }
+
+  const topics = new Map<string, Map<string, number>>();
+  for (const record of records) {
+    // Coverage comes from the red-team stages themselves (topics and questions), not from later stages' answers.
+    if (!record.stage.startsWith("red-team") || record.questionType === undefined || record.topic === undefined)
+      continue;
+    const row = topics.get(record.questionType) ?? new Map<string, number>();
+    const isQuestion = record.kept && record.instruction !== "" && record.instruction !== record.topic;
+    row.set(record.topic, (row.get(record.topic) ?? 0) + (isQuestion ? 1 : 0));
+    topics.set(record.questionType, row);
+  }
+  const redTeam = [...topics.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([questionType, row]) => ({
+      questionType,
+      topics: [...row.entries()]
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([topic, questions]) => ({ topic, questions })),
+    }));
+
+  const promptStages = new Set(["self-instruct", "red-team"]);
+  const keptPrompts = records.filter((r) => r.kept && promptStages.has(r.stage) && r.instruction);
+  const answered = records.filter((r) => r.kept && (r.output || r.thoughts));
+
+  const lossCurves = [];
+  for (const path of await findFiles(runDir, (f) => f === "loss.jsonl")) {
+    const points = await readLossCurve(path);
+    if (points.length) lossCurves.push({ name: relative(runDir, path), points });
+  }
+  const evaluations = [];
+  for (const path of await findFiles(runDir, (f) => f.endsWith(".json") && f.startsWith("eval"))) {
+    const evaluation = await readEvaluation(runDir, path);
+    if (evaluation) evaluations.push(evaluation);
+  }
+
+  return {
+    run: {
+      name: basename(runDir),
+      ...(status.info?.createdAt ? { createdAt: String(status.info.createdAt) } : {}),
+      ...(status.info?.constitutionHash ? { constitutionHash: String(status.info.constitutionHash) } : {}),
+      ...(status.info?.backends ? { backends: status.info.backends } : {}),
+    },
+    generatedAt: new Date().toISOString(),
+    stages,
+    principleUsage: { overall, byType },
+    redTeam,
+    diversity: countVerbNouns(keptPrompts.map((r) => r.instruction)),
+    lengths: {
+      prompts: wordHistogram(keptPrompts.map((r) => (r.input ? `${r.instruction} ${r.input}` : r.instruction))),
+      thoughts: wordHistogram(answered.map((r) => r.thoughts)),
+      answers: wordHistogram(answered.map((r) => r.output)),
+    },
+    lossCurves,
+    evaluations,
+    records,
+  };
+}

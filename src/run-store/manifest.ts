@@ -1,0 +1,120 @@
+/** A stage's manifest.json: counts (recomputed from the record files on open), token usage, timings, extras. */
+import { rename, writeFile } from "node:fs/promises";
+import { z } from "zod";
+import type { TokenUsage } from "../backends/language-model.js";
+import { ConfigError } from "../errors/index.js";
+import { readJsonFile } from "./json-file.js";
+
+export const manifestSchema = z.object({
+  stage: z.string(),
+  shard: z.object({ index: z.number().int().min(0), count: z.number().int().min(1) }).optional(),
+  counts: z.object({
+    kept: z.number().int().min(0),
+    rejected: z.number().int().min(0),
+    byFilter: z.record(z.string(), z.number().int().min(0)),
+  }),
+  usage: z.object({
+    promptTokens: z.number().min(0),
+    completionTokens: z.number().min(0),
+    evaluatedPromptTokens: z.number().min(0),
+  }),
+  timings: z.object({ startedAt: z.string(), updatedAt: z.string(), seconds: z.number().min(0) }),
+  /** Stage-specific figures, e.g. `principleUsage`. */
+  extra: z.record(z.string(), z.unknown()),
+});
+export type Manifest = z.infer<typeof manifestSchema>;
+
+export function emptyManifest(stage: string, now = new Date()): Manifest {
+  return {
+    stage,
+    counts: { kept: 0, rejected: 0, byFilter: {} },
+    usage: { promptTokens: 0, completionTokens: 0, evaluatedPromptTokens: 0 },
+    timings: { startedAt: now.toISOString(), updatedAt: now.toISOString(), seconds: 0 },
+    extra: {},
+  };
+}
+
+/** Read a manifest; undefined when the file does not exist. */
+export async function readManifest(path: string): Promise<Manifest | undefined> {
+  const value = await readJsonFile(path);
+  if (value === undefined) return undefined;
+  const parsed = manifestSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(
+      `not a valid stage manifest: ${issue?.message}. Delete it and run the stage again to rebuild it from the records.`,
+      { path, field: issue?.path.join(".") },
+    );
+  }
+  return parsed.data;
+}
+
+let temporaryCounter = 0;
+
+/** Write JSON atomically: to a temporary file, then rename over the target. */
+export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  const temporary = `${path}.${process.pid}-${++temporaryCounter}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(value, null, 2)}\n`);
+  await rename(temporary, path);
+}
+
+export function addUsage(total: Manifest["usage"], usage: TokenUsage): void {
+  total.promptTokens += usage.promptTokens;
+  total.completionTokens += usage.completionTokens;
+  total.evaluatedPromptTokens += usage.evaluatedPromptTokens ?? usage.promptTokens;
+}
+
+/** Sum the manifests of several shards (counts, usage, seconds); extras are kept per shard under `extra.shards`. */
+export function sumManifests(stage: string, manifests: Manifest[]): Manifest {
+  const total = emptyManifest(stage);
+  if (manifests.length === 0) return total;
+  total.timings.startedAt = manifests.map((m) => m.timings.startedAt).sort()[0]!;
+  total.timings.updatedAt = manifests
+    .map((m) => m.timings.updatedAt)
+    .sort()
+    .at(-1)!;
+  for (const manifest of manifests) {
+    total.counts.kept += manifest.counts.kept;
+    total.counts.rejected += manifest.counts.rejected;
+    for (const [filter, count] of Object.entries(manifest.counts.byFilter)) {
+      total.counts.byFilter[filter] = (total.counts.byFilter[filter] ?? 0) + count;
+    }
+    total.usage.promptTokens += manifest.usage.promptTokens;
+    total.usage.completionTokens += manifest.usage.completionTokens;
+    total.usage.evaluatedPromptTokens += manifest.usage.evaluatedPromptTokens;
+    total.timings.seconds += manifest.timings.seconds;
+  }
+  return total;
+}
+
+/** Counts of a stage's files, fed one record at a time: an id stored twice counts once (the first time). */
+export class RecordTally {
+  readonly counts: Manifest["counts"] = { kept: 0, rejected: 0, byFilter: {} };
+
+  constructor(readonly ids = new Set<string>()) {}
+
+  addKept(record: { id: string }): void {
+    if (this.ids.has(record.id)) return;
+    this.ids.add(record.id);
+    this.counts.kept++;
+  }
+
+  addRejected(record: { id: string; filter?: unknown }): void {
+    if (this.ids.has(record.id)) return;
+    this.ids.add(record.id);
+    this.counts.rejected++;
+    const filter = typeof record.filter === "string" ? record.filter : "unknown";
+    this.counts.byFilter[filter] = (this.counts.byFilter[filter] ?? 0) + 1;
+  }
+}
+
+/** Counts of a stage's files: kept records, rejected records by filter. An id stored twice counts once. */
+export function tallyRecords(
+  records: Iterable<{ id: string }>,
+  rejected: Iterable<{ id: string; filter?: unknown }>,
+): Manifest["counts"] {
+  const tally = new RecordTally();
+  for (const record of records) tally.addKept(record);
+  for (const record of rejected) tally.addRejected(record);
+  return tally.counts;
+}
