@@ -27,3 +27,25 @@ export {
   type StoreRecord,
 } from "./run-store/index.js";
 export * from "./report/index.js";
+export {
+  createOpenAICompatibleBackend,
+  type OpenAICompatibleBackend,
+  type OpenAICompatibleBackendOptions,
+  parseRetryAfter,
+  type RetryEvent,
+} from "./backends/openai-compatible/index.js";
+export {
+  type BackendConfig,
+  type BackendType,
+  backendConfigSchema,
+  backendTypes,
+  type CreateBackendOptions,
+  createBackend,
+  type LlamaCppBackendConfig,
+  type OpenAIBackendConfig,
+  parseBackendSpec,
+  validateBackendConfig,
+} from "./backends/registry.js";
+export { type StartServerOptions, type StartServerResult, startServer } from "./serve/server.js";
+export { createLlamaCppBackend, LlamaCppBackend, type LlamaCppBackendOptions } from "./backends/llama-cpp/index.js";
+export * from "./eval/index.js";

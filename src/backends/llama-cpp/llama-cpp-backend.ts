@@ -1,0 +1,402 @@
+import { setMaxListeners } from "node:events";
+import { access } from "node:fs/promises";
+import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
+import type { Llama, LlamaContext, LlamaContextOptions, LlamaGrammar, LlamaModel, Token } from "node-llama-cpp";
+import { AbortedError, BackendError, ConfigError, throwIfAborted } from "../../errors/index.js";
+import type { ProgressListener } from "../../progress/progress-event.js";
+import type {
+  Capabilities,
+  ChatMessage,
+  ChatResult,
+  CompleteOptions,
+  Completion,
+  CompletionRequest,
+  CompletionResult,
+  LanguageModel,
+  SamplingOptions,
+  ScoreResult,
+  TokenizeOptions,
+} from "../language-model.js";
+import { chatWrapperFor, renderChat } from "./chat-prompt.js";
+import { type GenerateOptions, type GenerateResult, generateOnSequence } from "./generate.js";
+import { getSharedLlama, subscribeLlamaLogs } from "./llama-instance.js";
+import { resolveModelSource } from "./model-source.js";
+import { usePhaseThreads } from "./phase-threads.js";
+import { scoreOnSequence, tokenizeWithBos } from "./scorer.js";
+import { SequencePool } from "./sequence-pool.js";
+
+export interface LlamaCppBackendOptions {
+  /** Path to a .gguf file, or an `hf:` URI (`hf:owner/repo/file.gguf`, `hf:owner/repo:quant`) downloaded to `cacheDir`. */
+  model: string;
+  /** Tokens per sequence. Default: min(the model's trained context, 4096). */
+  contextSize?: number;
+  /** Sequences decoded in parallel by `complete`. Default 4. */
+  sequences?: number;
+  /** Threads for decoding (small batches). Default 1: on small VMs each multi-threaded decode pays a fixed sync cost. */
+  threads?: number;
+  /** Threads for long prompt evaluation (batches of 64+ tokens). Default: the number of CPU cores. */
+  batchThreads?: number;
+  /** LoRA adapters (GGUF) applied to generation and scoring; `scale` defaults to 1. */
+  lora?: Array<{ path: string; scale?: number }>;
+  /** Offload to a GPU: true / "auto" use one when node-llama-cpp finds a GPU build. Default false (CPU). */
+  gpu?: boolean | "auto";
+  /** Where `hf:` models are downloaded. Default ~/.cache/selfalign/models. */
+  cacheDir?: string;
+  /** Default sampling seed when a request gives none. Default: random per call. */
+  seed?: number;
+  /** Reuse the KV cache of the prompt prefix a sequence already holds. Default true; false evaluates every prompt
+   * from scratch (a baseline for benchmarks). */
+  reusePrefix?: boolean;
+  /**
+   * Copy a long shared prompt prefix's KV cache between sequences instead of evaluating it on each (uses a
+   * node-llama-cpp internal; falls back to evaluating). Default true.
+   */
+  sharePrefix?: boolean;
+  /** Receives download-progress events and llama.cpp warnings. */
+  onProgress?: ProgressListener;
+  /** Give up an `hf:` download that makes no progress for this long (ms). Default 20000. */
+  downloadStallTimeoutMs?: number;
+  /** Cancels model download and loading. */
+  signal?: AbortSignal;
+}
+
+interface BackendParts {
+  id: string;
+  llama: Llama;
+  model: LlamaModel;
+  context: LlamaContext;
+  contextSize: number;
+  threads: number;
+  batchThreads: number;
+  lora?: LlamaContextOptions["lora"];
+  seed?: number;
+  sharePrefix: boolean;
+  reusePrefix: boolean;
+  unsubscribeLogs: () => void;
+}
+
+/** Load a model (local GGUF or `hf:` URI) into an embedded llama.cpp engine. */
+export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Promise<LlamaCppBackend> {
+  const sequences = options.sequences ?? 4;
+  if (!Number.isInteger(sequences) || sequences < 1)
+    throw new ConfigError(`sequences must be a positive integer, got ${sequences}`, { field: "sequences" });
+  const threads = options.threads ?? 1;
+  const batchThreads = options.batchThreads ?? availableParallelism();
+  for (const [field, value] of [
+    ["threads", threads],
+    ["batchThreads", batchThreads],
+  ] as const)
+    if (!Number.isInteger(value) || value < 1)
+      throw new ConfigError(`${field} must be a positive integer, got ${value}`, { field });
+  const adapters = [];
+  for (const adapter of options.lora ?? []) {
+    const filePath = resolve(adapter.path);
+    try {
+      await access(filePath);
+    } catch {
+      throw new ConfigError(`LoRA adapter not found: expected a GGUF adapter file at ${filePath}.`, {
+        path: filePath,
+        field: "lora",
+      });
+    }
+    adapters.push({ filePath, scale: adapter.scale ?? 1 });
+  }
+  const modelPath = await resolveModelSource(options.model, {
+    cacheDir: options.cacheDir,
+    onProgress: options.onProgress,
+    signal: options.signal,
+    stallTimeoutMs: options.downloadStallTimeoutMs,
+  });
+  throwIfAborted(options.signal);
+  const unsubscribeLogs = subscribeLlamaLogs(options.onProgress);
+  const gpu = options.gpu ?? false;
+  let model: LlamaModel | undefined;
+  try {
+    const llama = await getSharedLlama(gpu);
+    try {
+      model = await llama.loadModel({ modelPath, gpuLayers: gpu === false ? 0 : "auto", loadSignal: options.signal });
+    } catch (error) {
+      throwIfAborted(options.signal);
+      throw new BackendError(
+        `could not load model ${modelPath}: ${error instanceof Error ? error.message : String(error)}. Expected a GGUF model file that llama.cpp supports.`,
+        { path: modelPath, cause: error },
+      );
+    }
+    const contextSize = options.contextSize ?? Math.min(model.trainContextSize, 4096);
+    const lora = adapters.length > 0 ? { adapters } : undefined;
+    let context: LlamaContext;
+    try {
+      context = await model.createContext({
+        contextSize,
+        sequences,
+        threads: Math.max(threads, batchThreads),
+        lora,
+        createSignal: options.signal,
+      });
+    } catch (error) {
+      throwIfAborted(options.signal);
+      throw new BackendError(
+        `could not create a llama.cpp context (${sequences} sequences x ${contextSize} tokens${lora ? `, ${adapters.length} LoRA adapter(s)` : ""}): ${error instanceof Error ? error.message : String(error)}. Lower contextSize or sequences, or check that each adapter was made for this model.`,
+        { cause: error },
+      );
+    }
+    usePhaseThreads(context, threads, batchThreads);
+    const loraId = adapters.map((a) => `+lora:${a.filePath}@${a.scale}`).join("");
+    return new LlamaCppBackend({
+      id: `llama-cpp:${options.model}${loraId}`,
+      llama,
+      model,
+      context,
+      contextSize,
+      threads,
+      batchThreads,
+      lora,
+      seed: options.seed,
+      sharePrefix: (options.sharePrefix ?? true) && (options.reusePrefix ?? true),
+      reusePrefix: options.reusePrefix ?? true,
+      unsubscribeLogs,
+    });
+  } catch (error) {
+    unsubscribeLogs();
+    await model?.dispose();
+    throw error;
+  }
+}
+
+/** The embedded backend: node-llama-cpp in-process, with parallel sequences and KV-cache prefix reuse. */
+export class LlamaCppBackend implements LanguageModel {
+  readonly id: string;
+  readonly model: LlamaModel;
+  private readonly parts: BackendParts;
+  private readonly pool: SequencePool;
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private scoring?: Promise<{ context: LlamaContext; sequence: ReturnType<LlamaContext["getSequence"]> }>;
+  private scoreQueue: Promise<unknown> = Promise.resolve();
+  private chatWrapper?: ReturnType<typeof chatWrapperFor>;
+  private closed = false;
+
+  /** Use `createLlamaCppBackend`. */
+  constructor(parts: BackendParts) {
+    this.parts = parts;
+    this.id = parts.id;
+    this.model = parts.model;
+    const sequences = Array.from({ length: parts.context.totalSequences }, () => parts.context.getSequence());
+    this.pool = new SequencePool(sequences, parts.sharePrefix);
+  }
+
+  capabilities(): Capabilities {
+    return {
+      score: true,
+      grammar: true,
+      chat: true,
+      complete: true,
+      ngramPenalty: true,
+      maxContext: this.parts.contextSize,
+      parallel: this.pool.size,
+    };
+  }
+
+  async tokenize(text: string, options: TokenizeOptions = {}): Promise<number[]> {
+    this.ensureOpen();
+    return options.addBos ? tokenizeWithBos(this.model, text) : this.model.tokenize(text, false);
+  }
+
+  async detokenize(tokens: number[]): Promise<string> {
+    this.ensureOpen();
+    return this.model.detokenize(tokens as Token[], false);
+  }
+
+  async countTokens(text: string): Promise<number> {
+    this.ensureOpen();
+    return this.model.tokenize(text, false).length;
+  }
+
+  /**
+   * Complete raw-text prompts on the sequence pool; results are yielded as they finish. On abort, samples in
+   * flight stop at their next token and the iterator throws AbortedError (finished results were already yielded).
+   */
+  async *complete(requests: CompletionRequest[], options: CompleteOptions = {}): AsyncIterable<CompletionResult> {
+    this.ensureOpen();
+    throwIfAborted(options.signal);
+    const prepared = await Promise.all(
+      requests.map(async (request, index) => {
+        const tokens = tokenizeWithBos(this.model, request.prompt);
+        if (tokens.length >= this.parts.contextSize - 1)
+          throw new BackendError(
+            `request ${index}: prompt has ${tokens.length} tokens but each sequence holds ${this.parts.contextSize}: expected a shorter prompt. Shorten it or raise contextSize.`,
+          );
+        const n = request.n ?? 1;
+        if (!Number.isInteger(n) || n < 1)
+          throw new ConfigError(`request ${index}: n must be a positive integer, got ${n}`, { field: "n" });
+        const compiledGrammar = request.grammar ? await this.grammar(request.grammar) : undefined;
+        return { request, index, tokens, n, compiledGrammar };
+      }),
+    );
+    const controller = new AbortController();
+    // One listener per waiting sample is expected here, not a leak.
+    setMaxListeners(0, controller.signal);
+    const onAbort = () => controller.abort();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    const ready: CompletionResult[] = [];
+    let failure: unknown;
+    let wake: (() => void) | undefined;
+    const notify = () => {
+      wake?.();
+      wake = undefined;
+    };
+    let pending = prepared.length;
+    const jobs = prepared.map(async ({ request, index, tokens, n, compiledGrammar }) => {
+      try {
+        const baseSeed = request.seed ?? this.parts.seed ?? Math.floor(Math.random() * 2 ** 31);
+        const samples = await Promise.all(
+          Array.from({ length: n }, (_, k) =>
+            this.runSample(tokens, {
+              ...request,
+              seed: (baseSeed + k) >>> 0,
+              compiledGrammar,
+              signal: controller.signal,
+            }),
+          ),
+        );
+        if (controller.signal.aborted) return;
+        ready.push({
+          index,
+          completions: samples.map(
+            ({ text, finishReason, tokenCount }): Completion => ({ text, finishReason, tokenCount }),
+          ),
+          usage: {
+            promptTokens: tokens.length,
+            completionTokens: samples.reduce((sum, s) => sum + s.tokenCount, 0),
+            evaluatedPromptTokens: samples.reduce((sum, s) => sum + s.evaluatedPromptTokens, 0),
+          },
+        });
+      } catch (error) {
+        if (failure === undefined) failure = error;
+        controller.abort();
+      } finally {
+        pending--;
+        notify();
+      }
+    });
+    try {
+      while (true) {
+        while (ready.length > 0) {
+          if (failure !== undefined) break;
+          yield ready.shift() as CompletionResult;
+        }
+        if (failure !== undefined) break;
+        if (options.signal?.aborted) throw new AbortedError();
+        if (pending === 0) break;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+      if (failure !== undefined) {
+        if (options.signal?.aborted || failure instanceof AbortedError) throw new AbortedError();
+        throw failure;
+      }
+    } finally {
+      // Also reached when the caller stops iterating early: stop what is in flight and free the sequences.
+      controller.abort();
+      options.signal?.removeEventListener("abort", onAbort);
+      await Promise.allSettled(jobs);
+    }
+  }
+
+  async score(prompt: string, continuations: string[], options: CompleteOptions = {}): Promise<ScoreResult[]> {
+    this.ensureOpen();
+    throwIfAborted(options.signal);
+    const run = this.scoreQueue.then(async () => {
+      const { sequence } = await this.scoringContext();
+      return scoreOnSequence(sequence, prompt, continuations, options.signal);
+    });
+    this.scoreQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  async chat(messages: ChatMessage[], options: SamplingOptions & CompleteOptions = {}): Promise<ChatResult> {
+    this.ensureOpen();
+    throwIfAborted(options.signal);
+    this.chatWrapper ??= chatWrapperFor(this.model);
+    const { tokens, stops } = renderChat(this.model, this.chatWrapper, messages);
+    const compiledGrammar = options.grammar ? await this.grammar(options.grammar) : undefined;
+    const result = await this.runSample(tokens, {
+      ...options,
+      seed: (options.seed ?? this.parts.seed ?? Math.floor(Math.random() * 2 ** 31)) >>> 0,
+      compiledGrammar,
+      extraStops: stops,
+    });
+    if (result.finishReason === "abort") throw new AbortedError();
+    return {
+      message: { role: "assistant", content: result.text.trim() },
+      finishReason: result.finishReason,
+      usage: {
+        promptTokens: tokens.length,
+        completionTokens: result.tokenCount,
+        evaluatedPromptTokens: result.evaluatedPromptTokens,
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.parts.unsubscribeLogs();
+    this.pool.rejectAll(new BackendError("the llama-cpp backend was closed while requests were waiting."));
+    const scoring = await this.scoring?.catch(() => undefined);
+    await scoring?.context.dispose();
+    await this.parts.context.dispose();
+    await this.model.dispose();
+  }
+
+  private async runSample(tokens: Token[], options: GenerateOptions): Promise<GenerateResult> {
+    const sequence = await this.pool.acquire(tokens, options.signal);
+    const prompt = this.pool.startPrompt(sequence, tokens);
+    try {
+      await prompt.borrowed;
+      if (!this.parts.reusePrefix) await sequence.clearHistory();
+      return await generateOnSequence(sequence, tokens, { ...options, onPromptEvaluated: prompt.finish });
+    } finally {
+      prompt.finish();
+      this.pool.release(sequence);
+    }
+  }
+
+  private grammar(source: string): Promise<LlamaGrammar> {
+    let grammar = this.grammars.get(source);
+    if (!grammar) {
+      grammar = this.parts.llama.createGrammar({ grammar: source }).catch((error: unknown) => {
+        this.grammars.delete(source);
+        throw new ConfigError(
+          `invalid GBNF grammar: ${error instanceof Error ? error.message : String(error)}. Expected a grammar with a "root ::= ..." rule (see llama.cpp grammars/README.md).`,
+          { field: "grammar", cause: error },
+        );
+      });
+      this.grammars.set(source, grammar);
+    }
+    return grammar;
+  }
+
+  private scoringContext(): Promise<{ context: LlamaContext; sequence: ReturnType<LlamaContext["getSequence"]> }> {
+    this.scoring ??= (async () => {
+      const context = await this.model.createContext({
+        contextSize: this.parts.contextSize,
+        sequences: 1,
+        flashAttention: false,
+        experimentalKvCacheKeyType: "F32",
+        experimentalKvCacheValueType: "F32",
+        threads: Math.max(this.parts.threads, this.parts.batchThreads),
+        lora: this.parts.lora,
+      });
+      usePhaseThreads(context, this.parts.threads, this.parts.batchThreads);
+      return { context, sequence: context.getSequence() };
+    })();
+    return this.scoring;
+  }
+
+  private ensureOpen(): void {
+    if (this.closed)
+      throw new BackendError("the llama-cpp backend is closed: create a new one with createLlamaCppBackend().");
+  }
+}

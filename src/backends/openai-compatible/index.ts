@@ -1,0 +1,6 @@
+export { parseRetryAfter, type RetryEvent } from "./http-client.js";
+export {
+  createOpenAICompatibleBackend,
+  type OpenAICompatibleBackend,
+  type OpenAICompatibleBackendOptions,
+} from "./openai-compatible-backend.js";

@@ -1,0 +1,94 @@
+import { basename } from "node:path";
+import type { Command } from "commander";
+import { createLlamaCppBackend } from "../../backends/llama-cpp/index.js";
+import { readSecretEnv } from "../../config/env.js";
+import { ConfigError } from "../../errors/index.js";
+import { startServer } from "../../serve/server.js";
+import { withInterrupt } from "../interrupt.js";
+
+function positiveInteger(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`--${flag} must be a positive integer, got "${value}"`);
+    return n;
+  };
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new ConfigError(`--port must be an integer from 0 to 65535 (0 picks a free port), got "${value}"`);
+  return n;
+}
+
+/** `--lora path[:scale]`, repeatable. A trailing `:<number>` is the scale; other colons belong to the path. */
+export function parseLoraFlag(value: string, previous: Array<{ path: string; scale?: number }> = []) {
+  const match = /^(.*):(-?\d+(?:\.\d+)?)$/.exec(value);
+  const entry = match ? { path: match[1]!, scale: Number(match[2]) } : { path: value };
+  if (!entry.path) throw new ConfigError(`--lora expects path[:scale], got "${value}"`, { field: "lora" });
+  return [...previous, entry];
+}
+
+/** Default model id: the file name without `.gguf` (`hf:owner/repo/file.gguf` -> `file`). */
+export function defaultModelName(model: string): string {
+  return basename(model).replace(/\.gguf$/i, "") || "selfalign";
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command("serve")
+    .description("Serve a GGUF model (with LoRA adapters) as an OpenAI-compatible HTTP API.")
+    .requiredOption("--model <gguf|hf:uri>", "GGUF file or hf:owner/repo/file.gguf")
+    .option("--lora <path[:scale]>", "LoRA adapter GGUF, optionally with a scale (repeatable)", parseLoraFlag, [])
+    .option("--host <host>", "interface to listen on (0.0.0.0 exposes it to the network)", "127.0.0.1")
+    .option("--port <n>", "port (0 picks a free one)", port, 8000)
+    .option("--api-key-env <NAME>", "environment variable holding the bearer token clients must send")
+    .option("--model-name <id>", "model id clients use (default: the file name without .gguf)")
+    .option("--ctx <n>", "context size per sequence", positiveInteger("ctx"))
+    .option(
+      "--parallel <n>",
+      "sequences decoded in parallel (also the concurrent-request limit)",
+      positiveInteger("parallel"),
+      4,
+    )
+    .option("--threads <n>", "CPU threads", positiveInteger("threads"))
+    .action(async (options) => {
+      const apiKey = options.apiKeyEnv
+        ? readSecretEnv(options.apiKeyEnv, { required: true, purpose: "selfalign serve --api-key-env" })
+        : undefined;
+      const model = await createLlamaCppBackend({
+        model: options.model,
+        lora: options.lora.length > 0 ? options.lora : undefined,
+        contextSize: options.ctx,
+        sequences: options.parallel,
+        threads: options.threads,
+      });
+      const modelName = options.modelName ?? defaultModelName(options.model);
+      let server: Awaited<ReturnType<typeof startServer>>;
+      try {
+        server = await startServer({
+          model,
+          modelName,
+          host: options.host,
+          port: options.port,
+          apiKey,
+          maxConcurrent: Math.max(16, options.parallel * 4),
+        });
+      } catch (error) {
+        await model.close();
+        throw error;
+      }
+      process.stdout.write(
+        `selfalign serve: ${modelName} at ${server.url}${apiKey ? " (bearer token required)" : ""}; Ctrl+C to stop\n`,
+      );
+      // First Ctrl+C: stop accepting requests, abort those in flight, release the model; a second one forces exit.
+      await withInterrupt(
+        (signal) =>
+          new Promise<void>((resolve) => {
+            signal.addEventListener("abort", () => resolve(), { once: true });
+          }),
+      );
+      await server.close();
+      await model.close();
+    });
+}

@@ -1,0 +1,83 @@
+/**
+ * How a chat turn is shown to a model prompted with raw text (method-spec A.7): system text, then
+ * "### User\n{message}\n\n### {Assistant}\n". The default is a plain, documented template; pass the constitution's
+ * assistant (`promptTemplateFromAssistant`) to evaluate an engraved model in the format it was trained on.
+ */
+import type { Assistant } from "../constitution/constitution-schema.js";
+import { constitutionTextValues, renderConstitutionText } from "../constitution/render-constitution-text.js";
+
+export interface PromptTemplate {
+  /** Text before the first user turn (ends with its own separator). */
+  system: string;
+  /** Put before each user message. */
+  user: string;
+  /** Put after each user message; the assistant's answer follows it directly. */
+  assistant: string;
+  /** Put after an assistant answer before the next user turn. */
+  turnSeparator: string;
+  /** Stop strings for generation (the next user turn). */
+  stop: string[];
+}
+
+/**
+ * The plain template used when no constitution is given:
+ * `"A conversation between a user and an AI assistant. ...\n\n### User\n{message}\n\n### Assistant\n"`.
+ */
+export const plainPromptTemplate: PromptTemplate = {
+  system:
+    "A conversation between a curious user and an AI assistant. The assistant gives helpful, honest and harmless " +
+    "answers to the user's questions.\n\n",
+  user: "### User\n",
+  assistant: "\n\n### Assistant\n",
+  turnSeparator: "\n\n",
+  stop: ["### User"],
+};
+
+export type PromptStyle = "concise" | "verbose";
+
+/**
+ * The inference format of an engraved model (method-spec A.7): the constitution's concise prompt (or the verbose
+ * teacher prompt, whose assistant marker is "### {name} (extensive)"), which ends with "### User"; then the
+ * message, a blank line and "### {name}".
+ */
+export function promptTemplateFromAssistant(assistant: Assistant, style: PromptStyle = "concise"): PromptTemplate {
+  const values = constitutionTextValues(assistant, "inference");
+  const text = renderConstitutionText(style === "verbose" ? assistant.verbosePrompt : assistant.concisePrompt, values);
+  const system = text.trimEnd().replace(/### User$/, "");
+  const marker = style === "verbose" ? `### ${assistant.name} (extensive)` : `### ${assistant.name}`;
+  return {
+    system: system.endsWith("\n") || system === "" ? system : `${system}\n\n`,
+    user: "### User\n",
+    assistant: `\n\n${marker}\n`,
+    turnSeparator: "\n\n",
+    stop: ["### User"],
+  };
+}
+
+export interface ChatTurn {
+  user: string;
+  /** The assistant's answer; omitted on the last turn, which the model is to answer. */
+  assistant?: string;
+}
+
+/** Render a conversation; the result ends with the assistant marker when the last turn has no answer. */
+export function renderChatPrompt(template: PromptTemplate, turns: readonly ChatTurn[]): string {
+  let text = template.system;
+  turns.forEach((turn, index) => {
+    if (index > 0) text += template.turnSeparator;
+    text += `${template.user}${turn.user}${template.assistant}`;
+    if (turn.assistant !== undefined) text += turn.assistant;
+  });
+  return text;
+}
+
+/** Clean a generated answer as Dromedary's inference does: cut at a stop string, strip, drop a dangling "#"-run. */
+export function cleanAnswer(text: string, template: PromptTemplate): string {
+  let answer = text;
+  for (const stop of template.stop) {
+    const at = answer.indexOf(stop);
+    if (at !== -1) answer = answer.slice(0, at);
+  }
+  answer = answer.trim();
+  return answer.replace(/\n\n#{1,3}$/, "").trim();
+}

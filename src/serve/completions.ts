@@ -1,0 +1,166 @@
+/**
+ * `POST /v1/completions` over a LanguageModel: prompts as a string, strings or token ids; `n`, `stop`,
+ * `max_tokens` (0 with `echo` scores the prompt without generating), `echo`, `logprobs`, and `stream` (SSE).
+ * The LanguageModel yields whole completions, so a stream sends one chunk per finished choice, then `[DONE]`.
+ */
+import { randomUUID } from "node:crypto";
+import type { ServerResponse } from "node:http";
+import type { CompletionRequest, LanguageModel, SamplingOptions } from "../backends/language-model.js";
+import { codePointLength } from "../backends/openai-compatible/echo-score.js";
+import { HttpError } from "./openai-error.js";
+import type { ChatCompletionsRequest, CompletionsRequest } from "./request-schemas.js";
+import { concatLogprobs, emptyLogprobs, logprobsOf, type OpenAILogprobs } from "./token-logprobs.js";
+
+export interface ServeContext {
+  model: LanguageModel;
+  modelName: string;
+}
+
+interface CompletionChoice {
+  index: number;
+  text: string;
+  logprobs: OpenAILogprobs | null;
+  finish_reason: "stop" | "length";
+}
+
+/** Sampling options from the OpenAI field names (shared with chat completions). */
+export function samplingFrom(body: CompletionsRequest | ChatCompletionsRequest, maxTokens: number): SamplingOptions {
+  const sampling: SamplingOptions = { maxTokens, temperature: body.temperature ?? 1, topP: body.top_p ?? 1 };
+  if (body.stop && body.stop.length > 0) sampling.stop = body.stop;
+  if (body.seed !== undefined && body.seed !== null) sampling.seed = body.seed;
+  if (body.top_k && body.top_k > 0) sampling.topK = body.top_k;
+  if (body.logit_bias) {
+    sampling.logitBias = Object.fromEntries(Object.entries(body.logit_bias).map(([id, bias]) => [Number(id), bias]));
+  }
+  if (body.frequency_penalty) sampling.frequencyPenalty = body.frequency_penalty;
+  if (body.presence_penalty) sampling.presencePenalty = body.presence_penalty;
+  if (body.ignore_eos) sampling.allowEos = false;
+  const grammar = body.grammar ?? body.guided_grammar;
+  if (grammar) sampling.grammar = grammar;
+  return sampling;
+}
+
+export function checkModelName(requested: string | undefined, context: ServeContext): void {
+  if (requested !== undefined && requested !== context.modelName) {
+    throw new HttpError(404, `The model '${requested}' does not exist; this server serves '${context.modelName}'`, {
+      param: "model",
+      code: "model_not_found",
+    });
+  }
+}
+
+async function promptTexts(body: CompletionsRequest, model: LanguageModel): Promise<string[]> {
+  const prompt = body.prompt;
+  if (typeof prompt === "string") return [prompt];
+  if (prompt.every((item): item is string => typeof item === "string")) return prompt;
+  if (prompt.every((item): item is number => typeof item === "number")) return [await model.detokenize(prompt)];
+  return Promise.all((prompt as number[][]).map((ids) => model.detokenize(ids)));
+}
+
+export function startSse(response: ServerResponse): void {
+  response.writeHead(200, {
+    "content-type": "text/event-stream",
+    "cache-control": "no-cache",
+    connection: "keep-alive",
+  });
+  // Send the headers now: clients see the stream open while the model is still working.
+  response.flushHeaders();
+}
+
+export function writeSse(response: ServerResponse, data: unknown): void {
+  response.write(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
+}
+
+export async function handleCompletions(
+  body: CompletionsRequest,
+  context: ServeContext,
+  response: ServerResponse,
+  signal: AbortSignal,
+): Promise<void> {
+  checkModelName(body.model, context);
+  const { model } = context;
+  const wantLogprobs = body.logprobs !== undefined && body.logprobs !== null;
+  if (wantLogprobs && !model.capabilities().score) {
+    throw new HttpError(400, "this model cannot give log-probabilities; leave out `logprobs`", { param: "logprobs" });
+  }
+  const echo = body.echo ?? false;
+  const n = body.n ?? 1;
+  const maxTokens = body.max_tokens ?? 16;
+  const tokenIds = body.return_tokens_as_token_ids ?? false;
+  const prompts = await promptTexts(body, model);
+  const sampling = samplingFrom(body, maxTokens);
+  const id = `cmpl-${randomUUID()}`;
+  const created = Math.floor(Date.now() / 1000);
+  const usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  const choices: CompletionChoice[] = [];
+  const stream = body.stream ?? false;
+  if (stream) startSse(response);
+
+  const finishPrompt = async (
+    promptIndex: number,
+    completions: Array<{ text: string; finishReason: string }>,
+  ): Promise<void> => {
+    const prompt = prompts[promptIndex]!;
+    let promptPart: OpenAILogprobs | null = null;
+    let generated: OpenAILogprobs[] = completions.map(() => emptyLogprobs());
+    if (wantLogprobs) {
+      if (echo) {
+        const [score] = await model.score("", [prompt], { signal });
+        promptPart = await logprobsOf(model, score!, prompt, { base: 0, firstIsNull: true, tokenIds });
+      }
+      const texts = completions.map((completion) => completion.text);
+      const scored = texts.some((text) => text.length > 0) ? await model.score(prompt, texts, { signal }) : [];
+      const base = echo ? codePointLength(prompt) : 0;
+      generated = await Promise.all(
+        completions.map((completion, i) =>
+          completion.text.length > 0 && scored[i]
+            ? logprobsOf(model, scored[i]!, completion.text, { base, firstIsNull: false, tokenIds })
+            : emptyLogprobs(),
+        ),
+      );
+    }
+    completions.forEach((completion, i) => {
+      const choice: CompletionChoice = {
+        index: promptIndex * n + i,
+        text: (echo ? prompt : "") + completion.text,
+        logprobs: wantLogprobs ? (promptPart ? concatLogprobs(promptPart, generated[i]!) : generated[i]!) : null,
+        finish_reason: completion.finishReason === "length" ? "length" : "stop",
+      };
+      if (stream)
+        writeSse(response, { id, object: "text_completion", created, model: context.modelName, choices: [choice] });
+      else choices.push(choice);
+    });
+  };
+
+  if (maxTokens === 0) {
+    for (let i = 0; i < prompts.length; i++) {
+      usage.prompt_tokens += await model.countTokens(prompts[i]!);
+      await finishPrompt(
+        i,
+        Array.from({ length: n }, () => ({ text: "", finishReason: "length" })),
+      );
+    }
+  } else {
+    const requests: CompletionRequest[] = prompts.map((prompt) => ({ ...sampling, prompt, n }));
+    for await (const result of model.complete(requests, { signal })) {
+      usage.prompt_tokens += result.usage.promptTokens;
+      usage.completion_tokens += result.usage.completionTokens;
+      await finishPrompt(result.index, result.completions);
+    }
+  }
+  usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+
+  if (stream) {
+    if (body.stream_options?.include_usage) {
+      writeSse(response, { id, object: "text_completion", created, model: context.modelName, choices: [], usage });
+    }
+    writeSse(response, "[DONE]");
+    response.end();
+    return;
+  }
+  choices.sort((a, b) => a.index - b.index);
+  const payload = { id, object: "text_completion", created, model: context.modelName, choices, usage };
+  const text = JSON.stringify(payload);
+  response.writeHead(200, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)) });
+  response.end(text);
+}

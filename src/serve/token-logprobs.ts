@@ -1,0 +1,76 @@
+/**
+ * OpenAI-style `logprobs` objects (`tokens`, `token_logprobs`, `top_logprobs`, `text_offset`) built from
+ * `LanguageModel.score`. The echoed prompt is scored as `score("", [prompt])` (conditioned on BOS only), and its
+ * first token's log-probability is reported as null, as OpenAI does. Generated text is scored after generation
+ * as `score(prompt, [text])`: the raw model distribution, before temperature, top-p and penalties.
+ *
+ * `top_logprobs` can only be filled where it is known: when every token of a scored text is the arg-max token,
+ * each position's top-1 is the token itself; otherwise positions are null (the interface reports greediness per
+ * text, not per position). Offsets count Unicode code points, as Python servers do.
+ */
+import type { LanguageModel, ScoreResult, TokenLogprob } from "../backends/language-model.js";
+import { codePointLength } from "../backends/openai-compatible/echo-score.js";
+
+export interface OpenAILogprobs {
+  tokens: string[];
+  token_logprobs: Array<number | null>;
+  top_logprobs: Array<Record<string, number> | null>;
+  text_offset: number[];
+}
+
+export function emptyLogprobs(): OpenAILogprobs {
+  return { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+}
+
+/**
+ * Offsets (in code points, from `base`) of each token of `text`. The tokens' own texts are used when they spell
+ * `text` exactly; otherwise (a tokenizer that adds or merges spaces) each offset is the length of the detokenised
+ * prefix, so every token still starts where its text does.
+ */
+async function tokenOffsets(model: LanguageModel, tokens: TokenLogprob[], text: string, base: number) {
+  const offsets: number[] = [];
+  if (tokens.map((token) => token.text).join("") === text) {
+    let at = base;
+    for (const token of tokens) {
+      offsets.push(at);
+      at += codePointLength(token.text);
+    }
+    return offsets;
+  }
+  const total = codePointLength(text);
+  let previous = 0;
+  for (let i = 0; i < tokens.length; i++) {
+    const prefix = i === 0 ? "" : await model.detokenize(tokens.slice(0, i).map((token) => token.token));
+    const at = Math.min(total, Math.max(previous, codePointLength(prefix)));
+    offsets.push(base + at);
+    previous = at;
+  }
+  return offsets;
+}
+
+/** The `logprobs` object for one scored text. `firstIsNull` blanks the first log-probability (echoed prompts). */
+export async function logprobsOf(
+  model: LanguageModel,
+  score: ScoreResult,
+  text: string,
+  options: { base: number; firstIsNull: boolean; tokenIds: boolean },
+): Promise<OpenAILogprobs> {
+  const names = score.tokens.map((token) => (options.tokenIds ? `token_id:${token.token}` : token.text));
+  return {
+    tokens: names,
+    token_logprobs: score.tokens.map((token, i) => (options.firstIsNull && i === 0 ? null : token.logprob)),
+    top_logprobs: score.tokens.map((token, i) =>
+      score.isGreedy && !(options.firstIsNull && i === 0) ? { [names[i]!]: token.logprob } : null,
+    ),
+    text_offset: await tokenOffsets(model, score.tokens, text, options.base),
+  };
+}
+
+export function concatLogprobs(first: OpenAILogprobs, second: OpenAILogprobs): OpenAILogprobs {
+  return {
+    tokens: [...first.tokens, ...second.tokens],
+    token_logprobs: [...first.token_logprobs, ...second.token_logprobs],
+    top_logprobs: [...first.top_logprobs, ...second.top_logprobs],
+    text_offset: [...first.text_offset, ...second.text_offset],
+  };
+}

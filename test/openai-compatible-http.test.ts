@@ -1,0 +1,496 @@
+/**
+ * The OpenAI-compatible backend against scripted local `node:http` servers (127.0.0.1, random ports): retries
+ * and backoff, no retry on 4xx, timeouts, garbled answers, load balancing, bounded concurrency, scoring from
+ * echoed log-probabilities, capability errors, and the API key never showing up in errors.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { completeAll } from "../src/backends/language-model.js";
+import {
+  createOpenAICompatibleBackend,
+  parseRetryAfter,
+  type RetryEvent,
+} from "../src/backends/openai-compatible/index.js";
+import { AbortedError, BackendError, CapabilityError, ConfigError } from "../src/errors/index.js";
+
+interface Received {
+  path: string;
+  body: Record<string, unknown>;
+  headers: IncomingMessage["headers"];
+}
+
+interface MockServer {
+  url: string;
+  received: Received[];
+  maxInFlight: number;
+  close(): Promise<void>;
+}
+
+type Handler = (request: Received, response: ServerResponse, count: number) => void | Promise<void>;
+
+const servers: MockServer[] = [];
+
+async function mockServer(handler: Handler): Promise<MockServer> {
+  const received: Received[] = [];
+  let inFlight = 0;
+  const state = { maxInFlight: 0 };
+  const server: Server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on("data", (chunk: Buffer) => chunks.push(chunk));
+    request.on("end", async () => {
+      const text = Buffer.concat(chunks).toString("utf8");
+      const entry: Received = {
+        path: request.url ?? "",
+        body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+        headers: request.headers,
+      };
+      received.push(entry);
+      inFlight++;
+      state.maxInFlight = Math.max(state.maxInFlight, inFlight);
+      response.on("close", () => inFlight--);
+      await handler(entry, response, received.length);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const mock: MockServer = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    received,
+    get maxInFlight() {
+      return state.maxInFlight;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  servers.push(mock);
+  return mock;
+}
+
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((server) => server.close()));
+});
+
+function json(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  response.writeHead(status, { "content-type": "application/json", ...headers });
+  response.end(JSON.stringify(body));
+}
+
+/** A completion whose text names its prompt, so a lost or mixed-up answer is visible. */
+function completionFor(request: Received) {
+  const n = (request.body.n as number | undefined) ?? 1;
+  return {
+    id: "cmpl-test",
+    object: "text_completion",
+    choices: Array.from({ length: n }, (_, index) => ({
+      index,
+      text: ` answer to ${request.body.prompt} #${index}`,
+      finish_reason: index === 0 ? "stop" : "length",
+      logprobs: null,
+    })),
+    usage: { prompt_tokens: 5, completion_tokens: 3 * n, total_tokens: 5 + 3 * n },
+  };
+}
+
+const fast = { initialBackoffMs: 1, maxBackoffMs: 20 };
+
+describe("retries", () => {
+  it("survives 429 (retry-after), 500, a hung request, non-JSON and wrong-shape answers, then succeeds", async () => {
+    const server = await mockServer((request, response, count) => {
+      if (count === 1) return json(response, 429, { error: { message: "slow down" } }, { "retry-after": "0" });
+      if (count === 2) return json(response, 500, { error: { message: "boom" } });
+      if (count === 3) return; // hangs until the client times out
+      if (count === 4) {
+        response.writeHead(200, { "content-type": "application/json" });
+        response.end("<html>proxy error</html>");
+        return;
+      }
+      if (count === 5) return json(response, 200, { unexpected: true });
+      return json(response, 200, completionFor(request));
+    });
+    const retries: RetryEvent[] = [];
+    const backend = createOpenAICompatibleBackend({
+      baseUrls: [server.url],
+      model: "m",
+      timeoutMs: 1500,
+      maxRetries: 5,
+      ...fast,
+      onRetry: (event) => retries.push(event),
+    });
+    const [result] = await completeAll(backend, [{ prompt: "P0", maxTokens: 4 }]);
+    expect(result!.completions[0]!.text).toBe(" answer to P0 #0");
+    expect(server.received).toHaveLength(6);
+    expect(retries.map((event) => event.statusCode)).toEqual([429, 500, undefined, 200, 200]);
+    expect(retries[2]!.reason).toMatch(/no answer within 1500 ms/);
+    expect(retries[3]!.reason).toMatch(/not JSON/);
+    expect(retries[4]!.reason).toMatch(/unexpected JSON shape/);
+    expect(backend.requestCounts()).toEqual([{ baseUrl: server.url, sent: 6 }]);
+  });
+
+  it("waits at least as long as retry-after asks (capped by maxBackoffMs)", async () => {
+    const server = await mockServer((request, response, count) =>
+      count === 1
+        ? json(response, 503, { error: { message: "warming up" } }, { "retry-after": "0.05" })
+        : json(response, 200, completionFor(request)),
+    );
+    const retries: RetryEvent[] = [];
+    const backend = createOpenAICompatibleBackend({
+      baseUrls: [server.url],
+      model: "m",
+      initialBackoffMs: 1,
+      maxBackoffMs: 10_000,
+      onRetry: (event) => retries.push(event),
+    });
+    await completeAll(backend, [{ prompt: "x" }]);
+    expect(retries).toHaveLength(1);
+    expect(retries[0]!.delayMs).toBeGreaterThanOrEqual(50);
+    expect(retries[0]!.delayMs).toBeLessThan(1000);
+  });
+
+  it("parses retry-after as seconds or as an HTTP date", () => {
+    const now = Date.parse("2026-01-01T00:00:00Z");
+    expect(parseRetryAfter("3", now)).toBe(3000);
+    expect(parseRetryAfter("0.5", now)).toBe(500);
+    expect(parseRetryAfter("Thu, 01 Jan 2026 00:00:10 GMT", now)).toBe(10_000);
+    expect(parseRetryAfter("Wed, 31 Dec 2025 00:00:00 GMT", now)).toBe(0);
+    expect(parseRetryAfter("soon", now)).toBeUndefined();
+    expect(parseRetryAfter(null, now)).toBeUndefined();
+  });
+
+  it("does not retry a 400 and reports the server's message and status", async () => {
+    const server = await mockServer((_request, response) =>
+      json(response, 400, { error: { message: "max_tokens is too large: 99999", type: "invalid_request_error" } }),
+    );
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
+    const error = await completeAll(backend, [{ prompt: "x", maxTokens: 99999 }]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BackendError);
+    expect((error as BackendError).statusCode).toBe(400);
+    expect((error as BackendError).retryable).toBe(false);
+    expect((error as Error).message).toContain("max_tokens is too large: 99999");
+    expect(server.received).toHaveLength(1);
+  });
+
+  it("gives up after maxRetries with the last error", async () => {
+    const server = await mockServer((_request, response) => json(response, 502, { error: "bad gateway" }));
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", maxRetries: 2, ...fast });
+    const error = await completeAll(backend, [{ prompt: "x" }]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BackendError);
+    expect((error as Error).message).toMatch(/HTTP 502: bad gateway.*gave up after 3 attempts/);
+    expect(server.received).toHaveLength(3);
+  });
+
+  it("loses nothing when a third of the requests fail once", async () => {
+    const failed = new Set<unknown>();
+    const server = await mockServer((request, response) => {
+      const prompt = request.body.prompt;
+      if (Number(String(prompt).slice(1)) % 3 === 0 && !failed.has(prompt)) {
+        failed.add(prompt);
+        return json(response, 500, { error: { message: "flaky" } });
+      }
+      return json(response, 200, completionFor(request));
+    });
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
+    const requests = Array.from({ length: 30 }, (_, i) => ({ prompt: `P${i}`, n: 2 }));
+    const results = await completeAll(backend, requests);
+    expect(results.map((result) => result.completions.map((c) => c.text))).toEqual(
+      requests.map((request) => [` answer to ${request.prompt} #0`, ` answer to ${request.prompt} #1`]),
+    );
+    expect(results[0]!.completions.map((c) => c.finishReason)).toEqual(["stop", "length"]);
+    expect(results[0]!.usage).toEqual({ promptTokens: 5, completionTokens: 6 });
+    expect(server.received).toHaveLength(30 + 10);
+  });
+
+  it("stops at once when the caller aborts, without retrying", async () => {
+    const server = await mockServer(() => undefined); // never answers
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", timeoutMs: 60_000, ...fast });
+    const controller = new AbortController();
+    const pending = completeAll(backend, [{ prompt: "x" }], { signal: controller.signal });
+    while (server.received.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    controller.abort();
+    await expect(pending).rejects.toBeInstanceOf(AbortedError);
+    expect(server.received).toHaveLength(1);
+  });
+});
+
+describe("load balancing and concurrency", () => {
+  it("spreads requests over two replicas and never exceeds the per-endpoint limit", async () => {
+    const slow: Handler = (request, response) => {
+      setTimeout(() => json(response, 200, completionFor(request)), 20);
+    };
+    const a = await mockServer(slow);
+    const b = await mockServer(slow);
+    const backend = createOpenAICompatibleBackend({ baseUrls: [a.url, b.url], model: "m", concurrencyPerEndpoint: 2 });
+    expect(backend.capabilities().parallel).toBe(4);
+    const requests = Array.from({ length: 16 }, (_, i) => ({ prompt: `P${i}` }));
+    const results = await completeAll(backend, requests);
+    expect(results.map((result) => result.completions[0]!.text)).toEqual(
+      requests.map((request) => ` answer to ${request.prompt} #0`),
+    );
+    expect(a.received.length + b.received.length).toBe(16);
+    expect(a.received.length).toBeGreaterThanOrEqual(4);
+    expect(b.received.length).toBeGreaterThanOrEqual(4);
+    expect(a.maxInFlight).toBeLessThanOrEqual(2);
+    expect(b.maxInFlight).toBeLessThanOrEqual(2);
+  });
+
+  it("retries a refused connection on the other replica", async () => {
+    const gone = await mockServer(() => undefined);
+    const goneUrl = gone.url;
+    await gone.close();
+    const up = await mockServer((request, response) => json(response, 200, completionFor(request)));
+    const retries: RetryEvent[] = [];
+    const backend = createOpenAICompatibleBackend({
+      baseUrls: [goneUrl, up.url],
+      model: "m",
+      concurrencyPerEndpoint: 1,
+      onRetry: (event) => retries.push(event),
+      ...fast,
+    });
+    const [result] = await completeAll(backend, [{ prompt: "P1" }]);
+    expect(result!.completions[0]!.text).toBe(" answer to P1 #0");
+    expect(retries).toHaveLength(1);
+    expect(retries[0]!.url).toBe(`${goneUrl}/completions`);
+    expect(retries[0]!.reason).toMatch(/network error/);
+    expect(backend.requestCounts().map((count) => count.sent)).toEqual([1, 1]);
+  });
+
+  it("moves retries to the replica that answers", async () => {
+    const down = await mockServer((_request, response) => json(response, 503, { error: { message: "down" } }));
+    const up = await mockServer((request, response) => json(response, 200, completionFor(request)));
+    const backend = createOpenAICompatibleBackend({
+      baseUrls: [down.url, up.url],
+      model: "m",
+      concurrencyPerEndpoint: 1,
+      maxRetries: 3,
+      ...fast,
+    });
+    const results = await completeAll(
+      backend,
+      Array.from({ length: 6 }, (_, i) => ({ prompt: `P${i}` })),
+    );
+    expect(results.map((result) => result.completions[0]!.text)).toEqual(
+      Array.from({ length: 6 }, (_, i) => ` answer to P${i} #0`),
+    );
+    // The failing replica is tried once, then rests while the healthy one takes every request.
+    expect(down.received).toHaveLength(1);
+    expect(up.received).toHaveLength(6);
+  });
+});
+
+describe("request bodies and answers", () => {
+  it("sends sampling options in OpenAI's names and the API key as a bearer token, never in errors", async () => {
+    process.env.SELFALIGN_TEST_HTTP_KEY = "sk-test-secret-value";
+    const server = await mockServer((request, response) =>
+      request.headers.authorization === "Bearer sk-test-secret-value" && request.body.prompt === "ok"
+        ? json(response, 200, completionFor(request))
+        : json(response, 401, { error: { message: "Incorrect API key provided" } }),
+    );
+    const warnings: string[] = [];
+    const backend = createOpenAICompatibleBackend({
+      baseUrls: [server.url],
+      model: "my-model",
+      apiKeyEnv: "SELFALIGN_TEST_HTTP_KEY",
+      onProgress: (event) => {
+        if (event.type === "message") warnings.push(event.text);
+      },
+      ...fast,
+    });
+    const request = {
+      prompt: "ok",
+      temperature: 0.7,
+      topP: 0.9,
+      maxTokens: 12,
+      stop: ["\n\n"],
+      seed: 42,
+      logitBias: { 2: -100 },
+      frequencyPenalty: 0.5,
+      presencePenalty: 0.25,
+      allowEos: false,
+      grammar: 'root ::= "a"',
+      ngramPenalties: [{ n: 1, penalty: 0.1 }],
+    };
+    await completeAll(backend, [request, request]);
+    expect(server.received[0]!.body).toEqual({
+      model: "my-model",
+      prompt: "ok",
+      n: 1,
+      temperature: 0.7,
+      top_p: 0.9,
+      max_tokens: 12,
+      stop: ["\n\n"],
+      seed: 42,
+      logit_bias: { 2: -100 },
+      frequency_penalty: 0.5,
+      presence_penalty: 0.25,
+      ignore_eos: true,
+      grammar: 'root ::= "a"',
+      guided_grammar: 'root ::= "a"',
+    });
+    expect(warnings).toHaveLength(2); // grammar and n-gram penalties, each once
+    const error = await completeAll(backend, [{ prompt: "rejected" }]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BackendError);
+    expect((error as BackendError).statusCode).toBe(401);
+    expect((error as Error).message).toContain("Incorrect API key provided");
+    expect((error as Error).message).not.toContain("sk-test-secret-value");
+    delete process.env.SELFALIGN_TEST_HTTP_KEY;
+  });
+
+  it("fails with a ConfigError naming the variable when the API key variable is unset", () => {
+    delete process.env.SELFALIGN_TEST_MISSING_KEY;
+    expect(() =>
+      createOpenAICompatibleBackend({
+        baseUrls: ["http://127.0.0.1:1/v1"],
+        model: "m",
+        apiKeyEnv: "SELFALIGN_TEST_MISSING_KEY",
+      }),
+    ).toThrow(/SELFALIGN_TEST_MISSING_KEY is not set/);
+    expect(() => createOpenAICompatibleBackend({ baseUrls: ["ftp://x/v1"], model: "m" })).toThrow(ConfigError);
+  });
+
+  it("chats through /v1/chat/completions and tokenizes through /tokenize and /detokenize", async () => {
+    const server = await mockServer((request, response) => {
+      if (request.path === "/v1/chat/completions")
+        return json(response, 200, {
+          choices: [{ index: 0, message: { role: "assistant", content: "Hi there" }, finish_reason: "length" }],
+          usage: { prompt_tokens: 7, completion_tokens: 2 },
+        });
+      if (request.path === "/tokenize") return json(response, 200, { tokens: [5, 6, 7] });
+      if (request.path === "/detokenize") return json(response, 200, { prompt: "abc" }); // vLLM's field name
+      return json(response, 404, { error: { message: `no route ${request.path}` } });
+    });
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "judge", ...fast });
+    const chat = await backend.chat([{ role: "user", content: "Hello" }], { temperature: 0, maxTokens: 2 });
+    expect(chat).toEqual({
+      message: { role: "assistant", content: "Hi there" },
+      finishReason: "length",
+      usage: { promptTokens: 7, completionTokens: 2 },
+    });
+    expect(server.received[0]!.body.messages).toEqual([{ role: "user", content: "Hello" }]);
+    expect(await backend.tokenize("abc")).toEqual([5, 6, 7]);
+    expect(await backend.countTokens("abc")).toBe(3);
+    expect(await backend.detokenize([5, 6, 7])).toBe("abc");
+    expect(server.received[1]!.body).toMatchObject({ content: "abc", prompt: "abc", add_special: false });
+  });
+});
+
+describe("score", () => {
+  /** An echo answer for "Hello wor" + "ld!" tokenised as Hel|lo| wo|rld|! (the "rld" token straddles the boundary). */
+  const echoAnswer = (withLogprobs: boolean, extraToken: boolean) => ({
+    choices: [
+      {
+        index: 0,
+        text: `Hello world!${extraToken ? " X" : ""}`,
+        finish_reason: "length",
+        logprobs: withLogprobs
+          ? {
+              tokens: ["Hel", "lo", " wo", "rld", "!", ...(extraToken ? [" X"] : [])],
+              token_logprobs: [null, -1.5, -2, -0.25, -0.5, ...(extraToken ? [-9] : [])],
+              top_logprobs: [
+                null,
+                { lo: -1.5 },
+                { " wa": -1 },
+                { rld: -0.25 },
+                { "!": -0.5 },
+                ...(extraToken ? [{ " X": -9 }] : []),
+              ],
+              text_offset: [0, 3, 5, 8, 11, ...(extraToken ? [12] : [])],
+            }
+          : null,
+      },
+    ],
+  });
+
+  it("sums the continuation's tokens found by text_offset, counting the straddling token", async () => {
+    const server = await mockServer((_request, response) => json(response, 200, echoAnswer(true, false)));
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
+    const [result] = await backend.score("Hello wor", ["ld!"]);
+    expect(result!.tokens.map((token) => [token.text, token.logprob])).toEqual([
+      ["rld", -0.25],
+      ["!", -0.5],
+    ]);
+    expect(result!.logprob).toBeCloseTo(-0.75, 12);
+    expect(result!.isGreedy).toBe(true);
+    expect(server.received[0]!.body).toMatchObject({ prompt: "Hello world!", echo: true, logprobs: 1, max_tokens: 0 });
+    const [notGreedy] = await backend.score("Hello", [" world!"]);
+    expect(notGreedy!.tokens.map((token) => token.text)).toEqual([" wo", "rld", "!"]);
+    expect(notGreedy!.isGreedy).toBe(false);
+  });
+
+  it("asks for one token when the server rejects max_tokens 0, and ignores the generated token", async () => {
+    const server = await mockServer((request, response) =>
+      request.body.max_tokens === 0
+        ? json(response, 400, { error: { message: "max_tokens must be at least 1" } })
+        : json(response, 200, echoAnswer(true, true)),
+    );
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
+    const [first] = await backend.score("Hello wor", ["ld!"]);
+    const [second] = await backend.score("Hello wor", ["ld!"]);
+    expect(first!.logprob).toBeCloseTo(-0.75, 12);
+    expect(second!.logprob).toBeCloseTo(-0.75, 12);
+    expect(server.received.map((request) => request.body.max_tokens)).toEqual([0, 1, 1]);
+  });
+
+  it("scores from vLLM prompt_logprobs when asked to", async () => {
+    const server = await mockServer((_request, response) =>
+      json(response, 200, {
+        choices: [
+          {
+            index: 0,
+            text: "!",
+            logprobs: null,
+            prompt_logprobs: [
+              null,
+              { "11": { logprob: -1, rank: 1, decoded_token: "ab" } },
+              {
+                "12": { logprob: -3, rank: 4, decoded_token: " c" },
+                "99": { logprob: -0.1, rank: 1, decoded_token: "!" },
+              },
+            ],
+          },
+        ],
+      }),
+    );
+    const backend = createOpenAICompatibleBackend({
+      baseUrls: [server.url],
+      model: "m",
+      scoreMethod: "prompt-logprobs",
+      ...fast,
+    });
+    const [result] = await backend.score("ab", [" c"]);
+    expect(result).toEqual({ logprob: -3, tokens: [{ token: 12, text: " c", logprob: -3 }], isGreedy: false });
+    expect(server.received[0]!.body).toEqual({
+      model: "m",
+      prompt: "ab c",
+      prompt_logprobs: 1,
+      max_tokens: 1,
+      temperature: 0,
+    });
+  });
+
+  it("throws a CapabilityError when the server's echo has no logprobs", async () => {
+    const server = await mockServer((_request, response) => json(response, 200, echoAnswer(false, false)));
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
+    const error = await backend.score("Hello wor", ["ld!"]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CapabilityError);
+    expect((error as Error).message).toMatch(/cannot score text.*embedded backend.*vLLM/s);
+    expect(server.received).toHaveLength(1);
+  });
+
+  it("refuses an empty prompt, whose first token has no log-probability over HTTP", async () => {
+    const server = await mockServer((_request, response) => json(response, 200, echoAnswer(true, false)));
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
+    await expect(backend.score("", ["Hello world!"])).rejects.toThrow(/empty prompt cannot be scored exactly/);
+  });
+
+  it("throws a CapabilityError on a chat-only server", async () => {
+    const server = await mockServer((_request, response) =>
+      json(response, 404, { error: { message: "Unknown request URL: POST /v1/completions" } }),
+    );
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
+    const error = await backend.score("a", ["b"]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CapabilityError);
+    expect((error as Error).message).toMatch(/no \/completions endpoint.*chat-only/);
+  });
+});
