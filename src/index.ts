@@ -47,5 +47,21 @@ export {
   validateBackendConfig,
 } from "./backends/registry.js";
 export { type StartServerOptions, type StartServerResult, startServer } from "./serve/server.js";
+export type {
+  LearningRateSchedule,
+  LossPoint,
+  OverlongPolicy,
+  SftExample,
+  Trainer,
+  TrainOptions,
+  TrainRequest,
+  TrainResult,
+} from "./training/trainer.js";
+export { EmbeddedTrainer, type EmbeddedTrainerOptions } from "./training/embedded/embedded-trainer.js";
+export { type LoraAdapter, type LoraTarget, loraTargets } from "./training/embedded/lora.js";
+export { supportedArchitectures as embeddedTrainerArchitectures } from "./training/embedded/model-config.js";
+export { readGgufLora, writeGgufLora } from "./training/export/gguf-lora.js";
+export { convertPeftToGgufLora, readPeftAdapter, writePeftAdapter } from "./training/export/peft-adapter.js";
+export { readSafetensors, writeSafetensors } from "./training/export/safetensors.js";
 export { createLlamaCppBackend, LlamaCppBackend, type LlamaCppBackendOptions } from "./backends/llama-cpp/index.js";
 export * from "./eval/index.js";

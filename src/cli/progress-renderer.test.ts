@@ -156,7 +156,7 @@ describe("live mode (a TTY)", () => {
 });
 
 describe("mode", () => {
-  const env = { ci: false, noColor: true, cacheDir: "/tmp", logLevel: "info" as const };
+  const env = { ci: false, noColor: true, cacheDir: "/tmp", logLevel: "info" as const, offline: false };
   const draw = (isTTY: boolean, ci: boolean) => {
     const stream = fakeStream(isTTY);
     const renderer = createProgressRenderer({ stream, env: { ...env, ci }, now: () => 0 });

@@ -10,15 +10,22 @@ describe("readEnv", () => {
       noColor: false,
       cacheDir: join("/home/someone", ".cache", "selfalign"),
       logLevel: "info",
+      offline: false,
     });
   });
 
   it("reads CI, NO_COLOR, SELFALIGN_CACHE_DIR and SELFALIGN_LOG", () => {
     const env = readEnv({ CI: "true", NO_COLOR: "1", SELFALIGN_CACHE_DIR: "/tmp/cache", SELFALIGN_LOG: "DEBUG" });
-    expect(env).toEqual({ ci: true, noColor: true, cacheDir: "/tmp/cache", logLevel: "debug" });
+    expect(env).toEqual({ ci: true, noColor: true, cacheDir: "/tmp/cache", logLevel: "debug", offline: false });
     expect(readEnv({ CI: "false" }).ci).toBe(false);
     expect(readEnv({ CI: "0" }).ci).toBe(false);
     expect(readEnv({ NO_COLOR: "" }).noColor).toBe(false);
+  });
+
+  it("reads SELFALIGN_OFFLINE and HF_HUB_OFFLINE", () => {
+    expect(readEnv({ SELFALIGN_OFFLINE: "1" }).offline).toBe(true);
+    expect(readEnv({ HF_HUB_OFFLINE: "1" }).offline).toBe(true);
+    expect(readEnv({ SELFALIGN_OFFLINE: "0" }).offline).toBe(false);
   });
 
   it("rejects an unknown log level, naming the variable and the choices", () => {

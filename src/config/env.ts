@@ -1,6 +1,7 @@
 /**
  * The one module that reads environment variables. Everything else asks here, so the variables selfalign honours
- * are listed in one place: CI, NO_COLOR, SELFALIGN_CACHE_DIR, SELFALIGN_LOG, and API keys via `readSecretEnv`.
+ * are listed in one place: CI, NO_COLOR, SELFALIGN_CACHE_DIR, SELFALIGN_LOG, SELFALIGN_OFFLINE, and API keys via
+ * `readSecretEnv`.
  */
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
@@ -18,6 +19,8 @@ export interface SelfalignEnv {
   cacheDir: string;
   /** `SELFALIGN_LOG`: silent | warn | info | debug. Default info. */
   logLevel: LogLevel;
+  /** `SELFALIGN_OFFLINE` (or `HF_HUB_OFFLINE`) is set: never download models; use local files and the cache only. */
+  offline: boolean;
 }
 
 type Environment = Record<string, string | undefined>;
@@ -42,6 +45,7 @@ export function readEnv(env: Environment = process.env): SelfalignEnv {
     noColor: env.NO_COLOR !== undefined && env.NO_COLOR !== "",
     cacheDir: cache ? resolve(cache) : join(env.HOME || homedir(), ".cache", "selfalign"),
     logLevel: level as LogLevel,
+    offline: flag(env.SELFALIGN_OFFLINE) || flag(env.HF_HUB_OFFLINE),
   };
 }
 

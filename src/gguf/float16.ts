@@ -47,3 +47,14 @@ export function roundThroughFloat16(values: Float32Array): Float32Array {
   for (let i = 0; i < values.length; i++) out[i] = float16BitsToFloat32(float32ToFloat16Bits(values[i]!));
   return out;
 }
+
+let table: Float32Array | undefined;
+
+/** All 65,536 half-precision values as float32, built once: dequantising a tensor is then one lookup per value. */
+export function float16Table(): Float32Array {
+  if (!table) {
+    table = new Float32Array(65536);
+    for (let bits = 0; bits < 65536; bits++) table[bits] = float16BitsToFloat32(bits);
+  }
+  return table;
+}

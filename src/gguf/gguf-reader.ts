@@ -1,6 +1,6 @@
 import { type FileHandle, open } from "node:fs/promises";
 import { ConfigError } from "../errors/index.js";
-import { bfloat16BitsToFloat32, float16BitsToFloat32 } from "./float16.js";
+import { bfloat16BitsToFloat32, float16BitsToFloat32, float16Table } from "./float16.js";
 import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
@@ -208,9 +208,12 @@ function dequantise(type: "F32" | "F16" | "BF16" | "Q8_0", bytes: Buffer, count:
     case "F32":
       for (let i = 0; i < count; i++) out[i] = bytes.readFloatLE(i * 4);
       break;
-    case "F16":
-      for (let i = 0; i < count; i++) out[i] = float16BitsToFloat32(bytes.readUInt16LE(i * 2));
+    case "F16": {
+      const lookup = float16Table();
+      const halves = new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + count * 2));
+      for (let i = 0; i < count; i++) out[i] = lookup[halves[i]!]!;
       break;
+    }
     case "BF16":
       for (let i = 0; i < count; i++) out[i] = bfloat16BitsToFloat32(bytes.readUInt16LE(i * 2));
       break;

@@ -53,6 +53,13 @@ export interface LlamaCppBackendOptions {
    * node-llama-cpp internal; falls back to evaluating). Default true.
    */
   sharePrefix?: boolean;
+  /**
+   * Bit-reproducible generation whatever ran before: one sequence, every prompt evaluated from an empty KV cache,
+   * flash attention off and an F32 KV cache. llama.cpp's results otherwise depend (at float-rounding level, which
+   * sampling can amplify) on how prompts were batched and which prefix was cached, so a resumed run may differ
+   * from an uninterrupted one. Costs prefix reuse and parallel decoding. Default false.
+   */
+  deterministic?: boolean;
   /** Receives download-progress events and llama.cpp warnings. */
   onProgress?: ProgressListener;
   /** Give up an `hf:` download that makes no progress for this long (ms). Default 20000. */
@@ -78,7 +85,8 @@ interface BackendParts {
 
 /** Load a model (local GGUF or `hf:` URI) into an embedded llama.cpp engine. */
 export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Promise<LlamaCppBackend> {
-  const sequences = options.sequences ?? 4;
+  const deterministic = options.deterministic ?? false;
+  const sequences = deterministic ? 1 : (options.sequences ?? 4);
   if (!Number.isInteger(sequences) || sequences < 1)
     throw new ConfigError(`sequences must be a positive integer, got ${sequences}`, { field: "sequences" });
   const threads = options.threads ?? 1;
@@ -132,6 +140,9 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         sequences,
         threads: Math.max(threads, batchThreads),
         lora,
+        ...(deterministic
+          ? { flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32" }
+          : {}),
         createSignal: options.signal,
       });
     } catch (error) {
@@ -153,8 +164,8 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
       batchThreads,
       lora,
       seed: options.seed,
-      sharePrefix: (options.sharePrefix ?? true) && (options.reusePrefix ?? true),
-      reusePrefix: options.reusePrefix ?? true,
+      sharePrefix: !deterministic && (options.sharePrefix ?? true) && (options.reusePrefix ?? true),
+      reusePrefix: !deterministic && (options.reusePrefix ?? true),
       unsubscribeLogs,
     });
   } catch (error) {

@@ -1,13 +1,13 @@
 import { access } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { resolveModelFile } from "node-llama-cpp";
 import { AbortedError, BackendError, ConfigError } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
+import { readEnv } from "../../config/env.js";
 
 /** Where `hf:` downloads go unless `cacheDir` says otherwise. */
 export function defaultModelCacheDir(): string {
-  return join(homedir(), ".cache", "selfalign", "models");
+  return join(readEnv().cacheDir, "models");
 }
 
 /** Whether `model` names a remote file (`hf:` URI or http(s) URL) rather than a local path. */
@@ -67,6 +67,8 @@ export async function resolveModelSource(model: string, options: ResolveModelSou
         `access and place it${expected || ` in ${cacheDir}`}.`,
       { cause, retryable: true, field: "model" },
     );
+  if (readEnv().offline)
+    throw downloadError("SELFALIGN_OFFLINE (or HF_HUB_OFFLINE) is set, so nothing is downloaded", undefined);
   // Fail fast when the host cannot be reached at all: node-llama-cpp's downloader retries for minutes and keeps
   // the process alive even after its signal is aborted.
   const host = remoteOrigin(model);

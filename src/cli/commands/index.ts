@@ -6,6 +6,7 @@ import { registerModel } from "./model.js";
 import { registerReport } from "./report.js";
 import { registerServe } from "./serve.js";
 import { registerStatus } from "./status.js";
+import { registerTrain } from "./train.js";
 
 /** Every CLI command registers itself here (one line per command file). */
 export const commands: Array<(program: Command) => void> = [
@@ -16,4 +17,5 @@ export const commands: Array<(program: Command) => void> = [
   registerReport,
   registerStatus,
   registerServe,
+  registerTrain,
 ];

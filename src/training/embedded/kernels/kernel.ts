@@ -27,6 +27,13 @@ export interface MatmulKernel {
     beta: number,
     c: Float32Array,
   ): void;
+  /**
+   * A zero-filled Float32Array that this kernel reads and writes without copying (for `wasm`: a view into the
+   * shared WebAssembly memory, so sgemm skips copying it in and out; for `ts`/`blas`: a plain array). Use it for
+   * arrays that take part in many calls, above all the frozen weights. Never freed before the kernel is
+   * garbage-collected; the array stays valid (as ordinary memory) after dispose().
+   */
+  alloc(length: number): Float32Array;
   /** Stop worker threads. */
   dispose(): void;
 }

@@ -1,0 +1,182 @@
+import type { Command } from "commander";
+import { z } from "zod";
+import { readFile } from "node:fs/promises";
+import { ConfigError } from "../../errors/index.js";
+import { EmbeddedTrainer } from "../../training/embedded/embedded-trainer.js";
+import { kernelNames } from "../../training/embedded/kernels/kernel.js";
+import { parseLoraTargets } from "../../training/embedded/lora.js";
+import { learningRateSchedules, overlongPolicies, type SftExample, type TrainOptions } from "../../training/trainer.js";
+
+const sftExampleSchema = z.object({ prompt: z.string(), completion: z.string() });
+
+function number(name: string, integer: boolean) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) {
+      throw new ConfigError(`--${name} must be a non-negative ${integer ? "integer" : "number"}, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+function oneOf<T extends string>(name: string, allowed: readonly T[]) {
+  return (value: string): T => {
+    if (!(allowed as readonly string[]).includes(value)) {
+      throw new ConfigError(`--${name} must be one of ${allowed.join(", ")}, got "${value}"`);
+    }
+    return value as T;
+  };
+}
+
+/**
+ * Read prompt/completion JSONL. Unlike run-store records these need no `id` (hand-written data is welcome), and a
+ * missing final newline is fine; every bad line is an error naming the file, line and field.
+ */
+export async function readSftJsonl(path: string): Promise<SftExample[]> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(`cannot read the training data: ${(error as Error).message}`, { path, cause: error });
+  }
+  const examples: SftExample[] = [];
+  text.split("\n").forEach((line, i) => {
+    if (line.trim() === "") return;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (error) {
+      throw new ConfigError(`not valid JSON (${(error as Error).message})`, { path, line: i + 1 });
+    }
+    const parsed = sftExampleSchema.safeParse(value);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ConfigError(`expected {"prompt": string, "completion": string}: ${issue?.message ?? "invalid"}`, {
+        path,
+        line: i + 1,
+        field: issue?.path.join(".") || undefined,
+      });
+    }
+    examples.push(parsed.data);
+  });
+  return examples;
+}
+
+export function registerTrain(program: Command): void {
+  program
+    .command("train")
+    .description("Train a LoRA adapter on prompt/completion JSONL with the embedded CPU trainer (loss on completions).")
+    .requiredOption("--base <path>", "base model .gguf (llama, mistral, qwen2 architectures)")
+    .requiredOption("--data <path>", "training data: JSONL of {prompt, completion}")
+    .requiredOption("--out <dir>", "output folder: adapter.gguf, peft/, checkpoint/, loss.jsonl")
+    .option("--rank <n>", "LoRA rank", number("rank", true), 16)
+    .option("--alpha <x>", "LoRA alpha (scale = alpha / rank)", number("alpha", false), 16)
+    .option("--dropout <p>", "LoRA dropout", number("dropout", false), 0.05)
+    .option("--targets <list>", "adapted projections: q,k,v,o,gate,up,down", "q,k,v,o")
+    .option("--lr <x>", "peak learning rate", number("lr", false), 4e-4)
+    .option("--epochs <n>", "epochs", number("epochs", true), 1)
+    .option("--max-steps <n>", "stop after this many optimizer steps", number("max-steps", true))
+    .option(
+      "--batch-tokens <n>",
+      "tokens per micro-batch (length-bucketed packing)",
+      number("batch-tokens", true),
+      2048,
+    )
+    .option("--grad-accum <n>", "micro-batches per optimizer step", number("grad-accum", true), 1)
+    .option("--warmup <n>", "linear warm-up steps", number("warmup", true), 0)
+    .option(
+      "--schedule <name>",
+      `learning-rate decay: ${learningRateSchedules.join(" | ")}`,
+      oneOf("schedule", learningRateSchedules),
+      "cosine",
+    )
+    .option("--weight-decay <x>", "AdamW weight decay", number("weight-decay", false), 0)
+    .option("--max-grad-norm <x>", "clip the global gradient norm (0 = off)", number("max-grad-norm", false), 1)
+    .option("--cutoff-len <n>", "longest example in tokens (default: the model's context)", number("cutoff-len", true))
+    .option(
+      "--overlong <policy>",
+      `examples longer than the cutoff: ${overlongPolicies.join(" | ")}`,
+      oneOf("overlong", overlongPolicies),
+      "error",
+    )
+    .option("--seed <n>", "seed of init, data order and dropout", number("seed", true), 0)
+    .option(
+      "--checkpoint-every <n>",
+      "save a checkpoint every N steps (0 = only at the end)",
+      number("checkpoint-every", true),
+      50,
+    )
+    .option(
+      "--kernel <name>",
+      `matmul kernel: auto | ${kernelNames.join(" | ")}`,
+      oneOf("kernel", ["auto", ...kernelNames] as const),
+      "auto",
+    )
+    .option("--threads <n>", "kernel threads", number("threads", true))
+    .option(
+      "--activation-checkpointing <mode>",
+      "recompute each layer in the backward to save memory: auto | on | off",
+      oneOf("activation-checkpointing", ["auto", "on", "off"] as const),
+      "auto",
+    )
+    .option("--resume", "continue from <out>/checkpoint", false)
+    .action(async (flags) => {
+      const examples = await readSftJsonl(flags.data);
+      const options: TrainOptions = {
+        rank: flags.rank,
+        alpha: flags.alpha,
+        dropout: flags.dropout,
+        targets: parseLoraTargets(
+          String(flags.targets)
+            .split(",")
+            .map((t) => t.trim())
+            .filter(Boolean),
+        ),
+        learningRate: flags.lr,
+        epochs: flags.epochs,
+        maxSteps: flags.maxSteps,
+        batchTokens: flags.batchTokens,
+        gradientAccumulation: flags.gradAccum,
+        warmupSteps: flags.warmup,
+        schedule: flags.schedule,
+        weightDecay: flags.weightDecay,
+        maxGradNorm: flags.maxGradNorm,
+        cutoffLen: flags.cutoffLen,
+        overlong: flags.overlong,
+        seed: flags.seed,
+        checkpointEvery: flags.checkpointEvery,
+        kernel: flags.kernel,
+        threads: flags.threads,
+        resume: flags.resume,
+        activationCheckpointing:
+          flags.activationCheckpointing === "auto" ? "auto" : flags.activationCheckpointing === "on",
+      };
+      const controller = new AbortController();
+      const onSigint = () => controller.abort();
+      process.once("SIGINT", onSigint);
+      try {
+        const result = await new EmbeddedTrainer().train({
+          base: flags.base,
+          examples,
+          output: flags.out,
+          options,
+          signal: controller.signal,
+          onProgress: (event) => {
+            if (event.type === "train-step") {
+              const rate = event.tokensPerSecond === undefined ? "" : ` ${event.tokensPerSecond.toFixed(0)} tok/s`;
+              process.stdout.write(
+                `step ${event.step}/${event.totalSteps} loss ${event.loss.toFixed(4)} lr ${event.learningRate.toExponential(2)}${rate}\n`,
+              );
+            } else if (event.type === "message") {
+              process.stderr.write(`${event.level}: ${event.text}\n`);
+            }
+          },
+        });
+        process.stdout.write(
+          `wrote ${result.adapterPath} and ${result.peftDir}/ after ${result.steps} steps (final loss ${result.finalLoss.toFixed(4)})\n`,
+        );
+      } finally {
+        process.off("SIGINT", onSigint);
+      }
+    });
+}

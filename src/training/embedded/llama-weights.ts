@@ -1,0 +1,87 @@
+/** Frozen base weights of a LLaMA-family GGUF, dequantised to F32 (row-major (out, in), as ggml stores them). */
+import { ConfigError } from "../../errors/index.js";
+import { GgufFile, ggmlTypeName } from "../../gguf/index.js";
+import { type LlamaConfig, readLlamaConfig } from "./model-config.js";
+
+export interface LlamaLayerWeights {
+  attnNorm: Float32Array;
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  o: Float32Array;
+  qBias?: Float32Array;
+  kBias?: Float32Array;
+  vBias?: Float32Array;
+  ffnNorm: Float32Array;
+  gate: Float32Array;
+  up: Float32Array;
+  down: Float32Array;
+}
+
+export interface LlamaWeights {
+  /** (vocab, dim) row-major. */
+  tokenEmbedding: Float32Array;
+  layers: LlamaLayerWeights[];
+  outputNorm: Float32Array;
+  /** (vocab, dim) row-major; the token embeddings when tied. */
+  output: Float32Array;
+  /** Per-pair RoPE frequency divisors (rope_freqs.weight, LLaMA 3), when present. */
+  ropeFactors?: Float32Array;
+}
+
+export interface LlamaModelFile {
+  path: string;
+  config: LlamaConfig;
+  weights: LlamaWeights;
+}
+
+/** Load config and all weights. Unsupported architectures and quantisations throw ConfigError. */
+export async function loadLlamaModel(path: string): Promise<LlamaModelFile> {
+  const file = await GgufFile.open(path);
+  try {
+    const config = readLlamaConfig(file);
+    const read = (name: string) => file.readTensor(name);
+    const optional = async (name: string) => (file.tensorInfo(name) ? await read(name) : undefined);
+    const layers: LlamaLayerWeights[] = [];
+    for (let l = 0; l < config.layers; l++) {
+      const p = `blk.${l}`;
+      layers.push({
+        attnNorm: await read(`${p}.attn_norm.weight`),
+        q: await read(`${p}.attn_q.weight`),
+        k: await read(`${p}.attn_k.weight`),
+        v: await read(`${p}.attn_v.weight`),
+        o: await read(`${p}.attn_output.weight`),
+        qBias: await optional(`${p}.attn_q.bias`),
+        kBias: await optional(`${p}.attn_k.bias`),
+        vBias: await optional(`${p}.attn_v.bias`),
+        ffnNorm: await read(`${p}.ffn_norm.weight`),
+        gate: await read(`${p}.ffn_gate.weight`),
+        up: await read(`${p}.ffn_up.weight`),
+        down: await read(`${p}.ffn_down.weight`),
+      });
+    }
+    const tokenEmbedding = await read("token_embd.weight");
+    const weights: LlamaWeights = {
+      tokenEmbedding,
+      layers,
+      outputNorm: await read("output_norm.weight"),
+      output: config.tiedEmbeddings ? tokenEmbedding : await read("output.weight"),
+      ropeFactors: await optional("rope_freqs.weight"),
+    };
+    return { path, config, weights };
+  } finally {
+    await file.close();
+  }
+}
+
+/** Throws the reader's ConfigError for the first tensor whose storage type cannot be dequantised. */
+export function checkTensorTypes(file: GgufFile): void {
+  for (const tensor of file.header.tensors) {
+    if (ggmlTypeName(tensor.type) === undefined) {
+      throw new ConfigError(
+        `tensor "${tensor.name}" has ggml type ${tensor.type}, which selfalign cannot dequantise (supported: F32, F16, BF16, Q8_0). Re-convert the model with --outtype f16 or q8_0`,
+        { path: file.path, field: tensor.name },
+      );
+    }
+  }
+}

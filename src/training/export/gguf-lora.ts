@@ -1,0 +1,74 @@
+/**
+ * GGUF LoRA adapters as llama.cpp reads them (src/llama-adapter.cpp): general.type=adapter, adapter.type=lora,
+ * adapter.lora.alpha (F32), and per adapted weight `<base>.lora_a` ne=[n_in, r] and `<base>.lora_b` ne=[r, n_out] (F32).
+ */
+import { ConfigError } from "../../errors/index.js";
+import { GgufFile, gguf, writeGguf } from "../../gguf/index.js";
+import { type LoraAdapter, type LoraModule, type LoraTarget, loraGgufNames, loraTargets } from "../embedded/lora.js";
+
+export function loraTensorBase(module: Pick<LoraModule, "layer" | "target">): string {
+  return `blk.${module.layer}.${loraGgufNames[module.target]}.weight`;
+}
+
+const f32 = (data: Float32Array | Float64Array): Float32Array =>
+  data instanceof Float32Array ? data : Float32Array.from(data);
+
+export async function writeGgufLora(
+  path: string,
+  adapter: LoraAdapter,
+  architecture: string,
+  name = "selfalign-lora",
+): Promise<void> {
+  const tensors = adapter.modules.flatMap((m) => [
+    { name: `${loraTensorBase(m)}.lora_a`, dims: [m.nIn, adapter.rank], data: f32(m.a) },
+    { name: `${loraTensorBase(m)}.lora_b`, dims: [adapter.rank, m.nOut], data: f32(m.b) },
+  ]);
+  await writeGguf(path, {
+    metadata: {
+      "general.type": gguf.string("adapter"),
+      "general.architecture": gguf.string(architecture),
+      "general.name": gguf.string(name),
+      "adapter.type": gguf.string("lora"),
+      "adapter.lora.alpha": gguf.f32(adapter.alpha),
+    },
+    tensors,
+  });
+}
+
+/** Read a GGUF LoRA written by this project or by llama.cpp's convert_lora_to_gguf.py (F32/F16/BF16/Q8_0). */
+export async function readGgufLora(path: string): Promise<{ adapter: LoraAdapter; architecture: string }> {
+  const file = await GgufFile.open(path);
+  try {
+    if (file.value("general.type") !== "adapter" || file.value("adapter.type") !== "lora") {
+      throw new ConfigError("not a GGUF LoRA adapter (general.type must be adapter, adapter.type lora)", { path });
+    }
+    const stems = new Map<string, LoraTarget>(loraTargets.map((t) => [loraGgufNames[t], t]));
+    const modules: LoraModule[] = [];
+    let rank = 0;
+    for (const info of file.header.tensors) {
+      const match = /^blk\.(\d+)\.([a-z_]+)\.weight\.lora_a$/.exec(info.name);
+      if (!match) continue;
+      const target = stems.get(match[2]!);
+      if (!target) throw new ConfigError(`unsupported LoRA tensor ${info.name}`, { path });
+      const base = info.name.slice(0, -".lora_a".length);
+      const bInfo = file.tensorInfo(`${base}.lora_b`);
+      if (!bInfo) throw new ConfigError(`${base}.lora_b is missing`, { path });
+      rank = info.dims[1]!;
+      modules.push({
+        layer: Number(match[1]),
+        target,
+        nIn: info.dims[0]!,
+        nOut: bInfo.dims[1]!,
+        a: await file.readTensor(info.name),
+        b: await file.readTensor(`${base}.lora_b`),
+      });
+    }
+    if (modules.length === 0) throw new ConfigError("the adapter has no LoRA tensors", { path });
+    const targets = loraTargets.filter((t) => modules.some((m) => m.target === t));
+    modules.sort((x, y) => x.layer - y.layer || loraTargets.indexOf(x.target) - loraTargets.indexOf(y.target));
+    const alpha = Number(file.value("adapter.lora.alpha") ?? rank);
+    return { adapter: { rank, alpha, targets, modules }, architecture: String(file.value("general.architecture")) };
+  } finally {
+    await file.close();
+  }
+}

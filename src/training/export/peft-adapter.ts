@@ -1,0 +1,143 @@
+/**
+ * PEFT adapters (adapter_model.safetensors + adapter_config.json), as transformers + peft save and load them.
+ * LLaMA GGUFs store q/k rows permuted for RoPE; lora_B of q and k is converted between the two orders here.
+ */
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { ConfigError } from "../../errors/index.js";
+import { GgufFile } from "../../gguf/index.js";
+import {
+  type LoraAdapter,
+  type LoraModule,
+  type LoraTarget,
+  loraHfNames,
+  loraShape,
+  loraTargets,
+} from "../embedded/lora.js";
+import { type LlamaConfig, readLlamaConfig } from "../embedded/model-config.js";
+import { writeGgufLora } from "./gguf-lora.js";
+import { ggufToHfRows, hfToGgufRows } from "./qk-permutation.js";
+import { readSafetensors, writeSafetensors } from "./safetensors.js";
+
+export interface PeftExportOptions {
+  /** adapter_config.json base_model_name_or_path. */
+  baseModelName: string;
+  dropout: number;
+}
+
+/** Whether convert_hf_to_gguf.py permuted q/k for this architecture (llama-style adjacent-pair RoPE). */
+export function hasPermutedQk(config: Pick<LlamaConfig, "architecture" | "ropeMode">): boolean {
+  return config.ropeMode === "normal";
+}
+
+function heads(config: LlamaConfig, target: LoraTarget): number | undefined {
+  if (target === "q") return config.heads;
+  if (target === "k") return config.kvHeads;
+  return undefined;
+}
+
+export function peftTensorName(module: Pick<LoraModule, "layer" | "target">, which: "A" | "B"): string {
+  return `base_model.model.model.layers.${module.layer}.${loraHfNames[module.target]}.lora_${which}.weight`;
+}
+
+const f32 = (data: Float32Array | Float64Array): Float32Array =>
+  data instanceof Float32Array ? data : Float32Array.from(data);
+
+export async function writePeftAdapter(
+  dir: string,
+  adapter: LoraAdapter,
+  config: LlamaConfig,
+  options: PeftExportOptions,
+): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const tensors = adapter.modules.flatMap((m) => {
+    const h = heads(config, m.target);
+    const b = h !== undefined && hasPermutedQk(config) ? ggufToHfRows(f32(m.b), h, adapter.rank) : f32(m.b);
+    return [
+      { name: peftTensorName(m, "A"), shape: [adapter.rank, m.nIn], data: f32(m.a) },
+      { name: peftTensorName(m, "B"), shape: [m.nOut, adapter.rank], data: b },
+    ];
+  });
+  await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
+  const adapterConfig = {
+    peft_type: "LORA",
+    task_type: "CAUSAL_LM",
+    base_model_name_or_path: options.baseModelName,
+    r: adapter.rank,
+    lora_alpha: adapter.alpha,
+    lora_dropout: options.dropout,
+    target_modules: adapter.targets.map((t) => loraHfNames[t].split(".")[1]),
+    bias: "none",
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_lora_weights: true,
+    modules_to_save: null,
+    use_rslora: false,
+    use_dora: false,
+  };
+  await writeFile(join(dir, "adapter_config.json"), `${JSON.stringify(adapterConfig, null, 2)}\n`);
+}
+
+/** Read a PEFT LoRA into GGUF order (q/k lora_B permuted for llama-style RoPE). */
+export async function readPeftAdapter(dir: string, config: LlamaConfig): Promise<LoraAdapter> {
+  const configPath = join(dir, "adapter_config.json");
+  let raw: { r?: number; lora_alpha?: number; peft_type?: string; use_rslora?: boolean };
+  try {
+    raw = JSON.parse(await readFile(configPath, "utf8"));
+  } catch (error) {
+    throw new ConfigError(`cannot read adapter_config.json: ${(error as Error).message}`, {
+      path: configPath,
+      cause: error,
+    });
+  }
+  if (raw.peft_type !== "LORA")
+    throw new ConfigError(`peft_type must be LORA, got ${raw.peft_type}`, { path: configPath });
+  if (raw.use_rslora) throw new ConfigError("rsLoRA adapters are not supported", { path: configPath });
+  const { tensors } = await readSafetensors(join(dir, "adapter_model.safetensors"));
+  const modules: LoraModule[] = [];
+  const rank = Number(raw.r);
+  for (let layer = 0; layer < config.layers; layer++) {
+    for (const target of loraTargets) {
+      const a = tensors.get(peftTensorName({ layer, target }, "A"));
+      const b = tensors.get(peftTensorName({ layer, target }, "B"));
+      if (!a || !b) continue;
+      const h = heads(config, target);
+      const bData = h !== undefined && hasPermutedQk(config) ? hfToGgufRows(b.data, h, rank) : b.data;
+      modules.push({ layer, target, nIn: a.shape[1]!, nOut: b.shape[0]!, a: a.data, b: bData });
+    }
+  }
+  if (modules.length === 0) throw new ConfigError("no LoRA tensors for this model's layers", { path: dir });
+  const targets = loraTargets.filter((t) => modules.some((m) => m.target === t));
+  for (const layerModules of Array.from({ length: config.layers }, (_, l) => modules.filter((m) => m.layer === l))) {
+    if (layerModules.length !== targets.length) {
+      throw new ConfigError("every layer must adapt the same projections", { path: dir });
+    }
+  }
+  return { rank, alpha: Number(raw.lora_alpha ?? rank), targets, modules };
+}
+
+/** Convert a PEFT LoRA directory into a GGUF LoRA for `basePath` (llama.cpp / node-llama-cpp load the result). */
+export async function convertPeftToGgufLora(peftDir: string, basePath: string, outPath: string): Promise<LoraAdapter> {
+  const { config } = await loadLlamaModelConfig(basePath);
+  const adapter = await readPeftAdapter(peftDir, config);
+  for (const m of adapter.modules) {
+    const expected = loraShape(config, m.target);
+    if (m.nIn !== expected.nIn || m.nOut !== expected.nOut) {
+      throw new ConfigError(
+        `layer ${m.layer} ${m.target}: the adapter is ${m.nIn} -> ${m.nOut} but the base model's projection is ${expected.nIn} -> ${expected.nOut}; is it the right base model?`,
+        { path: peftDir },
+      );
+    }
+  }
+  await writeGgufLora(outPath, adapter, config.architecture);
+  return adapter;
+}
+
+async function loadLlamaModelConfig(path: string): Promise<{ config: LlamaConfig }> {
+  const file = await GgufFile.open(path);
+  try {
+    return { config: readLlamaConfig(file) };
+  } finally {
+    await file.close();
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * Builds the command line that runs python/train_lora.py: through `accelerate launch` with one of our configs in
+ * python/configs/ (single GPU, multi-GPU DDP, DeepSpeed ZeRO-3 or FSDP, on one or several machines), or
+ * directly with Python for a one-process run. Pure: nothing is spawned here.
+ */
+import { join } from "node:path";
+import { ConfigError } from "../../errors/index.js";
+import type { LoraTarget } from "../embedded/lora.js";
+import { packageRoot } from "../embedded/kernels/package-root.js";
+import type { TrainOptions } from "../trainer.js";
+
+export const hfLaunchModes = ["single-gpu", "multi-gpu", "multi-node"] as const;
+export type HfLaunchMode = (typeof hfLaunchModes)[number];
+
+export const hfDistributedBackends = ["ddp", "deepspeed-zero3", "fsdp"] as const;
+export type HfDistributedBackend = (typeof hfDistributedBackends)[number];
+
+export const hfLaunchers = ["accelerate", "python"] as const;
+export type HfLauncher = (typeof hfLaunchers)[number];
+
+/** PEFT `target_modules` name of each LoRA target (the last component of the module path in LlamaDecoderLayer). */
+export const hfTargetModules = {
+  q: "q_proj",
+  k: "k_proj",
+  v: "v_proj",
+  o: "o_proj",
+  gate: "gate_proj",
+  up: "up_proj",
+  down: "down_proj",
+} as const satisfies Record<LoraTarget, string>;
+
+export interface HfLaunchOptions {
+  /** `accelerate` (default): `python -m accelerate.commands.launch`; `python`: the script alone, one process. */
+  launcher?: HfLauncher;
+  /** Default "single-gpu". */
+  mode?: HfLaunchMode;
+  /** Multi-GPU / multi-node strategy. Default "ddp" on one machine, "deepspeed-zero3" across machines. */
+  distributed?: HfDistributedBackend;
+  /** GPUs (processes) per machine. Default 1 for single-gpu; required otherwise. */
+  gpusPerMachine?: number;
+  /** Machines taking part (multi-node, >= 2). */
+  machines?: number;
+  /** This machine's rank, 0 on the main machine. Default 0. */
+  machineRank?: number;
+  /** Address of the rank-0 machine (multi-node). */
+  mainProcessIp?: string;
+  /** Default 29500. */
+  mainProcessPort?: number;
+  /** Default "bf16". */
+  mixedPrecision?: "bf16" | "fp16" | "no";
+  /** Python interpreter with torch, transformers, peft and accelerate. Default "python3". */
+  python?: string;
+  /** Training script. Default: the package's python/train_lora.py. */
+  script?: string;
+  /** Directory of the accelerate/DeepSpeed/FSDP configs. Default: the package's python/configs. */
+  configDir?: string;
+  /** Sequences per micro-batch per GPU. Default 4. */
+  batchSize?: number;
+  /** Weights dtype passed to the script. Default "auto" (bf16 where the GPU supports it). */
+  dtype?: "auto" | "bfloat16" | "float16" | "float32";
+}
+
+export interface HfScriptInputs {
+  /** Hugging Face model directory or hub id. */
+  model: string;
+  /** SFT JSONL with prompt/completion. */
+  data: string;
+  /** Where the PEFT adapter is saved. */
+  output: string;
+  training?: TrainOptions;
+}
+
+export interface LaunchCommand {
+  command: string;
+  args: string[];
+  /** Total processes across all machines. */
+  processes: number;
+}
+
+function positiveInteger(value: number | undefined, field: string, fallback?: number): number {
+  const resolved = value ?? fallback;
+  if (resolved === undefined || !Number.isInteger(resolved) || resolved < 1) {
+    throw new ConfigError(
+      `hf trainer: ${field} must be a positive integer, got ${value === undefined ? "nothing" : value}`,
+      { field },
+    );
+  }
+  return resolved;
+}
+
+/** Arguments of train_lora.py from the shared TrainOptions (defaults match the embedded trainer's). */
+export function scriptArguments(inputs: HfScriptInputs, launch: HfLaunchOptions = {}): string[] {
+  const o = inputs.training ?? {};
+  const targets = (o.targets ?? ["q", "k", "v", "o"]).map((target) => hfTargetModules[target]);
+  const args = [
+    "--model",
+    inputs.model,
+    "--data",
+    inputs.data,
+    "--output",
+    inputs.output,
+    "--rank",
+    String(o.rank ?? 16),
+    "--alpha",
+    String(o.alpha ?? 16),
+    "--dropout",
+    String(o.dropout ?? 0.05),
+    "--target-modules",
+    targets.join(","),
+    "--learning-rate",
+    String(o.learningRate ?? 4e-4),
+    "--epochs",
+    String(o.epochs ?? 1),
+    "--batch-size",
+    String(positiveInteger(launch.batchSize, "batchSize", 4)),
+    "--gradient-accumulation",
+    String(positiveInteger(o.gradientAccumulation, "gradientAccumulation", 1)),
+    "--warmup-steps",
+    String(o.warmupSteps ?? 0),
+    "--schedule",
+    o.schedule ?? "cosine",
+    "--weight-decay",
+    String(o.weightDecay ?? 0),
+    "--max-grad-norm",
+    String(o.maxGradNorm ?? 1),
+    "--cutoff-len",
+    String(o.cutoffLen ?? 2048),
+    "--overlong",
+    o.overlong ?? "error",
+    "--seed",
+    String(o.seed ?? 0),
+    "--dtype",
+    launch.dtype ?? "auto",
+  ];
+  if (o.maxSteps !== undefined) args.push("--max-steps", String(positiveInteger(o.maxSteps, "maxSteps")));
+  if (o.activationCheckpointing ?? true) args.push("--gradient-checkpointing");
+  return args;
+}
+
+/** The full command: launcher, launcher flags, script, script arguments. Throws ConfigError on a bad combination. */
+export function buildLaunchCommand(inputs: HfScriptInputs, launch: HfLaunchOptions = {}): LaunchCommand {
+  const root = packageRoot();
+  const python = launch.python ?? "python3";
+  const script = launch.script ?? join(root, "python", "train_lora.py");
+  const configDir = launch.configDir ?? join(root, "python", "configs");
+  const scriptArgs = scriptArguments(inputs, launch);
+  const launcher = launch.launcher ?? "accelerate";
+  const mode = launch.mode ?? "single-gpu";
+  if (!(hfLaunchModes as readonly string[]).includes(mode)) {
+    throw new ConfigError(`hf trainer: mode must be one of ${hfLaunchModes.join(", ")}, got "${mode}"`, {
+      field: "mode",
+    });
+  }
+  if (launcher === "python") {
+    if (mode !== "single-gpu") {
+      throw new ConfigError(
+        `hf trainer: launcher "python" runs one process; mode "${mode}" needs launcher "accelerate"`,
+        {
+          field: "launcher",
+        },
+      );
+    }
+    return { command: python, args: [script, ...scriptArgs], processes: 1 };
+  }
+
+  const gpus = positiveInteger(launch.gpusPerMachine, "gpusPerMachine", mode === "single-gpu" ? 1 : undefined);
+  const machines = mode === "multi-node" ? positiveInteger(launch.machines, "machines") : 1;
+  if (mode === "single-gpu" && gpus !== 1) {
+    throw new ConfigError(`hf trainer: mode "single-gpu" uses 1 GPU, got gpusPerMachine ${gpus}; use "multi-gpu"`, {
+      field: "gpusPerMachine",
+    });
+  }
+  if (mode === "multi-node" && machines < 2) {
+    throw new ConfigError(`hf trainer: mode "multi-node" needs machines >= 2, got ${machines}`, { field: "machines" });
+  }
+  const distributed = launch.distributed ?? (mode === "multi-node" ? "deepspeed-zero3" : "ddp");
+  if (!(hfDistributedBackends as readonly string[]).includes(distributed)) {
+    throw new ConfigError(
+      `hf trainer: distributed must be one of ${hfDistributedBackends.join(", ")}, got "${distributed}"`,
+      { field: "distributed" },
+    );
+  }
+  const processes = gpus * machines;
+  const accelerateArgs: string[] = ["-m", "accelerate.commands.launch"];
+  if (mode === "single-gpu") {
+    accelerateArgs.push("--config_file", join(configDir, "single_gpu.yaml"));
+  } else if (distributed === "ddp") {
+    accelerateArgs.push("--config_file", join(configDir, "multi_gpu.yaml"));
+  } else if (distributed === "deepspeed-zero3") {
+    accelerateArgs.push(
+      "--config_file",
+      join(configDir, "deepspeed_zero3.yaml"),
+      "--deepspeed_config_file",
+      join(configDir, "deepspeed_zero3.json"),
+    );
+  } else {
+    accelerateArgs.push("--config_file", join(configDir, "fsdp.yaml"));
+  }
+  accelerateArgs.push(
+    "--num_processes",
+    String(processes),
+    "--num_machines",
+    String(machines),
+    "--mixed_precision",
+    launch.mixedPrecision ?? "bf16",
+  );
+  if (mode === "multi-node") {
+    if (!launch.mainProcessIp) {
+      throw new ConfigError("hf trainer: mode multi-node needs mainProcessIp, the address of the rank-0 machine", {
+        field: "mainProcessIp",
+      });
+    }
+    const rank = launch.machineRank ?? 0;
+    if (!Number.isInteger(rank) || rank < 0 || rank >= machines) {
+      throw new ConfigError(`hf trainer: machineRank must be in 0..${machines - 1}, got ${rank}`, {
+        field: "machineRank",
+      });
+    }
+    accelerateArgs.push(
+      "--machine_rank",
+      String(rank),
+      "--main_process_ip",
+      launch.mainProcessIp,
+      "--main_process_port",
+      String(positiveInteger(launch.mainProcessPort, "mainProcessPort", 29500)),
+    );
+  }
+  return { command: python, args: [...accelerateArgs, script, ...scriptArgs], processes };
+}
