@@ -65,3 +65,9 @@ export { convertPeftToGgufLora, readPeftAdapter, writePeftAdapter } from "./trai
 export { readSafetensors, writeSafetensors } from "./training/export/safetensors.js";
 export { createLlamaCppBackend, LlamaCppBackend, type LlamaCppBackendOptions } from "./backends/llama-cpp/index.js";
 export * from "./eval/index.js";
+export * from "./text/index.js";
+export * from "./stages/self-instruct/index.js";
+export * from "./stages/red-team/index.js";
+export * from "./stages/self-align/index.js";
+export { type MergeStageOptions, type MergeStageResult, mergeStage } from "./stages/shared/merge-stage.js";
+export { readStageRecords } from "./stages/shared/stage-records.js";

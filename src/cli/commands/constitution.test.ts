@@ -7,6 +7,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { constitutionStats, defaultConstitutionDir, loadConstitution } from "../../constitution/index.js";
+import { parsePipelineConfig } from "../../pipeline/pipeline-config.js";
 
 // The commands run in a real `node` process, registered and run exactly as cli.ts does, but without the
 // other commands, so these tests depend only on the code they test.
@@ -116,10 +117,12 @@ describe("selfalign init", () => {
     const config = parse(await readFile(join(project, "selfalign.yaml"), "utf8"));
     expect(config).toMatchObject({
       name: "my-project",
-      model: "llama-cpp:./models/base.gguf",
+      model: "./models/base.gguf",
       constitution: "./constitution",
     });
     expect(Object.keys(config.stages)).toEqual(["self-instruct", "red-team", "self-align", "engrave", "verbose-clone"]);
+    // The starter config is one 'selfalign run' accepts.
+    expect(parsePipelineConfig(config, "selfalign.yaml").stages["self-instruct"].target).toBe(300);
     const copy = await loadConstitution(join(project, "constitution"));
     expect(copy.hash).toBe((await loadConstitution(defaultConstitutionDir())).hash);
   });

@@ -1,16 +1,24 @@
 import type { Command } from "commander";
+import { registerChat } from "./chat.js";
 import { registerConstitution } from "./constitution.js";
+import { registerDemo } from "./demo.js";
 import { registerEval } from "./eval.js";
 import { registerInit } from "./init.js";
+import { registerMerge } from "./merge.js";
 import { registerModel } from "./model.js";
 import { registerReport } from "./report.js";
+import { registerRun } from "./run.js";
 import { registerServe } from "./serve.js";
+import { registerStage } from "./stage.js";
 import { registerStatus } from "./status.js";
 import { registerTrain } from "./train.js";
 
 /** Every CLI command registers itself here (one line per command file). */
 export const commands: Array<(program: Command) => void> = [
   registerInit,
+  registerRun,
+  registerDemo,
+  registerChat,
   registerConstitution,
   registerModel,
   registerEval,
@@ -18,4 +26,6 @@ export const commands: Array<(program: Command) => void> = [
   registerStatus,
   registerServe,
   registerTrain,
+  registerStage,
+  registerMerge,
 ];

@@ -57,39 +57,57 @@ function projectName(dir: string): string {
 
 /** The starter config: every key commented, counts small enough for a first run on one machine. */
 export function starterConfig(name: string): string {
-  return `# selfalign project configuration. Paths are relative to this file.
+  return `# selfalign project configuration ('selfalign run selfalign.yaml'). Paths are relative to this file.
 
-# Name of the run; its records go to runs/<name>/.
+# Name of the run; its records go to runs/<name>/ (or set runDir).
 name: ${name}
 
-# The base model to align. One of:
-#   llama-cpp:./models/base.gguf             a local GGUF file, run in-process (the default engine)
-#   hf:<user>/<repo>/<file>.gguf             a GGUF downloaded from Hugging Face
-#   openai-compatible:http://host:8000/v1    any server with the completions API (vLLM, SGLang, llama.cpp server)
-model: llama-cpp:./models/base.gguf
+# The base model to align (a base model, not a chat-tuned one). One of:
+#   ./models/base.gguf                        a local GGUF file, run in-process by llama.cpp (the default engine)
+#   hf:<owner>/<repo>/<file>.gguf             a GGUF downloaded once from Hugging Face
+#   openai:http://host:8000/v1#<model-name>   an OpenAI-compatible completions server (vLLM, SGLang, llama.cpp server);
+#                                             then set trainBase to a GGUF of the same model for the embedded trainer
+model: ./models/base.gguf
 
 # The constitution folder: principles, exemplars, red-team types, seed tasks and prompts.
 # Check it after editing with: selfalign constitution check ./constitution
 constitution: ./constitution
 
-# How much each stage produces. The paper's figures are far larger (about 267k self-instruct and 99k
-# red-team prompts); start small, look at the records, then scale up.
+seed: 42
+
+# The embedded engine: context per sequence (the stage-2 meta-prompt needs about 2k tokens) and parallel sequences.
+engine:
+  contextSize: 8192
+  sequences: 4
+
+# How much each stage produces. The paper's figures are far larger (about 267k self-instruct and 99k red-team
+# prompts); start small, look at the records ('selfalign report runs/${name}'), then scale up.
 stages:
   # Stage 1a: new instructions from the seed tasks.
   self-instruct:
-    count: 2000
-  # Stage 1b: topics per red-team type, then one question per topic.
+    target: 300
+  # Stage 1b: rounds of topic brainstorming per red-team type, then one question per (type, topic).
   red-team:
-    topicsPerType: 20
-    count: 400
-  # Stage 2: principle-driven answers to every stage-1 prompt (samples per prompt).
-  self-align:
-    samplesPerPrompt: 1
-  # Stage 3: LoRA fine-tuning on the kept answers (principles and thoughts removed).
+    epochs: 2
+    maxTopicsPerType: 6
+  # Stage 2: principle-driven answers to every stage-1 prompt (sampling defaults: T 0.5, top-p 0.9, 256 tokens).
+  self-align: {}
+  # Stage 3: LoRA on the kept answers, principles and thoughts removed. trainer: embedded (CPU) or hf (GPU).
   engrave:
-    epochs: 1
-  # Stage 4: verbose answers from the engraved model, then a fresh LoRA on them.
+    train:
+      trainer: embedded
+      rank: 16
+      alpha: 16
+      learningRate: 4.0e-4
+      cutoffLen: 512
+  # Stage 4: verbose answers from the engraved model, then a fresh LoRA on the base model.
   verbose-clone:
-    count: 2000
+    maxPrompts: 300
+    train:
+      trainer: embedded
+      cutoffLen: 768
+
+# Write runs/<name>/report.html at the end.
+report: true
 `;
 }

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { readFile } from "node:fs/promises";
 import { ConfigError } from "../../errors/index.js";
 import { EmbeddedTrainer } from "../../training/embedded/embedded-trainer.js";
+import { HfTrainer, hfTrainerOptionsSchema } from "../../training/hf/index.js";
 import { kernelNames } from "../../training/embedded/kernels/kernel.js";
 import { parseLoraTargets } from "../../training/embedded/lora.js";
 import { learningRateSchedules, overlongPolicies, type SftExample, type TrainOptions } from "../../training/trainer.js";
@@ -120,6 +121,15 @@ export function registerTrain(program: Command): void {
       "auto",
     )
     .option("--resume", "continue from <out>/checkpoint", false)
+    .option(
+      "--trainer <name>",
+      "embedded (this machine's CPU) | hf (transformers + peft via accelerate on GPUs)",
+      oneOf("trainer", ["embedded", "hf"] as const),
+      "embedded",
+    )
+    .option("--hf-mode <mode>", "hf trainer: single-gpu | multi-gpu | multi-node")
+    .option("--hf-gpus <n>", "hf trainer: GPUs per machine", number("hf-gpus", true))
+    .option("--hf-distributed <backend>", "hf trainer: how to spread a model over GPUs (see python/configs)")
     .action(async (flags) => {
       const examples = await readSftJsonl(flags.data);
       const options: TrainOptions = {
@@ -155,7 +165,17 @@ export function registerTrain(program: Command): void {
       const onSigint = () => controller.abort();
       process.once("SIGINT", onSigint);
       try {
-        const result = await new EmbeddedTrainer().train({
+        const trainer =
+          flags.trainer === "hf"
+            ? new HfTrainer(
+                parseHfTrainerOptions({
+                  ...(flags.hfMode ? { mode: flags.hfMode } : {}),
+                  ...(flags.hfGpus ? { gpusPerMachine: flags.hfGpus } : {}),
+                  ...(flags.hfDistributed ? { distributed: flags.hfDistributed } : {}),
+                }),
+              )
+            : new EmbeddedTrainer();
+        const result = await trainer.train({
           base: flags.base,
           examples,
           output: flags.out,
@@ -179,4 +199,16 @@ export function registerTrain(program: Command): void {
         process.off("SIGINT", onSigint);
       }
     });
+}
+
+/** Validate hf trainer flags with the trainer's own schema, naming the flag on error. */
+function parseHfTrainerOptions(value: Record<string, unknown>) {
+  const parsed = hfTrainerOptionsSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(`--hf-${String(issue.path[0] ?? "option")}: ${issue.message}`, {
+      field: String(issue.path[0]),
+    });
+  }
+  return parsed.data;
 }

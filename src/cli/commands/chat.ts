@@ -1,0 +1,77 @@
+import { createInterface } from "node:readline/promises";
+import type { Command } from "commander";
+
+export function registerChat(program: Command): void {
+  program
+    .command("chat")
+    .description(
+      "Talk to a model (base + optional LoRA adapters) in the engraved assistant's format. Ctrl+D or /exit to leave.",
+    )
+    .requiredOption("--model <gguf>", "base model: a .gguf path or an hf: URI")
+    .option("--adapter <gguf...>", "LoRA adapter(s), e.g. runs/x/verbose-clone/adapter/adapter.gguf (path[:scale])")
+    .option("--constitution <dir>", "constitution whose assistant name and prompts to use (default: the built-in one)")
+    .option("--style <style>", "system prompt: concise | verbose", "concise")
+    .option("--temperature <t>", "sampling temperature (the paper evaluates at 0.7)", Number.parseFloat, 0.7)
+    .option("--max-tokens <n>", "longest answer", (value) => Number.parseInt(value, 10), 512)
+    .action(
+      async (options: {
+        model: string;
+        adapter?: string[];
+        constitution?: string;
+        style: string;
+        temperature: number;
+        maxTokens: number;
+      }) => {
+        const { ConfigError } = await import("../../errors/index.js");
+        if (options.style !== "concise" && options.style !== "verbose") {
+          throw new ConfigError(`--style must be concise or verbose, got "${options.style}"`);
+        }
+        const style = options.style;
+        const { defaultConstitutionDir, loadConstitution } = await import("../../constitution/index.js");
+        const { createLlamaCppBackend } = await import("../../backends/llama-cpp/index.js");
+        const { completeAll } = await import("../../backends/language-model.js");
+        const { chatPromptFromMessages, cleanAnswer, USER_TURN_MARKER } = await import(
+          "../../stages/engrave/prompt.js"
+        );
+        const constitution = await loadConstitution(options.constitution ?? defaultConstitutionDir());
+        const lora = (options.adapter ?? []).map((spec) => {
+          const match = /^(.*?)(?::(\d*\.?\d+))?$/.exec(spec)!;
+          return { path: match[1]!, ...(match[2] ? { scale: Number(match[2]) } : {}) };
+        });
+        const backend = await createLlamaCppBackend({ model: options.model, lora, sequences: 1 });
+        const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+        const history: Array<{ role: "user" | "assistant"; content: string }> = [];
+        process.stdout.write(
+          `Chatting with ${constitution.assistant.name} (${options.model}${lora.length ? ` + ${lora.map((l) => l.path).join(", ")}` : ""}). /exit to leave.\n`,
+        );
+        try {
+          for (;;) {
+            let line: string;
+            try {
+              line = await rl.question("you> ");
+            } catch {
+              break; // Ctrl+D
+            }
+            if (line.trim() === "/exit") break;
+            if (!line.trim()) continue;
+            history.push({ role: "user", content: line });
+            const prompt = chatPromptFromMessages(constitution.assistant, style, history);
+            const [result] = await completeAll(backend, [
+              {
+                prompt: `${prompt}\n`,
+                temperature: options.temperature,
+                maxTokens: options.maxTokens,
+                stop: [USER_TURN_MARKER],
+              },
+            ]);
+            const answer = cleanAnswer(result!.completions[0]!.text);
+            history.push({ role: "assistant", content: answer });
+            process.stdout.write(`${constitution.assistant.name}> ${answer}\n`);
+          }
+        } finally {
+          rl.close();
+          await backend.close();
+        }
+      },
+    );
+}

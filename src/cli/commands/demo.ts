@@ -1,0 +1,38 @@
+import type { Command } from "commander";
+import { withInterrupt } from "../interrupt.js";
+import { createProgressRenderer } from "../progress-renderer.js";
+import { formatPipelineSummary } from "./run.js";
+
+const banner = `selfalign demo: a MECHANICS CHECK of the whole pipeline, offline, on a tiny random-weight model written here.
+Every stage really runs (generation, filters, LoRA training, report), but with random weights the texts are
+nonsense and most generations are rejected. For real results run 'selfalign run' on a real base model.
+`;
+
+export function registerDemo(program: Command): void {
+  program
+    .command("demo")
+    .description(
+      "Run the identical pipeline offline on a tiny GGUF it writes (a mechanics check; outputs are nonsense).",
+    )
+    .option("--dir <dir>", "folder for the tiny model and the run", "runs/demo")
+    .option("--seed <n>", "seed of the model and the run", (value) => Number.parseInt(value, 10), 7)
+    .action(async (options: { dir: string; seed: number }) => {
+      const { prepareDemo } = await import("../../pipeline/demo.js");
+      const { runPipeline } = await import("../../pipeline/run-pipeline.js");
+      process.stderr.write(banner);
+      const loaded = await prepareDemo({ dir: options.dir, seed: options.seed });
+      const renderer = createProgressRenderer();
+      try {
+        const result = await withInterrupt(
+          (signal) => runPipeline({ loaded, onProgress: renderer.onProgress, signal }),
+          {
+            onInterrupt: () => renderer.close(),
+          },
+        );
+        renderer.close();
+        process.stdout.write(formatPipelineSummary(result));
+      } finally {
+        renderer.close();
+      }
+    });
+}

@@ -1,0 +1,454 @@
+/**
+ * `selfalign run`: the whole SELF-ALIGN pipeline from one config — self-instruct, red-team, self-align, engrave,
+ * verbose-clone, then the report. Every stage resumes where it stopped; a stage whose inputs and options are unchanged
+ * since it finished is not run again, so re-running a finished run does nothing and says so.
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import type { LanguageModel } from "../backends/language-model.js";
+import { isRemoteModelUri, resolveModelSource } from "../backends/llama-cpp/model-source.js";
+import { createLlamaCppBackend } from "../backends/llama-cpp/index.js";
+import { createBackend, parseBackendSpec } from "../backends/registry.js";
+import {
+  type Constitution,
+  checkConstitution,
+  defaultConstitutionDir,
+  formatConstitutionIssue,
+  loadConstitution,
+} from "../constitution/index.js";
+import { AbortedError, ConfigError, isSelfalignError } from "../errors/index.js";
+import type { ProgressListener } from "../progress/progress-event.js";
+import { writeReport } from "../report/index.js";
+import { readJsonFile } from "../run-store/json-file.js";
+import {
+  canonicalJson,
+  openRun,
+  type Run,
+  readManifest,
+  readStageAcrossShards,
+  recordId,
+  writeJsonAtomic,
+} from "../run-store/index.js";
+import type { AnswerRecord } from "../stages/engrave/build-sft.js";
+import { engraveStage, runEngrave } from "../stages/engrave/run.js";
+import { redTeamStage, redTeamTopicsStage, runRedTeam } from "../stages/red-team/run.js";
+import { runSelfAlign, type SelfAlignRecord, selfAlignStage } from "../stages/self-align/run.js";
+import { runSelfInstruct, selfInstructStage } from "../stages/self-instruct/run.js";
+import { runVerboseClone, verboseCloneStage } from "../stages/verbose-clone/run.js";
+import { EmbeddedTrainer } from "../training/embedded/embedded-trainer.js";
+import { HfTrainer } from "../training/hf/index.js";
+import type { Trainer, TrainOptions } from "../training/trainer.js";
+import {
+  type LoadedPipelineConfig,
+  type PipelineConfig,
+  type PipelineStageName,
+  pipelineStageNames,
+  resolveConfigPath,
+  runDirOf,
+  type TrainConfig,
+} from "./pipeline-config.js";
+
+export interface RunPipelineOptions {
+  loaded: LoadedPipelineConfig;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+}
+
+export interface PipelineStageSummary {
+  stage: PipelineStageName;
+  status: "ran" | "skipped" | "up-to-date";
+  kept?: number;
+  rejected?: number;
+  byFilter?: Record<string, number>;
+  adapter?: string;
+}
+
+export interface RunPipelineResult {
+  runDir: string;
+  /** True when every stage was already finished with the same inputs and options: nothing ran. */
+  alreadyFinished: boolean;
+  stages: PipelineStageSummary[];
+  usage: { promptTokens: number; completionTokens: number };
+  adapters: { engrave?: string; final?: string };
+  reportPath?: string;
+}
+
+/** <run>/pipeline.json: which stage finished with which fingerprint of its inputs and options. */
+interface PipelineState {
+  stages: Partial<Record<PipelineStageName, { fingerprint: string; finishedAt: string }>>;
+}
+
+const hash = (value: unknown) => recordId("pipeline", canonicalJson(value));
+
+/** Everything that can be checked without doing work: constitution, model files, trainer inputs. */
+export interface PreparedPipeline {
+  config: PipelineConfig;
+  runDir: string;
+  constitution: Constitution;
+  /** Local GGUF (downloaded if it was an hf: URI) or undefined when `model` is a server. */
+  modelPath?: string;
+  /** The backend spec when `model` is a server. */
+  serverSpec?: string;
+  /** GGUF the trainer and verbose-clone teacher load. */
+  trainBase?: string;
+}
+
+function needsTraining(config: PipelineConfig): boolean {
+  return !config.stages.engrave.skip || !config.stages["verbose-clone"].skip;
+}
+
+/** Validate the config against the world before any stage runs; fails with one clear message. */
+export async function preparePipeline(options: RunPipelineOptions): Promise<PreparedPipeline> {
+  const { loaded, onProgress, signal } = options;
+  const { config } = loaded;
+  const constitutionDir =
+    config.constitution === "default" ? defaultConstitutionDir() : resolveConfigPath(loaded, config.constitution);
+  const constitution = await loadConstitution(constitutionDir);
+  const errors = checkConstitution(constitution).filter((issue) => issue.severity === "error");
+  if (errors.length) {
+    throw new ConfigError(
+      `the constitution has ${errors.length} problem(s); fix them first ('selfalign constitution check ${constitutionDir}'):\n${errors.map(formatConstitutionIssue).join("\n")}`,
+      { path: constitutionDir },
+    );
+  }
+  const model = resolveConfigPath(loaded, config.model);
+  const isServer = /^(openai|openai-compatible):|^https?:/.test(config.model);
+  let modelPath: string | undefined;
+  let serverSpec: string | undefined;
+  if (isServer) {
+    parseBackendSpec(config.model); // validates the URL form
+    serverSpec = config.model;
+  } else {
+    const source = config.model.startsWith("llama-cpp:")
+      ? resolveConfigPath(loaded, config.model.slice("llama-cpp:".length))
+      : model;
+    try {
+      modelPath = await resolveModelSource(source, {
+        ...(onProgress ? { onProgress } : {}),
+        ...(signal ? { signal } : {}),
+      });
+    } catch (error) {
+      if (!isSelfalignError(error) || error instanceof AbortedError) throw error;
+      // Point at the config, where the model is chosen, rather than at a CLI flag.
+      const message = error.message.replace(/\s*\(--model [^)]*\)/, "");
+      throw new ConfigError(`${message}\nTo use a local file, set \`model:\` in the config to its path.`, {
+        path: loaded.path ?? "config",
+        field: "model",
+        cause: error,
+      });
+    }
+  }
+  let trainBase: string | undefined;
+  if (needsTraining(config)) {
+    if (config.trainBase) {
+      const base = resolveConfigPath(loaded, config.trainBase);
+      trainBase = isRemoteModelUri(base)
+        ? await resolveModelSource(base, { ...(signal ? { signal } : {}) })
+        : await resolveModelSource(base);
+    } else if (modelPath) {
+      trainBase = modelPath;
+    } else {
+      throw new ConfigError(
+        "engrave and verbose-clone train on a local GGUF, but `model` is a server URL: set `trainBase` to the base model's .gguf (or hf: URI), or skip those stages",
+        { path: loaded.path ?? "config", field: "trainBase" },
+      );
+    }
+  }
+  return {
+    config,
+    runDir: runDirOf(loaded),
+    constitution,
+    ...(modelPath ? { modelPath } : {}),
+    ...(serverSpec ? { serverSpec } : {}),
+    ...(trainBase ? { trainBase } : {}),
+  };
+}
+
+function trainerFor(config: TrainConfig): { trainer: Trainer; options: TrainOptions } {
+  const { trainer, ...options } = config;
+  return { trainer: trainer === "hf" ? new HfTrainer() : new EmbeddedTrainer(), options };
+}
+
+const pipelineStateSchema = z.object({
+  stages: z.record(z.string(), z.object({ fingerprint: z.string(), finishedAt: z.string() })),
+});
+
+async function readState(runDir: string): Promise<PipelineState> {
+  const value = await readJsonFile(join(runDir, "pipeline.json"));
+  return value === undefined ? { stages: {} } : (pipelineStateSchema.parse(value) as PipelineState);
+}
+
+export async function runPipeline(options: RunPipelineOptions): Promise<RunPipelineResult> {
+  const prepared = await preparePipeline(options);
+  const { config, runDir, constitution } = prepared;
+  const { onProgress, signal } = options;
+  const run = await openRun(runDir, { create: true });
+  const result: RunPipelineResult = {
+    runDir,
+    alreadyFinished: true,
+    stages: [],
+    usage: { promptTokens: 0, completionTokens: 0 },
+    adapters: {},
+  };
+  let generator: LanguageModel | undefined;
+  try {
+    await run.writeRunJson({
+      config,
+      constitutionHash: constitution.hash,
+      backends: {
+        generator: prepared.serverSpec ?? `llama-cpp:${prepared.modelPath}`,
+        ...(prepared.trainBase ? { trainBase: prepared.trainBase } : {}),
+      },
+      versions: { selfalign: "0.1.0" },
+    });
+    const state = await readState(runDir);
+    const fingerprints: Partial<Record<PipelineStageName, string>> = {};
+    const getGenerator = async () => {
+      generator ??= prepared.serverSpec
+        ? await createBackend(prepared.serverSpec, { ...(onProgress ? { onProgress } : {}) })
+        : await createLlamaCppBackend({
+            model: prepared.modelPath!,
+            seed: config.seed,
+            ...config.engine,
+            ...(onProgress ? { onProgress } : {}),
+          });
+      return generator;
+    };
+    const closeGenerator = async () => {
+      await generator?.close();
+      generator = undefined;
+    };
+
+    const upstream: Record<PipelineStageName, PipelineStageName[]> = {
+      "self-instruct": [],
+      "red-team": [],
+      "self-align": ["self-instruct", "red-team"],
+      engrave: ["self-align"],
+      "verbose-clone": ["self-instruct", "red-team", "engrave"],
+    };
+    for (const stage of pipelineStageNames) {
+      const stageConfig = config.stages[stage];
+      fingerprints[stage] = hash({
+        stage: stageConfig,
+        model: config.model,
+        trainBase: prepared.trainBase ?? null,
+        seed: config.seed,
+        constitution: constitution.hash,
+        upstream: upstream[stage].map((name) => fingerprints[name] ?? null),
+      });
+      if (stageConfig.skip) {
+        result.stages.push({ stage, status: "skipped" });
+        continue;
+      }
+      if (state.stages[stage]?.fingerprint === fingerprints[stage]) {
+        result.stages.push({ stage, status: "up-to-date", ...(await stageCounts(runDir, stage)) });
+        continue;
+      }
+      result.alreadyFinished = false;
+      const summary = await runStage(stage, {
+        run,
+        prepared,
+        getGenerator,
+        closeGenerator,
+        result,
+        ...(onProgress ? { onProgress } : {}),
+        ...(signal ? { signal } : {}),
+      });
+      result.stages.push({ stage, status: "ran", ...(await stageCounts(runDir, stage)), ...summary });
+      state.stages[stage] = { fingerprint: fingerprints[stage]!, finishedAt: new Date().toISOString() };
+      await writeJsonAtomic(join(runDir, "pipeline.json"), state);
+    }
+    for (const summary of result.stages) {
+      if (summary.stage === "engrave" && summary.adapter) result.adapters.engrave = summary.adapter;
+      if (summary.stage === "verbose-clone" && summary.adapter) result.adapters.final = summary.adapter;
+    }
+  } finally {
+    await generator?.close();
+    await run.close();
+  }
+  if (config.report) result.reportPath = (await writeReport({ runDir })).path;
+  return result;
+}
+
+async function stageCounts(
+  runDir: string,
+  stage: PipelineStageName,
+): Promise<Omit<PipelineStageSummary, "stage" | "status">> {
+  const { records, rejected } = await readStageAcrossShards(runDir, stage);
+  const byFilter: Record<string, number> = {};
+  for (const record of rejected) byFilter[record.filter] = (byFilter[record.filter] ?? 0) + 1;
+  const adapter =
+    records.length || stage === engraveStage || stage === verboseCloneStage
+      ? await adapterOf(runDir, stage)
+      : undefined;
+  return { kept: records.length, rejected: rejected.length, byFilter, ...(adapter ? { adapter } : {}) };
+}
+
+async function adapterOf(runDir: string, stage: string): Promise<string | undefined> {
+  const adapter = (await readManifest(join(runDir, stage, "manifest.json")))?.extra.adapter;
+  return typeof adapter === "string" ? adapter : undefined;
+}
+
+interface StageContext {
+  run: Run;
+  prepared: PreparedPipeline;
+  getGenerator: () => Promise<LanguageModel>;
+  closeGenerator: () => Promise<void>;
+  result: RunPipelineResult;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+}
+
+async function runStage(stage: PipelineStageName, context: StageContext): Promise<Partial<PipelineStageSummary>> {
+  const { run, prepared, result, onProgress, signal } = context;
+  const { config, constitution, runDir } = prepared;
+  const common = { ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) };
+  const addUsage = (usage: { promptTokens: number; completionTokens: number }) => {
+    result.usage.promptTokens += usage.promptTokens;
+    result.usage.completionTokens += usage.completionTokens;
+  };
+  switch (stage) {
+    case "self-instruct": {
+      const options = config.stages["self-instruct"];
+      const out = await runSelfInstruct({
+        backend: await context.getGenerator(),
+        store: await run.stage(selfInstructStage),
+        constitution,
+        target: options.target,
+        seed: config.seed,
+        ...(options.sampling ? { sampling: options.sampling } : {}),
+        ...(options.demos ? { demos: options.demos } : {}),
+        ...(options.maxRounds ? { maxRounds: options.maxRounds } : {}),
+        ...(options.maxRoundsWithoutProgress ? { maxRoundsWithoutProgress: options.maxRoundsWithoutProgress } : {}),
+        ...common,
+      });
+      addUsage(out.usage);
+      return {};
+    }
+    case "red-team": {
+      const options = config.stages["red-team"];
+      const out = await runRedTeam({
+        backend: await context.getGenerator(),
+        topicStore: await run.stage(redTeamTopicsStage),
+        store: await run.stage(redTeamStage),
+        constitution,
+        seed: config.seed,
+        ...(options.epochs ? { epochs: options.epochs } : {}),
+        ...(options.maxTopicsPerType ? { maxTopicsPerType: options.maxTopicsPerType } : {}),
+        ...(options.targetsPerPrompt ? { targetsPerPrompt: options.targetsPerPrompt } : {}),
+        ...(options.topicSampling ? { topicSampling: options.topicSampling } : {}),
+        ...(options.questionSampling ? { questionSampling: options.questionSampling } : {}),
+        ...common,
+      });
+      addUsage(out.usage);
+      return {};
+    }
+    case "self-align": {
+      const options = config.stages["self-align"];
+      const out = await runSelfAlign({
+        backend: await context.getGenerator(),
+        store: await run.stage(selfAlignStage),
+        constitution,
+        inputs: await stageOnePrompts(runDir),
+        seed: config.seed,
+        ...(options.sampling ? { sampling: options.sampling } : {}),
+        ...(options.logitBias
+          ? {
+              logitBias: Object.fromEntries(
+                Object.entries(options.logitBias).map(([token, bias]) => [Number(token), bias]),
+              ),
+            }
+          : {}),
+        ...common,
+      });
+      addUsage(out.usage);
+      return {};
+    }
+    case "engrave": {
+      await context.closeGenerator(); // free the engine's memory for training
+      const options = config.stages.engrave;
+      const { records } = await readStageAcrossShards<SelfAlignRecord & { id: string }>(runDir, selfAlignStage);
+      const answers: AnswerRecord[] = records.map((r) => ({
+        id: r.id,
+        instruction: r.instruction,
+        input: r.input,
+        output: r.output,
+        ended: r.endedTurn,
+      }));
+      const { trainer, options: trainOptions } = trainerFor(options.train);
+      const out = await runEngrave({
+        store: await run.stage(engraveStage),
+        answers,
+        constitution,
+        includeIdentity: options.includeIdentity,
+        trainer,
+        base: prepared.trainBase!,
+        trainOptions: { seed: config.seed, ...trainOptions },
+        ...common,
+      });
+      return { adapter: out.train.adapterPath };
+    }
+    case "verbose-clone": {
+      await context.closeGenerator();
+      const options = config.stages["verbose-clone"];
+      const engraveAdapter = await adapterOf(runDir, engraveStage);
+      if (!engraveAdapter) {
+        throw new ConfigError(
+          "verbose-clone needs the engraving adapter: run the engrave stage first (it is skipped or unfinished)",
+          { path: join(runDir, engraveStage) },
+        );
+      }
+      const teacher = await createLlamaCppBackend({
+        model: prepared.trainBase!,
+        lora: [{ path: engraveAdapter }],
+        seed: config.seed,
+        ...config.engine,
+        ...(onProgress ? { onProgress } : {}),
+      });
+      try {
+        const prompts = [
+          ...(await stageOnePrompts(runDir)),
+          ...constitution.assistant.identity.map((exchange, index) => ({
+            id: recordId("identity-question", index),
+            instruction: exchange.user,
+          })),
+        ].slice(0, options.maxPrompts);
+        const { trainer, options: trainOptions } = trainerFor(options.train);
+        const out = await runVerboseClone({
+          teacher,
+          store: await run.stage(verboseCloneStage),
+          sftStore: await run.stage(`${verboseCloneStage}-sft`),
+          prompts,
+          constitution,
+          trainer,
+          base: prepared.trainBase!,
+          trainOptions: { seed: config.seed, ...trainOptions },
+          seed: config.seed,
+          ...(options.sampling ? { sampling: options.sampling } : {}),
+          ...common,
+        });
+        return { adapter: out.train.adapterPath };
+      } finally {
+        await teacher.close();
+      }
+    }
+  }
+}
+
+/** Every kept stage-1 prompt (self-instruct and red-team), in a stable order. */
+async function stageOnePrompts(runDir: string) {
+  const prompts = [];
+  for (const stage of [selfInstructStage, redTeamStage]) {
+    const { records } = await readStageAcrossShards(runDir, stage);
+    for (const record of records) {
+      prompts.push({
+        id: record.id,
+        instruction: String(record.instruction ?? ""),
+        input: String(record.input ?? ""),
+        ...(typeof record.questionType === "string" ? { questionType: record.questionType } : {}),
+        source: stage,
+      });
+    }
+  }
+  return prompts;
+}

@@ -1,0 +1,28 @@
+/** The context-window check every stage makes before sending a prompt: reject, never truncate (method-spec A.11.9). */
+import type { LanguageModel } from "../../backends/language-model.js";
+
+export interface ContextOverflow {
+  filter: "context-overflow";
+  reason: string;
+  promptTokens: number;
+}
+
+/**
+ * Undefined when `prompt` plus `maxTokens` new tokens fits the backend's context window; otherwise the rejection
+ * to record (the reference silently dropped lines from the end of long prompts instead).
+ */
+export async function checkContext(
+  backend: LanguageModel,
+  prompt: string,
+  maxTokens: number,
+): Promise<ContextOverflow | undefined> {
+  const maxContext = backend.capabilities().maxContext;
+  if (!(maxContext > 0)) return undefined;
+  const promptTokens = await backend.countTokens(prompt);
+  if (promptTokens + maxTokens <= maxContext) return undefined;
+  return {
+    filter: "context-overflow",
+    promptTokens,
+    reason: `prompt has ${promptTokens} tokens; with ${maxTokens} new tokens it needs ${promptTokens + maxTokens}, more than the ${maxContext}-token context (raise the context size or lower maxTokens)`,
+  };
+}

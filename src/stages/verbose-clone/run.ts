@@ -1,0 +1,159 @@
+/**
+ * Stage 4, verbose cloning (method-spec A.6): the engraved model (base + stage-3 adapter), prompted with the verbose
+ * teacher prompt, answers every stage-1 prompt and identity question; the answers are filtered and a fresh adapter is
+ * trained on the base model with the concise prompt (context distillation: the final model answers at length without
+ * being asked to).
+ */
+import { completeAll, type LanguageModel, type SamplingOptions } from "../../backends/language-model.js";
+import type { Constitution } from "../../constitution/index.js";
+import { ConfigError } from "../../errors/index.js";
+import type { ProgressListener } from "../../progress/progress-event.js";
+import { recordId, type StageStore } from "../../run-store/index.js";
+import type { Trainer, TrainOptions, TrainResult } from "../../training/trainer.js";
+import { type AnswerRecord, toSftRecord } from "../engrave/build-sft.js";
+import { sftFiles } from "../engrave/run.js";
+import { chatPrompt, USER_TURN_MARKER } from "../engrave/prompt.js";
+import { filterVerboseAnswer, type VerboseFilterOptions } from "./filters.js";
+
+export const verboseCloneStage = "verbose-clone";
+
+/**
+ * Teacher sampling (the released script): T 0.3, top-p 0.7, 512 new tokens, tri-gram penalty 1.0 and quad-gram
+ * penalty 2.0 (Dromedary's n-gram frequency penalties), stopping at the next user turn.
+ */
+export const verboseSamplingDefaults = {
+  temperature: 0.3,
+  topP: 0.7,
+  maxTokens: 512,
+  stop: [USER_TURN_MARKER],
+  ngramPenalties: [
+    { n: 3, penalty: 1.0 },
+    { n: 4, penalty: 2.0 },
+  ],
+} as const satisfies SamplingOptions;
+
+export interface VerbosePrompt {
+  /** Id of the stage-1 record (or identity question) this answers. */
+  id: string;
+  instruction: string;
+  input?: string;
+}
+
+export interface VerboseRecord extends AnswerRecord {
+  [field: string]: unknown;
+  parentId: string;
+  finishReason: string;
+  repeatCut: boolean;
+  backend: string;
+}
+
+export interface RunVerboseCloneOptions {
+  /** The teacher: base model + engraving adapter. */
+  teacher: LanguageModel;
+  /** The `verbose-clone` stage store. */
+  store: StageStore;
+  /** A second store for the final SFT set (`verbose-clone-sft`). */
+  sftStore: StageStore;
+  prompts: readonly VerbosePrompt[];
+  constitution: Constitution;
+  trainer: Trainer;
+  /** Base model the final adapter is trained on (not continued from stage 3). */
+  base: string;
+  trainOptions?: TrainOptions;
+  sampling?: SamplingOptions;
+  filters?: VerboseFilterOptions;
+  /** Base seed; each prompt's sampling seed derives from it. Default 42. */
+  seed?: number;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+}
+
+export interface RunVerboseCloneResult {
+  counts: { kept: number; rejected: number; examples: number };
+  train: TrainResult;
+}
+
+/** A stable 31-bit seed per prompt so a resumed run samples exactly what an uninterrupted one would. */
+function promptSeed(base: number, id: string): number {
+  return (base * 1_000_003 + Number.parseInt(id.slice(0, 7), 16)) % 2_147_483_647;
+}
+
+export async function runVerboseClone(options: RunVerboseCloneOptions): Promise<RunVerboseCloneResult> {
+  const { teacher, store, constitution, signal } = options;
+  const { assistant } = constitution;
+  const sampling = { ...verboseSamplingDefaults, ...options.sampling };
+  const seed = options.seed ?? 42;
+  // Ids depend on the sampling and filter options, so changed options regenerate instead of reusing old answers.
+  const variant = recordId(sampling, options.filters ?? {}, seed);
+  const items = options.prompts.map((prompt) => ({
+    ...prompt,
+    id: recordId(verboseCloneStage, prompt.id, variant),
+    parentId: prompt.id,
+  }));
+  const current = new Set(items.map((item) => item.id));
+  await store.processItems<(typeof items)[number], VerboseRecord>({
+    items,
+    concurrency: Math.max(1, teacher.capabilities().parallel),
+    ...(signal ? { signal } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    process: async (item, itemSignal) => {
+      const request = {
+        ...sampling,
+        prompt: chatPrompt(assistant, "verbose", item.instruction, item.input ?? ""),
+        seed: promptSeed(seed, item.parentId),
+      };
+      const [result] = await completeAll(teacher, [request], { signal: itemSignal });
+      const completion = result!.completions[0]!;
+      store.addUsage(result!.usage);
+      const filtered = filterVerboseAnswer(completion.text, completion.finishReason, assistant, options.filters);
+      const base = {
+        id: item.id,
+        parentId: item.parentId,
+        instruction: item.instruction,
+        input: item.input ?? "",
+        finishReason: completion.finishReason,
+        backend: teacher.id,
+      };
+      if (!filtered.kept) {
+        return {
+          rejected: {
+            ...base,
+            output: filtered.output,
+            ended: false,
+            repeatCut: false,
+            filter: filtered.filter,
+            reason: filtered.reason,
+          },
+        };
+      }
+      return { kept: { ...base, output: filtered.output, ended: filtered.ended, repeatCut: filtered.repeatCut } };
+    },
+  });
+  await store.saveManifest();
+
+  const kept = (await store.readRecords<VerboseRecord>()).filter((record) => current.has(record.id));
+  const sft = kept.map((record) => toSftRecord(record, assistant, "concise"));
+  if (sft.length === 0) {
+    const byFilter = Object.entries(store.manifest.counts.byFilter)
+      .map(([filter, n]) => `${filter} ${n}`)
+      .join(", ");
+    throw new ConfigError(
+      `verbose-clone: the filters rejected every teacher answer (${byFilter || "no answers"}), so there is nothing to train the final adapter on. See 'selfalign report' for the answers; raise sampling.maxTokens or answer more prompts`,
+      { path: store.dir },
+    );
+  }
+  for (const record of sft) if (!options.sftStore.isDone(record.id)) await options.sftStore.appendRecord({ ...record });
+  await options.sftStore.saveManifest();
+  const train = await options.trainer.train({
+    base: options.base,
+    examples: sft.map(({ prompt, completion }) => ({ prompt, completion })),
+    output: sftFiles(store.dir).adapterDir,
+    options: { resume: true, ...options.trainOptions },
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(signal ? { signal } : {}),
+  });
+  store.manifest.extra.adapter = train.adapterPath;
+  store.manifest.extra.finalLoss = train.finalLoss;
+  await store.saveManifest();
+  return { counts: { kept: kept.length, rejected: store.manifest.counts.rejected, examples: sft.length }, train };
+}

@@ -1,0 +1,145 @@
+/**
+ * `selfalign stage` and `selfalign merge`: the stage command writes run.json and the stage files on a tiny GGUF
+ * (sharded), refuses self-align without prompts, and merge joins shards with global dedup, idempotently.
+ */
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Command } from "commander";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runMergeCommand } from "../src/cli/commands/merge.js";
+import { registerStage, runStageCommand } from "../src/cli/commands/stage.js";
+import { ConfigError } from "../src/errors/index.js";
+import { writeTinyModel } from "../src/gguf/index.js";
+import { openRun, parseShard } from "../src/run-store/index.js";
+
+let dir: string;
+let model: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "selfalign-stage-cli-"));
+  model = join(dir, "tiny.gguf");
+  await writeTinyModel(model, { seed: 2, contextLength: 4096 });
+});
+
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const readLines = async (path: string) =>
+  (await readFile(path, "utf8").catch(() => ""))
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+
+describe("selfalign stage", () => {
+  it("runs a sharded self-instruct stage from the command line and records the run's provenance", async () => {
+    const runDir = join(dir, "cli-run");
+    const program = new Command().exitOverride();
+    registerStage(program);
+    const written: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string) => {
+      written.push(String(chunk));
+      return true;
+    }) as typeof process.stdout.write;
+    try {
+      await program.parseAsync(
+        [
+          "stage",
+          "self-instruct",
+          "--run",
+          runDir,
+          "--model",
+          `llama-cpp:${model}`,
+          "--shard",
+          "1/2",
+          "--target",
+          "3",
+          "--max-tokens",
+          "16",
+          "--max-rounds-without-progress",
+          "2",
+          "--batch-size",
+          "1",
+        ],
+        { from: "user" },
+      );
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(written.join("")).toMatch(
+      /^self-instruct: kept \d+, rejected \d+ after \d+ rounds \((no-progress|target)\)\n$/,
+    );
+    const info = JSON.parse(await readFile(join(runDir, "run.json"), "utf8"));
+    expect(info.backends.generator).toBe(`llama-cpp:${model}`);
+    expect(info.constitutionHash).toMatch(/^[0-9a-f]{16,}$/);
+    const manifest = JSON.parse(await readFile(join(runDir, "self-instruct", "shard-1-of-2", "manifest.json"), "utf8"));
+    expect(manifest.shard).toEqual({ index: 1, count: 2 });
+    expect(manifest.usage.completionTokens).toBeGreaterThan(0);
+  });
+
+  it("refuses self-align when no stage-1 prompts exist", async () => {
+    await expect(
+      runStageCommand("self-align", { run: join(dir, "empty-run"), model: `llama-cpp:${model}` }),
+    ).rejects.toThrow(ConfigError);
+    await expect(
+      runStageCommand("self-align", { run: join(dir, "empty-run"), model: `llama-cpp:${model}` }),
+    ).rejects.toThrow(/no prompts to answer/);
+  });
+});
+
+describe("selfalign merge", () => {
+  async function writeShard(runDir: string, stage: string, shard: string, records: Record<string, unknown>[]) {
+    const parsed = parseShard(shard);
+    const run = await openRun(runDir, { create: true, shard: parsed });
+    const store = await run.stage(stage, { shard: parsed });
+    for (const record of records) await store.appendRecord(record as { id: string });
+    await run.close();
+  }
+
+  it("re-applies ROUGE-L dedup across self-instruct shards and is idempotent", async () => {
+    const runDir = join(dir, "merge-si");
+    await writeShard(runDir, "self-instruct", "0/2", [
+      { id: "a1", instruction: "Write a short poem about the autumn rain in Paris." },
+      { id: "a2", instruction: "List three uses of baking soda around the house." },
+    ]);
+    await writeShard(runDir, "self-instruct", "1/2", [
+      { id: "b1", instruction: "Write a short poem about the autumn rain in London." },
+      { id: "b2", instruction: "Explain how a refrigerator keeps food cold." },
+    ]);
+    const result = await runMergeCommand({ run: runDir, stage: "self-instruct" });
+    expect(result).toMatchObject({ shards: 2, read: 4, kept: 3, dropped: 1, missingShards: [] });
+    const merged = await readLines(join(runDir, "self-instruct", "records.jsonl"));
+    expect(merged.map((record) => record.id)).toEqual(["a1", "a2", "b2"]);
+    const rejected = await readLines(join(runDir, "self-instruct", "rejected.jsonl"));
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]).toMatchObject({ id: "b1", filter: "merge-rouge-dedup" });
+    expect(String(rejected[0]!.reason)).toMatch(/^ROUGE-L 0\.\d+ > 0\.7 with a1 from another shard$/);
+
+    const again = await runMergeCommand({ run: runDir, stage: "self-instruct" });
+    expect(again).toMatchObject({ read: 0, kept: 0, dropped: 0 });
+    expect(await readLines(join(runDir, "self-instruct", "records.jsonl"))).toHaveLength(3);
+  });
+
+  it("keeps one red-team question per (type, topic) and reports missing shards", async () => {
+    const runDir = join(dir, "merge-rt");
+    await writeShard(runDir, "red-team", "0/3", [
+      { id: "q1", questionType: "legal-expertise", topic: "Tenant rights", instruction: "A?" },
+    ]);
+    await writeShard(runDir, "red-team", "2/3", [
+      { id: "q2", questionType: "legal-expertise", topic: "tenant rights", instruction: "B?" },
+      { id: "q3", questionType: "legal-expertise", topic: "Patents", instruction: "C?" },
+    ]);
+    const result = await runMergeCommand({ run: runDir, stage: "red-team" });
+    expect(result).toMatchObject({ shards: 2, read: 3, kept: 2, dropped: 1, missingShards: ["1/3"] });
+    const rejected = await readLines(join(runDir, "red-team", "rejected.jsonl"));
+    expect(rejected[0]).toMatchObject({ id: "q2", filter: "merge-duplicate" });
+  });
+
+  it("fails clearly when the stage has no shards", async () => {
+    await expect(runMergeCommand({ run: join(dir, "merge-rt"), stage: "self-align" })).rejects.toThrow(
+      /has no shard folders to merge/,
+    );
+  });
+});
