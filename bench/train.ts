@@ -1,7 +1,7 @@
 /**
  * LoRA training throughput of the embedded trainer on a ~60M-parameter random LLaMA (byte vocabulary),
  * sequence length 256, default rank 16 on q, k, v, o: tokens/s and peak RSS per kernel path.
- * Run: npx tsx bench/train.ts [--steps 3] [--kernels auto,blas] [--layers 8 --dim 768 --heads 12 --ffn 2048]
+ * Run: npx tsx bench/train.ts [--steps 3] [--kernels wasm,blas] [--layers 8 --dim 768 --heads 12 --ffn 2048]
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
@@ -15,7 +15,7 @@ import type { SftExample } from "../src/training/trainer.js";
 const { values } = parseArgs({
   options: {
     steps: { type: "string", default: "3" },
-    kernels: { type: "string", default: "auto,blas" },
+    kernels: { type: "string", default: "wasm,blas" },
     layers: { type: "string", default: "8" },
     dim: { type: "string", default: "768" },
     heads: { type: "string", default: "12" },

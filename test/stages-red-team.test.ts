@@ -3,18 +3,16 @@
  * brainstormed lines list-shaped, so the topic filters and per-type dedup see real traffic), balancing, then
  * question prompts per (type, topic). A run stopped early and resumed ends with the files of an uninterrupted run.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTinyEngine, type TinyEngine } from "./fixtures/tiny-engine.js";
 import type { LanguageModel } from "../src/backends/language-model.js";
-import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
 import { createOpenAICompatibleBackend } from "../src/backends/openai-compatible/index.js";
 import { type Constitution, defaultConstitutionDir, loadConstitution } from "../src/constitution/index.js";
 import { AbortedError } from "../src/errors/index.js";
-import { writeTinyModel } from "../src/gguf/index.js";
 import { openRun } from "../src/run-store/index.js";
-import { type StartServerResult, startServer } from "../src/serve/server.js";
+import type { StartServerResult } from "../src/serve/server.js";
 import { type RunRedTeamOptions, runRedTeam } from "../src/stages/red-team/run.js";
 import { topicFilterNames } from "../src/stages/red-team/topics.js";
 
@@ -28,24 +26,15 @@ let backend: LanguageModel;
 let constitution: Constitution;
 let server: StartServerResult;
 
+let engine: TinyEngine;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "selfalign-rt-"));
-  await writeTinyModel(join(dir, "tiny.gguf"), { seed: 7, contextLength: 2048 });
-  backend = await createLlamaCppBackend({
-    model: join(dir, "tiny.gguf"),
-    contextSize: 2048,
-    sequences: 2,
-    threads: 1,
-    seed: 1,
-  });
+  engine = await startTinyEngine({ prefix: "selfalign-rt-", seed: 7, contextLength: 2048 });
+  ({ dir, backend, server } = engine);
   constitution = await loadConstitution(defaultConstitutionDir());
-  server = await startServer({ model: backend, port: 0, modelName: "tiny" });
 });
 
 afterAll(async () => {
-  await server?.close();
-  await backend?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await engine?.close();
 });
 
 async function runInto(runDir: string, extra: Partial<RunRedTeamOptions> = {}) {

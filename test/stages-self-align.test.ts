@@ -4,17 +4,15 @@
  * short, truncated and malformed answers; an over-long query is rejected as context-overflow, never truncated.
  * A run stopped after its first record and resumed ends with the records of an uninterrupted run.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTinyEngine, type TinyEngine } from "./fixtures/tiny-engine.js";
 import type { LanguageModel } from "../src/backends/language-model.js";
-import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
 import { createOpenAICompatibleBackend } from "../src/backends/openai-compatible/index.js";
 import { AbortedError } from "../src/errors/index.js";
-import { writeTinyModel } from "../src/gguf/index.js";
 import { openRun } from "../src/run-store/index.js";
-import { type StartServerResult, startServer } from "../src/serve/server.js";
+import type { StartServerResult } from "../src/serve/server.js";
 import { selfAlignFilterNames } from "../src/stages/self-align/filters.js";
 import { type RunSelfAlignOptions, runSelfAlign, type SelfAlignInput } from "../src/stages/self-align/run.js";
 import { testSelfAlignConstitution as constitution } from "../src/stages/self-align/test-constitution.js";
@@ -40,23 +38,14 @@ let dir: string;
 let embedded: LanguageModel;
 let server: StartServerResult;
 
+let engine: TinyEngine;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "selfalign-sa-"));
-  await writeTinyModel(join(dir, "tiny.gguf"), { seed: 5, contextLength: 2048 });
-  embedded = await createLlamaCppBackend({
-    model: join(dir, "tiny.gguf"),
-    contextSize: 2048,
-    sequences: 2,
-    threads: 1,
-    seed: 1,
-  });
-  server = await startServer({ model: embedded, port: 0, modelName: "tiny" });
+  engine = await startTinyEngine({ prefix: "selfalign-sa-", seed: 5, contextLength: 2048 });
+  ({ dir, backend: embedded, server } = engine);
 });
 
 afterAll(async () => {
-  await server?.close();
-  await embedded?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await engine?.close();
 });
 
 async function runInto(runDir: string, backend: LanguageModel, extra: Partial<RunSelfAlignOptions> = {}) {

@@ -1,5 +1,5 @@
 /**
- * The one interface every stage, evaluator and server uses to talk to a model. Types only.
+ * The one interface every stage, evaluator and server uses to talk to a model: types, plus `completeAll`.
  * Base models are prompted with raw text (`complete`, `score`); `chat` exists for judge models.
  */
 

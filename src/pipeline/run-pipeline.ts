@@ -21,7 +21,6 @@ import type { ProgressListener } from "../progress/progress-event.js";
 import { writeReport } from "../report/index.js";
 import { readJsonFile } from "../run-store/json-file.js";
 import {
-  canonicalJson,
   openRun,
   type Run,
   readManifest,
@@ -78,7 +77,7 @@ interface PipelineState {
   stages: Partial<Record<PipelineStageName, { fingerprint: string; finishedAt: string }>>;
 }
 
-const hash = (value: unknown) => recordId("pipeline", canonicalJson(value));
+const hash = (value: unknown) => recordId("pipeline", value);
 
 /** Everything that can be checked without doing work: constitution, model files, trainer inputs. */
 export interface PreparedPipeline {
@@ -277,10 +276,8 @@ async function stageCounts(
   const { records, rejected } = await readStageAcrossShards(runDir, stage);
   const byFilter: Record<string, number> = {};
   for (const record of rejected) byFilter[record.filter] = (byFilter[record.filter] ?? 0) + 1;
-  const adapter =
-    records.length || stage === engraveStage || stage === verboseCloneStage
-      ? await adapterOf(runDir, stage)
-      : undefined;
+  // Only the training stages leave an adapter (recorded in their manifest).
+  const adapter = stage === engraveStage || stage === verboseCloneStage ? await adapterOf(runDir, stage) : undefined;
   return { kept: records.length, rejected: rejected.length, byFilter, ...(adapter ? { adapter } : {}) };
 }
 
