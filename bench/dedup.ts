@@ -4,19 +4,9 @@
  * the index alone at the paper's scale. Run: `npx tsx bench/dedup.ts [--small N] [--large N]`.
  * Prints wall and CPU time: on a shared machine wall time includes waiting for other processes, CPU time does not.
  */
+import { mulberry32 } from "../src/random/mulberry32.js";
 import { DedupIndex } from "../src/text/dedup-index.js";
 import { lcsFMeasure, rougeTokenize } from "../src/text/rouge-l.js";
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const verbs = [
   "Write",

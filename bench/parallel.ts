@@ -1,36 +1,16 @@
 /**
  * Parallel decoding in the embedded backend: aggregate generated tokens/s with 1, 4 and 16 sequences decoding at
  * once in one llama.cpp context (threads 1), on a ~20M-parameter tiny model. The same 16 requests are run at each
- * setting. Target: 16 sequences >= 1.3x the tokens/s of 1. Run: `npx tsx bench/parallel.ts [--tokens 64] [--rounds 3]`.
+ * setting. Target: 16 sequences >= 1.3x the tokens/s of 1. Run: `npx tsx bench/parallel.ts [--tokens 64] [--requests 16] [--rounds 3] [--f16]`.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { completeAll } from "../src/backends/language-model.js";
 import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
-import { writeTinyModel } from "../src/gguf/index.js";
+import { numberFlag, withBenchModel } from "./lib/bench-model.js";
 
-function flag(name: string, fallback: number): number {
-  const at = process.argv.indexOf(`--${name}`);
-  return at >= 0 ? Number(process.argv[at + 1]) : fallback;
-}
-
-const newTokens = flag("tokens", 64);
-const requestsCount = flag("requests", 16);
+const newTokens = numberFlag("tokens", 64);
+const requestsCount = numberFlag("requests", 16);
 const dtype = process.argv.includes("--f16") ? "F16" : "F32";
-const dir = await mkdtemp(join(tmpdir(), "selfalign-bench-parallel-"));
-try {
-  const modelPath = join(dir, "m20.gguf");
-  const { parameterCount } = await writeTinyModel(modelPath, {
-    layers: 6,
-    dim: 512,
-    heads: 8,
-    kvHeads: 8,
-    ffn: 1376,
-    dtype,
-    contextLength: 4096,
-    seed: 1,
-  });
+await withBenchModel(dtype, async ({ path: modelPath, parameterCount }) => {
   const requests = Array.from({ length: requestsCount }, (_, i) => ({
     prompt: `Request ${i}: write something.`,
     temperature: 0.8,
@@ -42,7 +22,7 @@ try {
     `model: ${(parameterCount / 1e6).toFixed(1)}M parameters (${dtype}), threads 1, ${requestsCount} requests x ${newTokens} tokens`,
   );
   // Interleave the settings over several rounds and take medians: on a shared machine the load changes by the second.
-  const rounds = flag("rounds", 3);
+  const rounds = numberFlag("rounds", 3);
   const settings = [1, 4, 16];
   const backends = await Promise.all(
     settings.map((sequences) =>
@@ -73,6 +53,4 @@ try {
   const one = median(rates.get(1) ?? []);
   console.log(`ratio 4 vs 1: ${(median(rates.get(4) ?? []) / one).toFixed(2)}x`);
   console.log(`ratio 16 vs 1: ${(median(rates.get(16) ?? []) / one).toFixed(2)}x (target >= 1.3)`);
-} finally {
-  await rm(dir, { recursive: true, force: true });
-}
+});

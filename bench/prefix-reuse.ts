@@ -5,38 +5,18 @@
  * scratch), and prints the wall-time ratio (target >= 5) and prompt tokens evaluated per prompt (target <=
  * 1.1 x (prefix + sum of suffixes) / N). Run: `npx tsx bench/prefix-reuse.ts [--prompts 24] [--prefix 1500] [--batch-threads N]`.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { completeAll } from "../src/backends/language-model.js";
 import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
-import { writeTinyModel } from "../src/gguf/index.js";
+import { numberFlag, withBenchModel } from "./lib/bench-model.js";
 
-function flag(name: string, fallback: number): number {
-  const at = process.argv.indexOf(`--${name}`);
-  return at >= 0 ? Number(process.argv[at + 1]) : fallback;
-}
-
-const prompts = flag("prompts", 24);
-const prefixChars = flag("prefix", 1500);
-const sequences = flag("sequences", 4);
-const newTokens = flag("tokens", 8);
+const prompts = numberFlag("prompts", 24);
+const prefixChars = numberFlag("prefix", 1500);
+const sequences = numberFlag("sequences", 4);
+const newTokens = numberFlag("tokens", 8);
 // Threads for prompt evaluation; default all cores. On a busy shared machine, 1 avoids spin-wait contention.
-const batchThreads = process.argv.includes("--batch-threads") ? flag("batch-threads", 1) : undefined;
+const batchThreads = process.argv.includes("--batch-threads") ? numberFlag("batch-threads", 1) : undefined;
 
-const dir = await mkdtemp(join(tmpdir(), "selfalign-bench-prefix-"));
-try {
-  const modelPath = join(dir, "m20.gguf");
-  const { parameterCount } = await writeTinyModel(modelPath, {
-    layers: 6,
-    dim: 512,
-    heads: 8,
-    kvHeads: 8,
-    ffn: 1376,
-    dtype: "F16",
-    contextLength: 4096,
-    seed: 1,
-  });
+await withBenchModel("F16", async ({ path: modelPath, parameterCount }) => {
   const sentence = "Watson is an AI assistant that follows ethical, informative and helpful principles. ";
   const prefix = sentence.repeat(Math.ceil(prefixChars / sentence.length)).slice(0, prefixChars);
   const requests = Array.from({ length: prompts }, (_, i) => ({
@@ -97,6 +77,4 @@ try {
     `evaluated per prompt ${(reuse.evaluated / prompts).toFixed(1)} vs target <= 1.1 x (prefix + sum suffixes) / N = ${target.toFixed(1)}: ${reuse.evaluated / prompts <= target ? "met" : "NOT met"}`,
   );
   console.log(`greedy outputs identical with and without reuse: ${same}/${prompts}`);
-} finally {
-  await rm(dir, { recursive: true, force: true });
-}
+});

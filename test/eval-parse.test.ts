@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { defaultConstitutionDir, loadConstitution } from "../src/constitution/index.js";
 import { parseCsv } from "../src/eval/data/csv.js";
 import { compareEvalResults, type EvalResult, formatComparison } from "../src/eval/eval-result.js";
 import {
@@ -11,12 +12,18 @@ import {
 } from "../src/eval/judges/judge-pairwise.js";
 import { type SingleJudgment, singleAggregate } from "../src/eval/judges/judge-single.js";
 import { parseRating, parseVerdict } from "../src/eval/judges/parse-judgment.js";
-import { cleanAnswer, plainPromptTemplate, renderChatPrompt } from "../src/eval/prompt-template.js";
+import {
+  cleanAnswer,
+  plainPromptTemplate,
+  promptTemplateFromAssistant,
+  renderChatPrompt,
+} from "../src/eval/prompt-template.js";
 import { pairwiseMessages, singleGradeMessages } from "../src/eval/judges/judge-prompts.js";
 import { hhhAggregate, hhhPrompt } from "../src/eval/tasks/hhh.js";
 import { mc1Score, mc2Score, truthfulQaMcPrompt } from "../src/eval/tasks/truthfulqa-mc.js";
 import { trueFalsePrompt } from "../src/eval/tasks/truthfulqa-tf.js";
 import { argmaxWithTieBreak } from "../src/eval/tie-break.js";
+import { chatPrompt, chatPromptFromMessages, promptStyles } from "../src/stages/engrave/prompt.js";
 
 describe("parseRating on messy judge outputs", () => {
   const cases: Array<[string, number | null]> = [
@@ -205,6 +212,23 @@ describe("prompts and comparison", () => {
     );
     expect(cleanAnswer(" Sure, here it is.\n\n### User\nmore", plainPromptTemplate)).toBe("Sure, here it is.");
     expect(cleanAnswer("Done.\n\n##", plainPromptTemplate)).toBe("Done.");
+  });
+
+  it("renders the constitution's template exactly as the engrave stage trains on it, plus the answer's newline", async () => {
+    const { assistant } = await loadConstitution(defaultConstitutionDir());
+    for (const style of promptStyles) {
+      const template = promptTemplateFromAssistant(assistant, style);
+      expect(renderChatPrompt(template, [{ user: "Name a prime." }])).toBe(
+        `${chatPrompt(assistant, style, "Name a prime.")}\n`,
+      );
+      expect(renderChatPrompt(template, [{ user: "Hi", assistant: "Hello!" }, { user: "Bye" }])).toBe(
+        `${chatPromptFromMessages(assistant, style, [
+          { role: "user", content: "Hi" },
+          { role: "assistant", content: "Hello!" },
+          { role: "user", content: "Bye" },
+        ])}\n`,
+      );
+    }
   });
 
   it("compares aggregates metric by metric", () => {

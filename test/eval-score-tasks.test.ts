@@ -115,9 +115,19 @@ describe("TruthfulQA MC1 / MC2 (lm-evaluation-harness definitions)", () => {
 describe("TruthfulQA true/false ranking (the paper's variant)", () => {
   it("scores every candidate and ranks by log P(' true') - log P(' false')", async () => {
     const counting = new CountingModel(model);
-    const result = await runTruthfulQaTf({ model: counting, items });
+    const scoreCallsAtRecordEnd: number[] = [];
+    const result = await runTruthfulQaTf({
+      model: counting,
+      items,
+      onProgress: (event) => {
+        if (event.type === "record-end") scoreCallsAtRecordEnd.push(counting.scoreCalls.length);
+      },
+    });
     const totalCandidates = items.reduce((sum, item) => sum + item.mc1.choices.length, 0);
     expect(counting.scoreCalls).toHaveLength(totalCandidates);
+    // Progress is reported as each question finishes, not all at once after the last candidate.
+    expect(scoreCallsAtRecordEnd).toHaveLength(items.length);
+    expect(scoreCallsAtRecordEnd[0]).toBeLessThan(totalCandidates);
     expect(result.aggregate.candidates).toBe(totalCandidates);
     let correctSum = 0;
     for (const [index, item] of items.entries()) {

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readRecordsFile as readLines } from "./fixtures/stage-files.js";
 import { runMergeCommand } from "../src/cli/commands/merge.js";
 import { registerStage, runStageCommand } from "../src/cli/commands/stage.js";
 import { ConfigError } from "../src/errors/index.js";
@@ -25,12 +26,6 @@ beforeAll(async () => {
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
-
-const readLines = async (path: string) =>
-  (await readFile(path, "utf8").catch(() => ""))
-    .split("\n")
-    .filter((line) => line.length > 0)
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
 
 describe("selfalign stage", () => {
   it("runs a sharded self-instruct stage from the command line and records the run's provenance", async () => {
@@ -135,6 +130,33 @@ describe("selfalign merge", () => {
     expect(result).toMatchObject({ shards: 2, read: 3, kept: 2, dropped: 1, missingShards: ["1/3"] });
     const rejected = await readLines(join(runDir, "red-team", "rejected.jsonl"));
     expect(rejected[0]).toMatchObject({ id: "q2", filter: "merge-duplicate" });
+  });
+
+  it("keeps one self-align answer per prompt and recounts principle usage over the merged answers", async () => {
+    const runDir = join(dir, "merge-sa");
+    await writeShard(runDir, "self-align", "0/2", [
+      { id: "s1", parentId: "p1", citedPrinciples: ["ethical"], instruction: "A?", output: "a" },
+    ]);
+    await writeShard(runDir, "self-align", "1/2", [
+      { id: "s2", parentId: "p1", citedPrinciples: ["candor"], instruction: "A?", output: "b" },
+      { id: "s3", parentId: "p2", citedPrinciples: ["candor", "ethical"], questionType: "legal", instruction: "B?" },
+    ]);
+    const result = await runMergeCommand({ run: runDir, stage: "self-align" });
+    expect(result).toMatchObject({ shards: 2, read: 3, kept: 2, dropped: 1, missingShards: [] });
+    expect((await readLines(join(runDir, "self-align", "records.jsonl"))).map((record) => record.id)).toEqual([
+      "s1",
+      "s3",
+    ]);
+    expect(await readLines(join(runDir, "self-align", "rejected.jsonl"))).toMatchObject([
+      { id: "s2", filter: "merge-duplicate", reason: "another shard already answered this prompt" },
+    ]);
+    const manifest = JSON.parse(await readFile(join(runDir, "self-align", "manifest.json"), "utf8"));
+    expect(manifest.extra.principleUsage.records).toBe(2);
+    expect(manifest.extra.principleUsage.overall).toMatchObject({ ethical: 2, candor: 1 });
+    expect(manifest.extra.principleUsage.byQuestionType).toEqual({
+      "self-instruct": { ethical: 1 },
+      legal: { candor: 1, ethical: 1 },
+    });
   });
 
   it("fails clearly when the stage has no shards", async () => {

@@ -6,12 +6,12 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readRecordsFile, withRun } from "./fixtures/stage-files.js";
 import { startTinyEngine, type TinyEngine } from "./fixtures/tiny-engine.js";
 import type { LanguageModel } from "../src/backends/language-model.js";
 import { createOpenAICompatibleBackend } from "../src/backends/openai-compatible/index.js";
 import { type Constitution, defaultConstitutionDir, loadConstitution } from "../src/constitution/index.js";
 import { AbortedError } from "../src/errors/index.js";
-import { openRun } from "../src/run-store/index.js";
 import type { StartServerResult } from "../src/serve/server.js";
 import { type RunRedTeamOptions, runRedTeam } from "../src/stages/red-team/run.js";
 import { topicFilterNames } from "../src/stages/red-team/topics.js";
@@ -37,11 +37,10 @@ afterAll(async () => {
   await engine?.close();
 });
 
-async function runInto(runDir: string, extra: Partial<RunRedTeamOptions> = {}) {
-  const run = await openRun(runDir, { create: true });
-  try {
-    return await runRedTeam({
-      backend: extra.backend ?? backend,
+const runInto = (runDir: string, extra: Partial<RunRedTeamOptions> = {}) =>
+  withRun(runDir, async (run) =>
+    runRedTeam({
+      backend,
       topicStore: await run.stage("red-team-topics"),
       store: await run.stage("red-team"),
       constitution: { redTeamTypes: constitution.redTeamTypes.slice(0, 2) },
@@ -51,18 +50,10 @@ async function runInto(runDir: string, extra: Partial<RunRedTeamOptions> = {}) {
       topicSampling: { grammar: topicGrammar, temperature: 1 },
       questionSampling: { maxTokens: 48 },
       ...extra,
-    });
-  } finally {
-    await run.close();
-  }
-}
+    }),
+  );
 
-const lines = async (path: string) =>
-  (await readFile(path, "utf8").catch(() => ""))
-    .split("\n")
-    .filter((line) => line.length > 0)
-    .map((line) => JSON.parse(line) as Record<string, unknown>)
-    .sort((a, b) => String(a.id).localeCompare(String(b.id)));
+const lines = (path: string) => readRecordsFile(path, { sortById: true });
 
 const files = [
   "red-team-topics/records.jsonl",
@@ -127,6 +118,19 @@ describe("red-team on a tiny GGUF", () => {
     expect(await lines(join(resumed, files[2]!))).toEqual([]);
     await runInto(resumed);
     for (const file of files) expect(await lines(join(resumed, file))).toEqual(await lines(join(whole, file)));
+
+    // The result reports the tokens of both phases, and only those this call used: a finished run uses none.
+    const usageOf = async (stage: string) =>
+      JSON.parse(await readFile(join(whole, stage, "manifest.json"), "utf8")).usage as typeof result.usage;
+    const topicUsage = await usageOf("red-team-topics");
+    const questionUsage = await usageOf("red-team");
+    expect(topicUsage.completionTokens).toBeGreaterThan(0);
+    expect(questionUsage.completionTokens).toBeGreaterThan(0);
+    expect(result.usage).toEqual({
+      promptTokens: topicUsage.promptTokens + questionUsage.promptTokens,
+      completionTokens: topicUsage.completionTokens + questionUsage.completionTokens,
+    });
+    expect((await runInto(whole)).usage).toEqual({ promptTokens: 0, completionTokens: 0 });
   });
 
   it("runs through selfalign serve and the HTTP backend", async () => {

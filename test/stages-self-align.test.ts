@@ -7,11 +7,11 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readRecordsFile, withRun } from "./fixtures/stage-files.js";
 import { startTinyEngine, type TinyEngine } from "./fixtures/tiny-engine.js";
 import type { LanguageModel } from "../src/backends/language-model.js";
 import { createOpenAICompatibleBackend } from "../src/backends/openai-compatible/index.js";
 import { AbortedError } from "../src/errors/index.js";
-import { openRun } from "../src/run-store/index.js";
 import type { StartServerResult } from "../src/serve/server.js";
 import { selfAlignFilterNames } from "../src/stages/self-align/filters.js";
 import { type RunSelfAlignOptions, runSelfAlign, type SelfAlignInput } from "../src/stages/self-align/run.js";
@@ -48,30 +48,20 @@ afterAll(async () => {
   await engine?.close();
 });
 
-async function runInto(runDir: string, backend: LanguageModel, extra: Partial<RunSelfAlignOptions> = {}) {
-  const run = await openRun(runDir, { create: true });
-  try {
-    const store = await run.stage("self-align");
-    return await runSelfAlign({
+const runInto = (runDir: string, backend: LanguageModel, extra: Partial<RunSelfAlignOptions> = {}) =>
+  withRun(runDir, async (run) =>
+    runSelfAlign({
       backend,
-      store,
+      store: await run.stage("self-align"),
       constitution,
       inputs,
       concurrency: 2,
       sampling: { grammar, maxTokens: 400, temperature: 1 },
       ...extra,
-    });
-  } finally {
-    await run.close();
-  }
-}
+    }),
+  );
 
-const lines = async (path: string) =>
-  (await readFile(path, "utf8").catch(() => ""))
-    .split("\n")
-    .filter((line) => line.length > 0)
-    .map((line) => JSON.parse(line) as Record<string, unknown>)
-    .sort((a, b) => String(a.id).localeCompare(String(b.id)));
+const lines = (path: string) => readRecordsFile(path, { sortById: true });
 
 function checkStage(records: Record<string, unknown>[], rejected: Record<string, unknown>[]) {
   expect(records.length + rejected.length).toBe(inputs.length);
@@ -108,6 +98,11 @@ describe("self-align on a tiny GGUF", () => {
     for (const record of records) for (const id of record.citedPrinciples as string[]) expected[id]! += 1;
     expect(manifest.extra.principleUsage.overall).toEqual(expected);
     expect(manifest.extra.principleUsage.records).toBe(records.length);
+    expect(result.usage).toEqual({
+      promptTokens: manifest.usage.promptTokens,
+      completionTokens: manifest.usage.completionTokens,
+    });
+    expect(result.usage.completionTokens).toBeGreaterThan(0);
 
     const resumed = join(dir, "resumed");
     const controller = new AbortController();

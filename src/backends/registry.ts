@@ -32,6 +32,8 @@ export const llamaCppBackendConfigSchema = z
     cacheDir: z.string().min(1).optional(),
     lora: z.array(z.object({ path: z.string().min(1), scale: z.number().optional() }).strict()).optional(),
     seed: z.number().int().optional(),
+    /** Bit-reproducible generation (one sequence, no prefix reuse); see `LlamaCppBackendOptions.deterministic`. */
+    deterministic: z.boolean().optional(),
   })
   .strict();
 

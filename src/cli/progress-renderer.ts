@@ -195,10 +195,13 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
     switch (event.type) {
       case "stage-start": {
         const task = startTask(`stage:${event.stage}`, event.stage, "items", event.total, event.done ?? 0);
-        if (mode === "plain" && logLevel !== "warn") {
-          const resumed = event.done ? ` (${event.done} already done, resuming)` : "";
-          write(`${event.stage}: started${event.total !== undefined ? `, ${event.total} items` : ""}${resumed}\n`);
-        } else if (mode === "live" && logLevel !== "warn") update(task, true);
+        if (logLevel === "warn") return;
+        if (mode === "live") {
+          update(task, true);
+          return;
+        }
+        const resumed = event.done ? ` (${event.done} already done, resuming)` : "";
+        write(`${event.stage}: started${event.total !== undefined ? `, ${event.total} items` : ""}${resumed}\n`);
         return;
       }
       case "record-end": {

@@ -3,8 +3,7 @@
  * their thoughts name them, ids are unique, seed tasks are not near-duplicates (ROUGE-L, as self-instruct's dedup).
  */
 import { rougeLTokens, rougeTokenize } from "../text/rouge-l.js";
-import type { ConstitutionIssue } from "./constitution-issue.js";
-import { formatFieldPath } from "./constitution-issue.js";
+import { type ConstitutionIssue, findRepeats, formatFieldPath } from "./constitution-issue.js";
 import type { Constitution, ConstitutionFileKey } from "./constitution-schema.js";
 import { locateInConstitution } from "./load-constitution.js";
 import { constitutionPlaceholders } from "./render-constitution-text.js";
@@ -48,13 +47,8 @@ export function checkConstitution(
     ["seedTasks", "tasks", seedTasks],
   ] as const;
   for (const [key, listKey, list] of lists) {
-    const seen = new Map<string, number>();
-    list.forEach((item, index) => {
-      const first = seen.get(item.id);
-      if (first === undefined) seen.set(item.id, index);
-      else
-        report("error", key, [listKey, index, "id"], `duplicate id "${item.id}", already used by ${listKey}[${first}]`);
-    });
+    for (const { value, index, first } of findRepeats(list.map((item) => item.id)))
+      report("error", key, [listKey, index, "id"], `duplicate id "${value}", already used by ${listKey}[${first}]`);
   }
 
   if (principles.length !== expectedPrinciples)

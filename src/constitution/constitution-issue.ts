@@ -28,3 +28,15 @@ export function formatFieldPath(path: ReadonlyArray<PropertyKey>): string {
   }
   return out;
 }
+
+/** Each entry of `values` equal to an earlier one, with the index of that first one (duplicate ids, numbers). */
+export function findRepeats<T>(values: readonly T[]): Array<{ value: T; index: number; first: number }> {
+  const firstIndex = new Map<T, number>();
+  const repeats: Array<{ value: T; index: number; first: number }> = [];
+  values.forEach((value, index) => {
+    const first = firstIndex.get(value);
+    if (first === undefined) firstIndex.set(value, index);
+    else repeats.push({ value, index, first });
+  });
+  return repeats;
+}

@@ -1,5 +1,7 @@
 export { type CheckConstitutionOptions, checkConstitution } from "./check-constitution.js";
-export { canonicalJson, hashConstitution } from "./constitution-hash.js";
+// canonicalJson lives with record ids (one implementation for ids and hashes); re-exported here as before.
+export { canonicalJson } from "../run-store/record-id.js";
+export { hashConstitution } from "./constitution-hash.js";
 export { type ConstitutionIssue, formatConstitutionIssue } from "./constitution-issue.js";
 export {
   type Assistant,

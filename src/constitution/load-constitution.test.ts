@@ -13,18 +13,22 @@ afterEach(async () => {
   await Promise.all(made.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
 
-/** A copy of the default constitution in a temp folder, with `edit` applied to the named file's text. */
-async function fixture(file?: string, edit?: (text: string) => string): Promise<string> {
+/** A copy of the default constitution in a temp folder. */
+async function fixture(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "selfalign-constitution-"));
   made.push(dir);
   await cp(defaultConstitutionDir(), dir, { recursive: true });
-  if (file && edit) {
-    const text = await readFile(join(dir, file), "utf8");
-    const edited = edit(text);
-    expect(edited).not.toBe(text);
-    await writeFile(join(dir, file), edited);
-  }
   return dir;
+}
+
+/** A copy of the default constitution with `edit` applied to the named file; the folder and the edited text. */
+async function editedFixture(file: string, edit: (text: string) => string): Promise<{ dir: string; source: string }> {
+  const dir = await fixture();
+  const text = await readFile(join(dir, file), "utf8");
+  const source = edit(text);
+  expect(source).not.toBe(text);
+  await writeFile(join(dir, file), source);
+  return { dir, source };
 }
 
 /** 1-based line of the first line of `text` that contains `needle`. */
@@ -58,8 +62,9 @@ describe("loadConstitution", () => {
   });
 
   it("names file and line of a YAML syntax error", async () => {
-    const dir = await fixture("red-team.yaml", (text) => text.replace("seedTopic: Cubism", "seedTopic: [Cubism"));
-    const source = await readFile(join(dir, "red-team.yaml"), "utf8");
+    const { dir, source } = await editedFixture("red-team.yaml", (text) =>
+      text.replace("seedTopic: Cubism", "seedTopic: [Cubism"),
+    );
     const error = await loadError(dir);
     expect(error.message).toContain(`${join(dir, "red-team.yaml")}, line `);
     expect(error.message).toContain("invalid YAML");
@@ -70,10 +75,9 @@ describe("loadConstitution", () => {
   });
 
   it("names file, line and field of a missing required field", async () => {
-    const dir = await fixture("principles.yaml", (text) =>
+    const { dir, source } = await editedFixture("principles.yaml", (text) =>
       text.replace(/ {4}negatedText: >-\n {6}\{name\} should give answers that are inaccurate.*\n/, ""),
     );
-    const source = await readFile(join(dir, "principles.yaml"), "utf8");
     const error = await loadError(dir);
     expect(error.message).toBe(
       `${join(dir, "principles.yaml")}, line ${lineOf(source, "- id: informative")}, principles[1].negatedText: missing required field "negatedText"; add it`,
@@ -82,10 +86,9 @@ describe("loadConstitution", () => {
   });
 
   it("reports an unknown principle id in an exemplar with the known ids", async () => {
-    const dir = await fixture("exemplars.yaml", (text) =>
+    const { dir, source } = await editedFixture("exemplars.yaml", (text) =>
       text.replace("cites: [informative, candor, clarification]", "cites: [informative, candour, clarification]"),
     );
-    const source = await readFile(join(dir, "exemplars.yaml"), "utf8");
     const error = await loadError(dir);
     expect(error.message).toMatch(
       new RegExp(
@@ -95,8 +98,9 @@ describe("loadConstitution", () => {
   });
 
   it("reports a duplicate id with both places", async () => {
-    const dir = await fixture("red-team.yaml", (text) => text.replace("id: art-knowledge", "id: historical-knowledge"));
-    const source = await readFile(join(dir, "red-team.yaml"), "utf8");
+    const { dir, source } = await editedFixture("red-team.yaml", (text) =>
+      text.replace("id: art-knowledge", "id: historical-knowledge"),
+    );
     const first = lineOf(source, "id: historical-knowledge");
     const second = lineOf(source, "id: historical-knowledge", source.indexOf("id: historical-knowledge") + 1);
     const error = await loadError(dir);
@@ -106,7 +110,7 @@ describe("loadConstitution", () => {
   });
 
   it("reports a duplicate principle number", async () => {
-    const dir = await fixture("principles.yaml", (text) => text.replace("number: 9\n", "number: 8\n"));
+    const { dir } = await editedFixture("principles.yaml", (text) => text.replace("number: 9\n", "number: 8\n"));
     const error = await loadError(dir);
     expect(error.message).toContain("principles[8].number: duplicate number 8, already used by principles[7]");
   });
@@ -124,10 +128,9 @@ describe("loadConstitution", () => {
   });
 
   it("names an unknown field and lists the allowed ones", async () => {
-    const dir = await fixture("seed-tasks.yaml", (text) =>
+    const { dir, source } = await editedFixture("seed-tasks.yaml", (text) =>
       text.replace("  - id: task-002\n", "  - id: task-002\n    inptu: x\n"),
     );
-    const source = await readFile(join(dir, "seed-tasks.yaml"), "utf8");
     const error = await loadError(dir);
     expect(error.message).toBe(
       `${join(dir, "seed-tasks.yaml")}, line ${lineOf(source, "inptu")}, tasks[1].inptu: unknown field "inptu"; allowed fields: id, instruction, input, output, isClassification (check its spelling)`,
@@ -135,14 +138,20 @@ describe("loadConstitution", () => {
   });
 
   it("rejects ids that are not kebab-case and values of the wrong type", async () => {
-    let dir = await fixture("principles.yaml", (text) => text.replace("id: static", "id: Static_Rule"));
-    expect((await loadError(dir)).message).toMatch(/principles\[8\]\.id: must be kebab-case.*\(got "Static_Rule"\)/);
-    dir = await fixture("principles.yaml", (text) => text.replace("number: 3\n", "number: three\n"));
-    expect((await loadError(dir)).message).toMatch(/principles\[2\]\.number: invalid input: expected number.*"three"/);
+    const { dir: badId } = await editedFixture("principles.yaml", (text) =>
+      text.replace("id: static", "id: Static_Rule"),
+    );
+    expect((await loadError(badId)).message).toMatch(/principles\[8\]\.id: must be kebab-case.*\(got "Static_Rule"\)/);
+    const { dir: badNumber } = await editedFixture("principles.yaml", (text) =>
+      text.replace("number: 3\n", "number: three\n"),
+    );
+    expect((await loadError(badNumber)).message).toMatch(
+      /principles\[2\]\.number: invalid input: expected number.*"three"/,
+    );
   });
 
   it("collects every problem across files and counts the rest in the thrown message", async () => {
-    const dir = await fixture("exemplars.yaml", (text) =>
+    const { dir } = await editedFixture("exemplars.yaml", (text) =>
       text.replace("cites: [helpful, creative]", "cites: [helpfull]"),
     );
     await writeFile(join(dir, "assistant.yaml"), "name: Bactrian\n");
@@ -169,9 +178,13 @@ describe("constitution hash", () => {
     }
     expect((await loadConstitution(reformatted)).hash).toBe(original.hash);
 
-    const changed = await fixture("seed-tasks.yaml", (text) => text.replace("small bakery", "tiny bakery"));
+    const { dir: changed } = await editedFixture("seed-tasks.yaml", (text) =>
+      text.replace("small bakery", "tiny bakery"),
+    );
     expect((await loadConstitution(changed)).hash).not.toBe(original.hash);
-    const renamed = await fixture("assistant.yaml", (text) => text.replace("name: Bactrian", "name: Camelot"));
+    const { dir: renamed } = await editedFixture("assistant.yaml", (text) =>
+      text.replace("name: Bactrian", "name: Camelot"),
+    );
     expect((await loadConstitution(renamed)).hash).not.toBe(original.hash);
   });
 });

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { z } from "zod";
 import { ConfigError } from "../errors/index.js";
 import { hashConstitution } from "./constitution-hash.js";
-import { type ConstitutionIssue, formatConstitutionIssue, formatFieldPath } from "./constitution-issue.js";
+import { type ConstitutionIssue, findRepeats, formatConstitutionIssue, formatFieldPath } from "./constitution-issue.js";
 import {
   type Assistant,
   type Constitution,
@@ -19,8 +19,8 @@ import {
   type RedTeamType,
   type SeedTask,
 } from "./constitution-schema.js";
-import { parseYamlSource, type YamlSource } from "./yaml-source.js";
-import { describeZodIssues } from "./zod-issues.js";
+import { parseYamlSource, type YamlSource } from "../config/yaml-source.js";
+import { describeZodIssues } from "../config/zod-issues.js";
 
 export interface ReadConstitutionResult {
   /** Present when no issue is an error. */
@@ -120,30 +120,23 @@ export async function readConstitution(dir: string): Promise<ReadConstitutionRes
   ] as const;
   for (const [entry, listKey] of uniqueness) {
     if (!entry) continue;
-    const seen = new Map<string, number>();
-    listOf<{ id: string }>(entry, listKey)?.forEach((item, index) => {
-      const first = seen.get(item.id);
-      if (first === undefined) seen.set(item.id, index);
-      else
-        at(
-          entry,
-          [listKey, index, "id"],
-          `duplicate id "${item.id}", already used by ${listKey}[${first}] (line ${entry.source.lineOf([listKey, first, "id"])}); give each entry its own id`,
-        );
-    });
+    const ids = (listOf<{ id: string }>(entry, listKey) ?? []).map((item) => item.id);
+    for (const { value, index, first } of findRepeats(ids)) {
+      at(
+        entry,
+        [listKey, index, "id"],
+        `duplicate id "${value}", already used by ${listKey}[${first}] (line ${entry.source.lineOf([listKey, first, "id"])}); give each entry its own id`,
+      );
+    }
   }
   if (principles && principleList) {
-    const numbers = new Map<number, number>();
-    principleList.forEach((principle, index) => {
-      const first = numbers.get(principle.number);
-      if (first === undefined) numbers.set(principle.number, index);
-      else
-        at(
-          principles,
-          ["principles", index, "number"],
-          `duplicate number ${principle.number}, already used by principles[${first}]; number the rules 1, 2, 3, ...`,
-        );
-    });
+    for (const { value, index, first } of findRepeats(principleList.map((principle) => principle.number))) {
+      at(
+        principles,
+        ["principles", index, "number"],
+        `duplicate number ${value}, already used by principles[${first}]; number the rules 1, 2, 3, ...`,
+      );
+    }
   }
   if (exemplars && exemplarList && writtenPrincipleIds) {
     const known = new Set(writtenPrincipleIds);

@@ -20,7 +20,9 @@ export function constitutionTextValues(
   };
 }
 
+const placeholderPattern = new RegExp(`\\{(${constitutionPlaceholders.join("|")})\\}`, "g");
+
 /** Replace every known `{placeholder}` in `text`; anything else in braces is left as written. */
 export function renderConstitutionText(text: string, values: ConstitutionTextValues): string {
-  return text.replace(/\{(name|developer|knowledgeCutoff)\}/g, (_, key: ConstitutionPlaceholder) => values[key]);
+  return text.replace(placeholderPattern, (_, key: ConstitutionPlaceholder) => values[key]);
 }

@@ -2,9 +2,12 @@
  * The `eval.json` every evaluation writes: task, model, data, settings (including the exact prompt template and
  * the tie-break rule), one entry per item with the exact prompts used, and aggregate numbers.
  */
-import { readFile, writeFile } from "node:fs/promises";
-import { ConfigError } from "../errors/index.js";
+import type { LanguageModel } from "../backends/language-model.js";
+import { runConcurrently } from "../backends/run-concurrently.js";
+import { ConfigError, throwIfAborted } from "../errors/index.js";
 import type { ProgressListener } from "../progress/progress-event.js";
+import { writeJsonAtomic } from "../run-store/manifest.js";
+import { parseJsonText, readDataFile } from "./data/read-data-file.js";
 
 export const evalTasks = [
   "truthfulqa-mc1",
@@ -41,29 +44,70 @@ export interface EvalRunOptions {
   signal?: AbortSignal;
   /** Requests in flight at once. Default: the backend's `capabilities().parallel`. */
   concurrency?: number;
+  /** The data files read, recorded in eval.json. Default []. */
+  data?: string[];
+}
+
+/** The fields every eval.json starts with: task, model under test (with its adapter), judge, data, time. */
+export function evalResultHead(
+  task: EvalTask,
+  options: { data?: string[]; adapter?: string },
+  modelId: string,
+  judgeId?: string,
+): Pick<EvalResult, "task" | "model" | "judge" | "data" | "createdAt"> {
+  return {
+    task,
+    model: { id: modelId, ...(options.adapter ? { adapter: options.adapter } : {}) },
+    ...(judgeId === undefined ? {} : { judge: { id: judgeId } }),
+    data: options.data ?? [],
+    createdAt: new Date().toISOString(),
+  };
+}
+
+/**
+ * Run `work` over items as one progress stage: stage-start, a record-end as each item finishes (with `kept` when
+ * `kept` is given), stage-end. Results in input order. At most `options.concurrency` items at once, by default the
+ * parallelism of `backend` (the model that does the work). No item starts once `options.signal` has aborted; the
+ * first failure aborts the signal passed to `work` and is thrown once every started item has settled.
+ */
+export async function runEvalItems<T, R>(
+  task: EvalTask,
+  items: readonly T[],
+  backend: LanguageModel,
+  options: EvalRunOptions,
+  work: (item: T, signal: AbortSignal) => Promise<R>,
+  kept?: (result: R) => boolean,
+): Promise<R[]> {
+  const { onProgress } = options;
+  const concurrency = Math.max(1, options.concurrency ?? backend.capabilities().parallel ?? 1);
+  const results: R[] = new Array(items.length);
+  let done = 0;
+  onProgress?.({ type: "stage-start", stage: task, total: items.length });
+  const finished = runConcurrently(items.length, concurrency, options.signal, async (index, signal) => {
+    throwIfAborted(options.signal);
+    return { index, result: await work(items[index]!, signal) };
+  });
+  for await (const { index, result } of finished) {
+    results[index] = result;
+    onProgress?.({
+      type: "record-end",
+      stage: task,
+      done: ++done,
+      total: items.length,
+      ...(kept ? { kept: kept(result) } : {}),
+    });
+  }
+  onProgress?.({ type: "stage-end", stage: task, done });
+  return results;
 }
 
 export async function writeEvalResult(path: string, result: EvalResult): Promise<void> {
-  await writeFile(path, `${JSON.stringify(result, null, 2)}\n`);
+  await writeJsonAtomic(path, result);
 }
 
 export async function readEvalResult(path: string): Promise<EvalResult> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
-      throw new ConfigError("file not found; expected an eval.json written by `selfalign eval`", { path });
-    }
-    throw error;
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigError(`is not valid JSON (${(error as Error).message}); expected an eval.json`, { path });
-  }
-  const result = value as Partial<EvalResult>;
+  const expected = "an eval.json written by `selfalign eval`";
+  const result = parseJsonText(await readDataFile(path, expected), path, expected) as Partial<EvalResult>;
   if (!result || typeof result !== "object" || typeof result.task !== "string" || !result.aggregate) {
     throw new ConfigError('expected an eval.json written by `selfalign eval` (with "task" and "aggregate")', {
       path,
@@ -129,22 +173,4 @@ export function formatComparison(rows: readonly EvalComparisonRow[], labels: [st
         .join("  "),
     )
     .join("\n");
-}
-
-/** Run `work` over items with at most `concurrency` in flight; results in input order. */
-export async function mapConcurrent<T, R>(
-  items: readonly T[],
-  concurrency: number,
-  work: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index]!, index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
-  return results;
 }

@@ -4,7 +4,7 @@
  * assistant (`promptTemplateFromAssistant`) to evaluate an engraved model in the format it was trained on.
  */
 import type { Assistant } from "../constitution/constitution-schema.js";
-import { constitutionTextValues, renderConstitutionText } from "../constitution/render-constitution-text.js";
+import { assistantMarker, type PromptStyle, systemText, USER_TURN_MARKER } from "../stages/engrave/prompt.js";
 
 export interface PromptTemplate {
   /** Text before the first user turn (ends with its own separator). */
@@ -33,24 +33,20 @@ export const plainPromptTemplate: PromptTemplate = {
   stop: ["### User"],
 };
 
-export type PromptStyle = "concise" | "verbose";
-
 /**
- * The inference format of an engraved model (method-spec A.7): the constitution's concise prompt (or the verbose
- * teacher prompt, whose assistant marker is "### {name} (extensive)"), which ends with "### User"; then the
- * message, a blank line and "### {name}".
+ * The inference format of an engraved model (method-spec A.7), built from the engrave stage's own pieces so the
+ * two cannot drift: the constitution's concise prompt (or the verbose teacher prompt, whose assistant marker is
+ * "### {name} (extensive)"), which ends with "### User"; then the message, a blank line and "### {name}".
  */
 export function promptTemplateFromAssistant(assistant: Assistant, style: PromptStyle = "concise"): PromptTemplate {
-  const values = constitutionTextValues(assistant, "inference");
-  const text = renderConstitutionText(style === "verbose" ? assistant.verbosePrompt : assistant.concisePrompt, values);
-  const system = text.trimEnd().replace(/### User$/, "");
-  const marker = style === "verbose" ? `### ${assistant.name} (extensive)` : `### ${assistant.name}`;
+  const full = systemText(assistant, style);
+  const system = full.endsWith(USER_TURN_MARKER) ? full.slice(0, -USER_TURN_MARKER.length) : full;
   return {
     system: system.endsWith("\n") || system === "" ? system : `${system}\n\n`,
-    user: "### User\n",
-    assistant: `\n\n${marker}\n`,
+    user: `${USER_TURN_MARKER}\n`,
+    assistant: `\n\n${assistantMarker(assistant, style)}\n`,
     turnSeparator: "\n\n",
-    stop: ["### User"],
+    stop: [USER_TURN_MARKER],
   };
 }
 

@@ -1,5 +1,6 @@
 import { BYTE_VOCAB_SIZE, byteVocabMetadata } from "./byte-vocab.js";
 import { writeGguf, type GgufTensorInput } from "./gguf-writer.js";
+import { mulberry32Normal } from "../random/mulberry32.js";
 import { type GgufValue, gguf } from "./gguf-types.js";
 
 /** Architectures the tiny-model writer can produce: `llama` (normal RoPE) and `qwen2` (NeoX RoPE, q/k/v biases). */
@@ -33,25 +34,8 @@ export interface TinyModelOptions {
   rmsEpsilon?: number;
 }
 
-/** mulberry32: a small deterministic PRNG so tiny models are reproducible from a seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export function seededNormal(seed: number): () => number {
-  const uniform = seededRandom(seed);
-  return () => {
-    const u = Math.max(uniform(), 1e-12);
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * uniform());
-  };
-}
+/** Seeded uniform and normal generators (re-exported here: tests and tools build tiny models from a seed). */
+export { mulberry32 as seededRandom, mulberry32Normal as seededNormal } from "../random/mulberry32.js";
 
 export function resolveTinyModelOptions(options: TinyModelOptions = {}): Required<TinyModelOptions> {
   const resolved = {
@@ -83,7 +67,7 @@ export function buildTinyModel(options: TinyModelOptions = {}): {
   parameterCount: number;
 } {
   const o = resolveTinyModelOptions(options);
-  const normal = seededNormal(o.seed);
+  const normal = mulberry32Normal(o.seed);
   const headDim = o.dim / o.heads;
   const kvDim = headDim * o.kvHeads;
   const vocab = BYTE_VOCAB_SIZE;

@@ -5,8 +5,9 @@
 import { readFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
-import { parseYamlSource } from "../constitution/yaml-source.js";
-import { describeZodIssues } from "../constitution/zod-issues.js";
+import { parseYamlSource } from "../config/yaml-source.js";
+import { describeZodIssues } from "../config/zod-issues.js";
+import { formatFieldPath } from "../constitution/constitution-issue.js";
 import { ConfigError } from "../errors/index.js";
 import { learningRateSchedules, overlongPolicies } from "../training/trainer.js";
 
@@ -157,7 +158,7 @@ export function parsePipelineConfig(
   const parsed = pipelineConfigSchema.safeParse(value);
   if (parsed.success) return parsed.data;
   const [first, ...rest] = describeZodIssues(parsed.error.issues, value, pipelineConfigSchema);
-  const field = first!.path.map(String).join(".");
+  const field = formatFieldPath(first!.path);
   const more = rest.length ? ` (and ${rest.length} more problem${rest.length > 1 ? "s" : ""})` : "";
   throw new ConfigError(`${first!.message}${more}`, {
     path: file,

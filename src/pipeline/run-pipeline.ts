@@ -3,10 +3,11 @@
  * verbose-clone, then the report. Every stage resumes where it stopped; a stage whose inputs and options are unchanged
  * since it finished is not run again, so re-running a finished run does nothing and says so.
  */
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import type { LanguageModel } from "../backends/language-model.js";
-import { isRemoteModelUri, resolveModelSource } from "../backends/llama-cpp/model-source.js";
+import { resolveModelSource } from "../backends/llama-cpp/model-source.js";
 import { createLlamaCppBackend } from "../backends/llama-cpp/index.js";
 import { createBackend, parseBackendSpec } from "../backends/registry.js";
 import {
@@ -18,6 +19,7 @@ import {
 } from "../constitution/index.js";
 import { AbortedError, ConfigError, isSelfalignError } from "../errors/index.js";
 import type { ProgressListener } from "../progress/progress-event.js";
+import { packageVersion } from "../package-root.js";
 import { writeReport } from "../report/index.js";
 import { readJsonFile } from "../run-store/json-file.js";
 import {
@@ -29,9 +31,11 @@ import {
   writeJsonAtomic,
 } from "../run-store/index.js";
 import type { AnswerRecord } from "../stages/engrave/build-sft.js";
-import { engraveStage, runEngrave } from "../stages/engrave/run.js";
+import { engraveStage, runEngrave, sftFiles } from "../stages/engrave/run.js";
 import { redTeamStage, redTeamTopicsStage, runRedTeam } from "../stages/red-team/run.js";
+import { readSelfAlignInputs } from "../stages/self-align/inputs.js";
 import { runSelfAlign, type SelfAlignRecord, selfAlignStage } from "../stages/self-align/run.js";
+import { readStageRecords } from "../stages/shared/stage-records.js";
 import { runSelfInstruct, selfInstructStage } from "../stages/self-instruct/run.js";
 import { runVerboseClone, verboseCloneStage } from "../stages/verbose-clone/run.js";
 import { EmbeddedTrainer } from "../training/embedded/embedded-trainer.js";
@@ -140,10 +144,10 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
   let trainBase: string | undefined;
   if (needsTraining(config)) {
     if (config.trainBase) {
-      const base = resolveConfigPath(loaded, config.trainBase);
-      trainBase = isRemoteModelUri(base)
-        ? await resolveModelSource(base, { ...(signal ? { signal } : {}) })
-        : await resolveModelSource(base);
+      trainBase = await resolveModelSource(resolveConfigPath(loaded, config.trainBase), {
+        ...(onProgress ? { onProgress } : {}),
+        ...(signal ? { signal } : {}),
+      });
     } else if (modelPath) {
       trainBase = modelPath;
     } else {
@@ -198,7 +202,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         generator: prepared.serverSpec ?? `llama-cpp:${prepared.modelPath}`,
         ...(prepared.trainBase ? { trainBase: prepared.trainBase } : {}),
       },
-      versions: { selfalign: "0.1.0" },
+      versions: { selfalign: packageVersion() },
     });
     const state = await readState(runDir);
     const fingerprints: Partial<Record<PipelineStageName, string>> = {};
@@ -244,6 +248,15 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         continue;
       }
       result.alreadyFinished = false;
+      if (state.stages[stage]) {
+        // Finished before with other inputs or options: its training checkpoint is final and stale, so train afresh.
+        // Forget the old fingerprint first, so an interruption of the new run resumes the new training.
+        delete state.stages[stage];
+        await writeJsonAtomic(join(runDir, "pipeline.json"), state);
+        if (stage === engraveStage || stage === verboseCloneStage) {
+          await rm(join(sftFiles(join(runDir, stage)).adapterDir, "checkpoint"), { recursive: true, force: true });
+        }
+      }
       const summary = await runStage(stage, {
         run,
         prepared,
@@ -306,35 +319,28 @@ async function runStage(stage: PipelineStageName, context: StageContext): Promis
   };
   switch (stage) {
     case "self-instruct": {
-      const options = config.stages["self-instruct"];
+      // The config's stage options are named as the runner's options (unset ones take the runner's defaults).
+      const { skip: _skip, ...options } = config.stages["self-instruct"];
       const out = await runSelfInstruct({
         backend: await context.getGenerator(),
         store: await run.stage(selfInstructStage),
         constitution,
-        target: options.target,
         seed: config.seed,
-        ...(options.sampling ? { sampling: options.sampling } : {}),
-        ...(options.demos ? { demos: options.demos } : {}),
-        ...(options.maxRounds ? { maxRounds: options.maxRounds } : {}),
-        ...(options.maxRoundsWithoutProgress ? { maxRoundsWithoutProgress: options.maxRoundsWithoutProgress } : {}),
+        ...options,
         ...common,
       });
       addUsage(out.usage);
       return {};
     }
     case "red-team": {
-      const options = config.stages["red-team"];
+      const { skip: _skip, ...options } = config.stages["red-team"];
       const out = await runRedTeam({
         backend: await context.getGenerator(),
         topicStore: await run.stage(redTeamTopicsStage),
         store: await run.stage(redTeamStage),
         constitution,
         seed: config.seed,
-        ...(options.epochs ? { epochs: options.epochs } : {}),
-        ...(options.maxTopicsPerType ? { maxTopicsPerType: options.maxTopicsPerType } : {}),
-        ...(options.targetsPerPrompt ? { targetsPerPrompt: options.targetsPerPrompt } : {}),
-        ...(options.topicSampling ? { topicSampling: options.topicSampling } : {}),
-        ...(options.questionSampling ? { questionSampling: options.questionSampling } : {}),
+        ...options,
         ...common,
       });
       addUsage(out.usage);
@@ -346,9 +352,9 @@ async function runStage(stage: PipelineStageName, context: StageContext): Promis
         backend: await context.getGenerator(),
         store: await run.stage(selfAlignStage),
         constitution,
-        inputs: await stageOnePrompts(runDir),
+        inputs: await readSelfAlignInputs(runDir),
         seed: config.seed,
-        ...(options.sampling ? { sampling: options.sampling } : {}),
+        sampling: options.sampling,
         ...(options.logitBias
           ? {
               logitBias: Object.fromEntries(
@@ -364,7 +370,7 @@ async function runStage(stage: PipelineStageName, context: StageContext): Promis
     case "engrave": {
       await context.closeGenerator(); // free the engine's memory for training
       const options = config.stages.engrave;
-      const { records } = await readStageAcrossShards<SelfAlignRecord & { id: string }>(runDir, selfAlignStage);
+      const records = await readStageRecords<SelfAlignRecord>(runDir, selfAlignStage);
       const answers: AnswerRecord[] = records.map((r) => ({
         id: r.id,
         instruction: r.instruction,
@@ -404,7 +410,7 @@ async function runStage(stage: PipelineStageName, context: StageContext): Promis
       });
       try {
         const prompts = [
-          ...(await stageOnePrompts(runDir)),
+          ...(await readSelfAlignInputs(runDir)),
           ...constitution.assistant.identity.map((exchange, index) => ({
             id: recordId("identity-question", index),
             instruction: exchange.user,
@@ -424,28 +430,11 @@ async function runStage(stage: PipelineStageName, context: StageContext): Promis
           ...(options.sampling ? { sampling: options.sampling } : {}),
           ...common,
         });
+        addUsage(out.usage);
         return { adapter: out.train.adapterPath };
       } finally {
         await teacher.close();
       }
     }
   }
-}
-
-/** Every kept stage-1 prompt (self-instruct and red-team), in a stable order. */
-async function stageOnePrompts(runDir: string) {
-  const prompts = [];
-  for (const stage of [selfInstructStage, redTeamStage]) {
-    const { records } = await readStageAcrossShards(runDir, stage);
-    for (const record of records) {
-      prompts.push({
-        id: record.id,
-        instruction: String(record.instruction ?? ""),
-        input: String(record.input ?? ""),
-        ...(typeof record.questionType === "string" ? { questionType: record.questionType } : {}),
-        source: stage,
-      });
-    }
-  }
-  return prompts;
 }

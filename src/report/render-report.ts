@@ -3,6 +3,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { packageRoot } from "../package-root.js";
 import { collectReportData, type ReportData } from "./report-data.js";
 
 const require = createRequire(import.meta.url);
@@ -46,7 +47,7 @@ table.heat td { text-align: center; }
 /** Build the report HTML from collected data. */
 export async function renderReport(data: ReportData): Promise<string> {
   const chartSource = await readFile(join(dirname(require.resolve("chart.js")), "chart.umd.min.js"), "utf8");
-  const clientSource = await readFile(new URL("../../src/report/client/report-client.js", import.meta.url), "utf8");
+  const clientSource = await readFile(join(packageRoot(), "src", "report", "client", "report-client.js"), "utf8");
   const { records, ...aggregates } = data;
   const encodedRecords = gzipSync(JSON.stringify(records), { level: 9 }).toString("base64");
   const info = [

@@ -2,6 +2,7 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
 import { ConfigError } from "../errors/index.js";
+import { flattenAggregate, readEvalResult } from "../eval/eval-result.js";
 import { readRunStatus, readStageAcrossShards, type StoreRecord } from "../run-store/index.js";
 import { countVerbNouns, type VerbNounCounts } from "./instruction-diversity.js";
 
@@ -108,29 +109,15 @@ async function readLossCurve(path: string): Promise<Array<{ step: number; loss: 
   return points;
 }
 
-function numericMetrics(value: unknown, prefix = "", out: Record<string, number> = {}): Record<string, number> {
-  if (!value || typeof value !== "object") return out;
-  for (const [key, inner] of Object.entries(value)) {
-    if (typeof inner === "number" && Number.isFinite(inner)) out[prefix + key] = inner;
-    else if (inner && typeof inner === "object" && !Array.isArray(inner))
-      numericMetrics(inner, `${prefix}${key}.`, out);
-  }
-  return out;
-}
-
+/** An eval.json of the run, as its task and finite aggregate metrics; files that are not eval results are skipped. */
 async function readEvaluation(runDir: string, path: string): Promise<ReportData["evaluations"][number] | undefined> {
-  try {
-    const parsed = JSON.parse(await readFile(path, "utf8")) as {
-      task?: unknown;
-      aggregate?: unknown;
-      metrics?: unknown;
-    };
-    const metrics = numericMetrics(parsed.aggregate ?? parsed.metrics);
-    if (Object.keys(metrics).length === 0) return undefined;
-    return { name: relative(runDir, path), task: text(parsed.task) || basename(path, ".json"), metrics };
-  } catch {
-    return undefined;
-  }
+  const result = await readEvalResult(path).catch(() => undefined);
+  if (!result) return undefined;
+  const metrics = Object.fromEntries(
+    [...flattenAggregate(result.aggregate)].filter(([, value]) => Number.isFinite(value)),
+  );
+  if (Object.keys(metrics).length === 0) return undefined;
+  return { name: relative(runDir, path), task: result.task, metrics };
 }
 
 /** Gather a run's counts, records, training curves and evaluation scores for the report. */

@@ -92,6 +92,8 @@ describe("report data", () => {
 
   it("renders one self-contained file: no external URLs, data escaped inside scripts", async () => {
     const data = await collectReportData(join(dir, "run"));
+    // Aggregates are plain JSON inside a <script>: a closing tag in any name must not end it early.
+    data.principleUsage.overall["</script><script>alert(1)</script>"] = 1;
     data.records[0]!.output = "</script><script>alert(1)</script>";
     const html = await renderReport(data);
     expect(html).not.toMatch(/<script[^>]+src=/);

@@ -13,14 +13,12 @@
  */
 export {
   JsonlAppender,
-  parseJsonl,
   type ReadJsonlOptions,
   type ReadJsonlResult,
   type RejectedRecord,
   readJsonl,
   type StoreRecord,
   scanJsonl,
-  serializeRecord,
 } from "./jsonl.js";
 export { acquireLock, type LockInfo, type LockState, readLock, releaseLock } from "./lock.js";
 export {
@@ -30,7 +28,6 @@ export {
   RecordTally,
   readManifest,
   sumManifests,
-  tallyRecords,
   writeJsonAtomic,
 } from "./manifest.js";
 export {
@@ -41,7 +38,6 @@ export {
 } from "./process-items.js";
 export { canonicalJson, recordId } from "./record-id.js";
 export {
-  lockFileName,
   type OpenRunOptions,
   openRun,
   Run,

@@ -75,14 +75,6 @@ export async function scanJsonl<T = StoreRecord>(
   return result;
 }
 
-/** Parse JSONL bytes held in memory (see {@link readJsonl}); `path` is only used in error messages. */
-export function parseJsonl<T = StoreRecord>(buffer: Buffer, path: string, schema?: ZodType<T>): ReadJsonlResult<T> {
-  const records: T[] = [];
-  const parser = new JsonlParser<T>(path, (record) => records.push(record), schema);
-  parser.push(buffer);
-  return { records, ...parser.end() };
-}
-
 /**
  * Incremental line parser. A line that is not JSON is held back: if another line follows, the file is corrupt
  * (error with path and line); if it was the last line, it is a torn write and is reported as such. A last line
@@ -192,7 +184,7 @@ function validateRecord<T>(value: unknown, path: string, line: number, schema?: 
 }
 
 /** Serialise one record as one line (with its "\n"), checking it is a record. */
-export function serializeRecord(record: StoreRecord, path: string): Buffer {
+function serializeRecord(record: StoreRecord, path: string): Buffer {
   if (record === null || typeof record !== "object" || typeof record.id !== "string" || record.id === "") {
     throw new ConfigError(`cannot write a record without a non-empty string "id" (got ${JSON.stringify(record)})`, {
       path,
@@ -209,10 +201,7 @@ export class JsonlAppender {
   constructor(readonly path: string) {}
 
   append(record: StoreRecord): void {
-    this.appendBytes(serializeRecord(record, this.path));
-  }
-
-  appendBytes(bytes: Buffer): void {
+    const bytes = serializeRecord(record, this.path);
     this.fd ??= openSync(this.path, "a");
     let offset = 0;
     while (offset < bytes.length) offset += writeSync(this.fd, bytes, offset, bytes.length - offset);

@@ -3,8 +3,9 @@
  * A lock left by a process that died (same host, pid gone) is taken over; any other holder is an error.
  */
 import { hostname } from "node:os";
-import { link, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { link, rename, unlink, writeFile } from "node:fs/promises";
 import { ConfigError } from "../errors/index.js";
+import { readTextFile } from "./json-file.js";
 
 export interface LockInfo {
   pid: number;
@@ -21,13 +22,8 @@ export interface LockState {
 
 /** Read a lock file; undefined when there is none. An unreadable lock reads as a holder with pid 0. */
 export async function readLock(path: string): Promise<LockState | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
-  }
+  const text = await readTextFile(path);
+  if (text === undefined) return undefined;
   let holder: LockInfo | undefined;
   try {
     const value = JSON.parse(text) as Partial<LockInfo>;

@@ -87,34 +87,29 @@ export function sumManifests(stage: string, manifests: Manifest[]): Manifest {
   return total;
 }
 
-/** Counts of a stage's files, fed one record at a time: an id stored twice counts once (the first time). */
+/**
+ * Counts of a stage's files, fed one record at a time: an id stored twice counts once (the first time). Used both
+ * when the files are read and as records are appended, so the two can never count differently.
+ */
 export class RecordTally {
   readonly counts: Manifest["counts"] = { kept: 0, rejected: 0, byFilter: {} };
+  readonly ids = new Set<string>();
 
-  constructor(readonly ids = new Set<string>()) {}
-
-  addKept(record: { id: string }): void {
-    if (this.ids.has(record.id)) return;
+  /** Count a kept record; false (and nothing counted) when its id was seen. */
+  addKept(record: { id: string }): boolean {
+    if (this.ids.has(record.id)) return false;
     this.ids.add(record.id);
     this.counts.kept++;
+    return true;
   }
 
-  addRejected(record: { id: string; filter?: unknown }): void {
-    if (this.ids.has(record.id)) return;
+  /** Count a rejected record under its filter; false (and nothing counted) when its id was seen. */
+  addRejected(record: { id: string; filter?: unknown }): boolean {
+    if (this.ids.has(record.id)) return false;
     this.ids.add(record.id);
     this.counts.rejected++;
     const filter = typeof record.filter === "string" ? record.filter : "unknown";
     this.counts.byFilter[filter] = (this.counts.byFilter[filter] ?? 0) + 1;
+    return true;
   }
-}
-
-/** Counts of a stage's files: kept records, rejected records by filter. An id stored twice counts once. */
-export function tallyRecords(
-  records: Iterable<{ id: string }>,
-  rejected: Iterable<{ id: string; filter?: unknown }>,
-): Manifest["counts"] {
-  const tally = new RecordTally();
-  for (const record of records) tally.addKept(record);
-  for (const record of rejected) tally.addRejected(record);
-  return tally.counts;
 }

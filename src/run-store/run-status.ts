@@ -5,12 +5,12 @@
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { ZodType } from "zod";
-import { type RejectedRecord, readJsonl, type StoreRecord, scanJsonl } from "./jsonl.js";
+import { type RejectedRecord, readJsonl, type StoreRecord } from "./jsonl.js";
 import { type LockState, readLock } from "./lock.js";
-import { emptyManifest, type Manifest, RecordTally, readManifest, sumManifests } from "./manifest.js";
+import { type Manifest, sumManifests } from "./manifest.js";
 import { type RunInfo, readRunInfo, runFiles } from "./run.js";
 import { parseShardDirName, type Shard } from "./shard.js";
-import { stageFiles } from "./stage-store.js";
+import { readStageFolder, stageFiles } from "./stage-store.js";
 
 /** One folder holding records: the stage folder itself, or one of its shard folders. */
 export interface StagePart {
@@ -66,13 +66,9 @@ async function readPartRecords<R, J>(
 }
 
 async function readPart(stage: string, dir: string, shard?: Shard): Promise<StagePart> {
-  // Counts come from the files (streamed, not held): a run killed before saving its manifest still shows truly.
-  const tally = new RecordTally();
-  const records = await scanJsonl<StoreRecord>(join(dir, stageFiles.records), (record) => tally.addKept(record));
-  const rejected = await scanJsonl<StoreRecord>(join(dir, stageFiles.rejected), (record) => tally.addRejected(record));
-  const manifest = (await readManifest(join(dir, stageFiles.manifest))) ?? emptyManifest(stage);
-  manifest.counts = tally.counts;
-  return { dir, ...(shard ? { shard } : {}), manifest, tornLines: records.tornLines + rejected.tornLines };
+  // Counts come from the files: a run killed before saving its manifest still shows truly.
+  const { manifest, tornFiles } = await readStageFolder(dir, stage);
+  return { dir, ...(shard ? { shard } : {}), manifest, tornLines: tornFiles.length };
 }
 
 /** The folders of one stage that hold records: the stage folder (when it has files) and each shard folder. */
@@ -172,14 +168,13 @@ export async function readStageAcrossShards<
 ): Promise<StageRecordsAcrossShards<R, J>> {
   const parts = await stagePartDirs(runDir, stage);
   const seen = new Set<string>();
+  const { shardCounts, missing } = missingShards(parts);
   const result: StageRecordsAcrossShards<R, J> = {
     records: [],
     rejected: [],
     parts,
-    ...(() => {
-      const { shardCounts, missing } = missingShards(parts);
-      return { shardCounts, missingShards: missing };
-    })(),
+    shardCounts,
+    missingShards: missing,
     duplicates: 0,
     tornLines: 0,
   };

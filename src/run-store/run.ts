@@ -103,7 +103,7 @@ export class Run {
 }
 
 /** Lock file name for the whole run or one shard of it. */
-export function lockFileName(shard?: Shard): string {
+function lockFileName(shard?: Shard): string {
   return shard ? `${runFiles.lock}-${shardDirName(shard)}` : runFiles.lock;
 }
 

@@ -35,6 +35,37 @@ export function checkStageName(stage: string): void {
   }
 }
 
+export interface StageFolder {
+  /** The saved manifest (or an empty one) with counts recomputed from the record files. */
+  manifest: Manifest;
+  /** The counts (the same object as `manifest.counts`) and every stored id. */
+  tally: RecordTally;
+  /** Record files whose torn last line was ignored (and cut away with `repair`). */
+  tornFiles: string[];
+}
+
+/**
+ * Read a stage folder (the stage folder or one shard folder): its manifest, with counts recomputed from
+ * records.jsonl and rejected.jsonl, streamed rather than held. `repair` cuts a torn last line away (lock holders only).
+ */
+export async function readStageFolder(
+  dir: string,
+  stage: string,
+  options: { repair?: boolean } = {},
+): Promise<StageFolder> {
+  const tally = new RecordTally();
+  const tornFiles: string[] = [];
+  const scan = async (name: string, visit: (record: StoreRecord) => void) => {
+    const path = join(dir, name);
+    if ((await scanJsonl<StoreRecord>(path, visit, options)).tornLines > 0) tornFiles.push(path);
+  };
+  await scan(stageFiles.records, (record) => tally.addKept(record));
+  await scan(stageFiles.rejected, (record) => tally.addRejected(record));
+  const manifest = (await readManifest(join(dir, stageFiles.manifest))) ?? emptyManifest(stage);
+  manifest.counts = tally.counts;
+  return { manifest, tally, tornFiles };
+}
+
 export class StageStore {
   /** The stage's manifest; counts are kept in sync by the append methods; `saveManifest` writes it. */
   readonly manifest: Manifest;
@@ -44,7 +75,8 @@ export class StageStore {
   readonly rejectedPath: string;
   readonly manifestPath: string;
   private readonly doneItemsPath: string;
-  private readonly storedIds: Set<string>;
+  /** Counts of the stored records (`manifest.counts`) and their ids, kept up to date by the append methods. */
+  private readonly tally: RecordTally;
   private readonly doneItems: Set<string>;
   private readonly records: JsonlAppender;
   private readonly rejected: JsonlAppender;
@@ -57,16 +89,11 @@ export class StageStore {
     readonly stage: string,
     readonly dir: string,
     readonly shard: Shard | undefined,
-    state: {
-      manifest: Manifest;
-      warnings: string[];
-      storedIds: Set<string>;
-      doneItems: Set<string>;
-    },
+    state: { manifest: Manifest; tally: RecordTally; warnings: string[]; doneItems: Set<string> },
   ) {
     this.manifest = state.manifest;
     this.warnings = state.warnings;
-    this.storedIds = state.storedIds;
+    this.tally = state.tally;
     this.doneItems = state.doneItems;
     this.secondsBefore = state.manifest.timings.seconds;
     this.recordsPath = join(dir, stageFiles.records);
@@ -84,43 +111,34 @@ export class StageStore {
     const shard = options.shard;
     const dir = shard ? join(runDir, stage, shardDirName(shard)) : join(runDir, stage);
     await mkdir(dir, { recursive: true });
-    const warnings: string[] = [];
-    const scan = async (name: string, visit: (record: StoreRecord) => void) => {
-      const path = join(dir, name);
-      const result = await scanJsonl<StoreRecord>(path, visit, { repair: true });
-      if (result.tornLines > 0) {
-        warnings.push(`${path}: dropped a torn last line left by an interrupted write (it will be redone)`);
-      }
-    };
-    const tally = new RecordTally();
-    await scan(stageFiles.records, (record) => tally.addKept(record));
-    await scan(stageFiles.rejected, (record) => tally.addRejected(record));
+    const { manifest, tally, tornFiles } = await readStageFolder(dir, stage, { repair: true });
     const doneItems = new Set<string>();
-    await scan(stageFiles.doneItems, (record) => doneItems.add(record.id));
-    const manifest = (await readManifest(join(dir, stageFiles.manifest))) ?? emptyManifest(stage);
+    const doneItemsPath = join(dir, stageFiles.doneItems);
+    const done = await scanJsonl<StoreRecord>(doneItemsPath, (record) => doneItems.add(record.id), { repair: true });
+    if (done.tornLines > 0) tornFiles.push(doneItemsPath);
+    const warnings = tornFiles.map(
+      (path) => `${path}: dropped a torn last line left by an interrupted write (it will be redone)`,
+    );
     manifest.stage = stage;
     if (shard) manifest.shard = { ...shard };
-    manifest.counts = tally.counts;
-    return new StageStore(stage, dir, shard, { manifest, warnings, storedIds: tally.ids, doneItems });
+    return new StageStore(stage, dir, shard, { manifest, tally, warnings, doneItems });
   }
 
   /** Ids already finished: every record and rejected record, and inputs marked done. A snapshot. */
   doneIds(): Set<string> {
-    return new Set([...this.storedIds, ...this.doneItems]);
+    return new Set([...this.tally.ids, ...this.doneItems]);
   }
 
   /** Whether `id` is finished (cheaper than `doneIds().has(id)`). */
   isDone(id: string): boolean {
-    return this.storedIds.has(id) || this.doneItems.has(id);
+    return this.tally.ids.has(id) || this.doneItems.has(id);
   }
 
   /** Append a kept record as one line. Returns false (and writes nothing) when a record with its id is stored. */
   async appendRecord(record: StoreRecord): Promise<boolean> {
-    if (this.storedIds.has(record.id)) return false;
+    if (this.tally.ids.has(record.id)) return false;
     this.records.append(record);
-    this.storedIds.add(record.id);
-    this.manifest.counts.kept++;
-    return true;
+    return this.tally.addKept(record);
   }
 
   /** Append a rejected record (with the filter that rejected it and why). Returns false when its id is stored. */
@@ -131,13 +149,9 @@ export class StageStore {
         { path: this.rejectedPath, recordId: record.id, field: "filter" },
       );
     }
-    if (this.storedIds.has(record.id)) return false;
+    if (this.tally.ids.has(record.id)) return false;
     this.rejected.append(record);
-    this.storedIds.add(record.id);
-    const counts = this.manifest.counts;
-    counts.rejected++;
-    counts.byFilter[record.filter] = (counts.byFilter[record.filter] ?? 0) + 1;
-    return true;
+    return this.tally.addRejected(record);
   }
 
   /** Mark an input as finished when none of its outputs carries its id (used by `processItems`). */
@@ -149,10 +163,6 @@ export class StageStore {
 
   async readRecords<T = StoreRecord>(schema?: ZodType<T>): Promise<T[]> {
     return (await readJsonl<T>(this.recordsPath, { schema })).records;
-  }
-
-  async readRejected<T = RejectedRecord>(schema?: ZodType<T>): Promise<T[]> {
-    return (await readJsonl<T>(this.rejectedPath, { schema })).records;
   }
 
   addUsage(usage: TokenUsage): void {

@@ -70,6 +70,29 @@ export interface TrainOptions {
   baseModelName?: string;
 }
 
+/** Defaults of TrainOptions (documented on each field above), shared by the embedded and the hf trainer. */
+export const trainOptionDefaults = {
+  rank: 16,
+  alpha: 16,
+  dropout: 0.05,
+  targets: ["q", "k", "v", "o"],
+  learningRate: 4e-4,
+  epochs: 1,
+  batchTokens: 2048,
+  gradientAccumulation: 1,
+  warmupSteps: 0,
+  schedule: "cosine",
+  weightDecay: 0,
+  maxGradNorm: 1,
+  overlong: "error",
+  seed: 0,
+  checkpointEvery: 50,
+  resume: false,
+  kernel: "auto",
+  activationCheckpointing: "auto",
+  activationMemoryBytes: 2 ** 31,
+} as const satisfies TrainOptions;
+
 export interface TrainRequest {
   /** Path of the base model (GGUF for the embedded trainer). */
   base: string;

@@ -11,7 +11,7 @@ import type { Completion, SamplingOptions } from "../language-model.js";
 import { NgramPenaltyTracker } from "./ngram-penalty.js";
 import { commonPrefixLength } from "./sequence-pool.js";
 
-export const defaultMaxTokens = 256;
+const defaultMaxTokens = 256;
 
 export interface GenerateOptions extends SamplingOptions {
   /** Resolved seed of this sample. */
@@ -45,20 +45,36 @@ function tokenBiasFromLogits(model: LlamaModel, biases: Map<number, number>): To
 }
 
 /** Number of tokens in the model's vocabulary, from its GGUF metadata (undefined when not recorded). */
-export function vocabularySizeOf(model: LlamaModel): number | undefined {
+function vocabularySizeOf(model: LlamaModel): number | undefined {
   const metadata = model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } } | undefined;
   const tokens = metadata?.tokenizer?.ggml?.tokens;
   return Array.isArray(tokens) && tokens.length > 0 ? tokens.length : undefined;
 }
 
 /** End-of-generation tokens of the model (EOS, EOT), for banning when `allowEos` is false. */
-export function endTokens(model: LlamaModel): Token[] {
+function endTokens(model: LlamaModel): Token[] {
   return [model.tokens.eos, model.tokens.eot].filter((t): t is Token => t != null);
 }
 
 /**
- * Generate one sample on `sequence` from `promptTokens`, reusing whatever prefix of the prompt the sequence already
- * holds in its KV cache (only the new suffix is evaluated). Sampling follows Dromedary: logits + logit bias -
+ * Throw unless generation can start from `promptTokens` in a sequence of `contextSize` tokens: at least one token
+ * (a BOS token or text) and room for one generated token. `where` prefixes the message (e.g. `request 3: `).
+ * Callers check before taking a sequence, so a bad prompt fails before any work starts.
+ */
+export function checkPromptFits(promptTokens: readonly Token[], contextSize: number, where = ""): void {
+  if (promptTokens.length === 0)
+    throw new BackendError(
+      `${where}cannot generate from an empty prompt: expected at least one token (a BOS token or text).`,
+    );
+  if (promptTokens.length >= contextSize - 1)
+    throw new BackendError(
+      `${where}prompt has ${promptTokens.length} tokens but each sequence holds ${contextSize}: expected a prompt shorter than the context. Shorten the prompt or raise contextSize.`,
+    );
+}
+
+/**
+ * Generate one sample on `sequence` from `promptTokens` (checked with `checkPromptFits`), reusing whatever prefix of
+ * the prompt the sequence already holds in its KV cache (only the new suffix is evaluated). Sampling follows Dromedary: logits + logit bias -
  * n-gram penalties (- OpenAI frequency/presence penalties), then top-k/top-p/temperature in llama.cpp's sampler.
  */
 export async function generateOnSequence(
@@ -67,14 +83,7 @@ export async function generateOnSequence(
   options: GenerateOptions,
 ): Promise<GenerateResult> {
   const model = sequence.model;
-  if (promptTokens.length === 0)
-    throw new BackendError("cannot generate from an empty prompt: expected at least one token (a BOS token or text).");
-  const contextSize = sequence.contextSize;
-  if (promptTokens.length >= contextSize - 1)
-    throw new BackendError(
-      `prompt has ${promptTokens.length} tokens but each sequence holds ${contextSize}: expected a prompt shorter than the context. Shorten the prompt or raise contextSize.`,
-    );
-  const budget = Math.min(options.maxTokens ?? defaultMaxTokens, contextSize - promptTokens.length - 1);
+  const budget = Math.min(options.maxTokens ?? defaultMaxTokens, sequence.contextSize - promptTokens.length - 1);
   if (budget <= 0) return { text: "", finishReason: "length", tokenCount: 0, evaluatedPromptTokens: 0, tokens: [] };
 
   const cached = commonPrefixLength(sequence.contextTokens, promptTokens);
@@ -103,7 +112,6 @@ export async function generateOnSequence(
   const presencePenalty = options.presencePenalty ?? 0;
   const tokenCounts = new Map<number, number>();
   const dynamic = ngrams.active || frequencyPenalty !== 0 || presencePenalty !== 0;
-  const fixedBias = staticBias.size > 0 ? tokenBiasFromLogits(model, staticBias) : undefined;
   const tokenBias = dynamic
     ? () => {
         const biases = ngrams.addPenalties(new Map(staticBias));
@@ -111,7 +119,9 @@ export async function generateOnSequence(
           biases.set(token, (biases.get(token) ?? 0) - frequencyPenalty * count - presencePenalty);
         return tokenBiasFromLogits(model, biases);
       }
-    : fixedBias;
+    : staticBias.size > 0
+      ? tokenBiasFromLogits(model, staticBias)
+      : undefined;
 
   const grammarEvaluationState = options.compiledGrammar
     ? new LlamaGrammarEvaluationState({ model, grammar: options.compiledGrammar })
@@ -125,6 +135,12 @@ export async function generateOnSequence(
   let text: string | undefined;
   let checkedLength = 0;
   const meterBefore = sequence.tokenMeter.getState();
+  const tokensEvaluatedSoFar = () => {
+    const after = sequence.tokenMeter.getState();
+    return (
+      after.usedInputTokens - meterBefore.usedInputTokens + (after.usedOutputTokens - meterBefore.usedOutputTokens)
+    );
+  };
   let evaluatedPromptTokens = -1;
   const temperature = options.temperature ?? 1;
 
@@ -138,9 +154,7 @@ export async function generateOnSequence(
     grammarEvaluationState,
   })) {
     if (evaluatedPromptTokens < 0) {
-      const after = sequence.tokenMeter.getState();
-      evaluatedPromptTokens =
-        after.usedInputTokens - meterBefore.usedInputTokens + (after.usedOutputTokens - meterBefore.usedOutputTokens);
+      evaluatedPromptTokens = tokensEvaluatedSoFar();
       options.onPromptEvaluated?.();
     }
     generated.push(token);
@@ -169,17 +183,12 @@ export async function generateOnSequence(
       break;
     }
   }
-  if (evaluatedPromptTokens < 0) {
-    // The first sampled token was an end-of-generation token: everything decoded was the prompt.
-    const after = sequence.tokenMeter.getState();
-    evaluatedPromptTokens =
-      after.usedInputTokens - meterBefore.usedInputTokens + (after.usedOutputTokens - meterBefore.usedOutputTokens);
-  }
   return {
     text: text ?? model.detokenize(generated, false, contextTail),
     finishReason,
     tokenCount: generated.length,
-    evaluatedPromptTokens,
+    // Still unset when the first sampled token ended generation: everything decoded was the prompt.
+    evaluatedPromptTokens: evaluatedPromptTokens < 0 ? tokensEvaluatedSoFar() : evaluatedPromptTokens,
     tokens: generated,
   };
 }

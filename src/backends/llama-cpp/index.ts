@@ -1,4 +1,2 @@
 /** The embedded backend: node-llama-cpp in-process (parallel sequences, KV-cache prefix reuse, exact scoring, LoRA). */
 export { createLlamaCppBackend, LlamaCppBackend, type LlamaCppBackendOptions } from "./llama-cpp-backend.js";
-export { defaultModelCacheDir, isRemoteModelUri } from "./model-source.js";
-export { NgramPenaltyTracker } from "./ngram-penalty.js";

@@ -1,4 +1,3 @@
-import { setMaxListeners } from "node:events";
 import { access } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
@@ -18,8 +17,9 @@ import type {
   ScoreResult,
   TokenizeOptions,
 } from "../language-model.js";
+import { runConcurrently } from "../run-concurrently.js";
 import { chatWrapperFor, renderChat } from "./chat-prompt.js";
-import { type GenerateOptions, type GenerateResult, generateOnSequence } from "./generate.js";
+import { checkPromptFits, type GenerateOptions, type GenerateResult, generateOnSequence } from "./generate.js";
 import { getSharedLlama, subscribeLlamaLogs } from "./llama-instance.js";
 import { resolveModelSource } from "./model-source.js";
 import { usePhaseThreads } from "./phase-threads.js";
@@ -41,7 +41,7 @@ export interface LlamaCppBackendOptions {
   lora?: Array<{ path: string; scale?: number }>;
   /** Offload to a GPU: true / "auto" use one when node-llama-cpp finds a GPU build. Default false (CPU). */
   gpu?: boolean | "auto";
-  /** Where `hf:` models are downloaded. Default ~/.cache/selfalign/models. */
+  /** Where `hf:` models are downloaded. Default: `models/` under SELFALIGN_CACHE_DIR (~/.cache/selfalign). */
   cacheDir?: string;
   /** Default sampling seed when a request gives none. Default: random per call. */
   seed?: number;
@@ -67,6 +67,13 @@ export interface LlamaCppBackendOptions {
   /** Cancels model download and loading. */
   signal?: AbortSignal;
 }
+
+/** What exact (bit-reproducible) evaluation needs: flash attention off and an F32 KV cache. */
+const exactContextOptions = {
+  flashAttention: false,
+  experimentalKvCacheKeyType: "F32",
+  experimentalKvCacheValueType: "F32",
+} as const satisfies Partial<LlamaContextOptions>;
 
 interface BackendParts {
   id: string;
@@ -140,9 +147,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         sequences,
         threads: Math.max(threads, batchThreads),
         lora,
-        ...(deterministic
-          ? { flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32" }
-          : {}),
+        ...(deterministic ? exactContextOptions : {}),
         createSignal: options.signal,
       });
     } catch (error) {
@@ -233,45 +238,26 @@ export class LlamaCppBackend implements LanguageModel {
     const prepared = await Promise.all(
       requests.map(async (request, index) => {
         const tokens = tokenizeWithBos(this.model, request.prompt);
-        if (tokens.length >= this.parts.contextSize - 1)
-          throw new BackendError(
-            `request ${index}: prompt has ${tokens.length} tokens but each sequence holds ${this.parts.contextSize}: expected a shorter prompt. Shorten it or raise contextSize.`,
-          );
+        checkPromptFits(tokens, this.parts.contextSize, `request ${index}: `);
         const n = request.n ?? 1;
         if (!Number.isInteger(n) || n < 1)
           throw new ConfigError(`request ${index}: n must be a positive integer, got ${n}`, { field: "n" });
         const compiledGrammar = request.grammar ? await this.grammar(request.grammar) : undefined;
-        return { request, index, tokens, n, compiledGrammar };
+        return { request, tokens, n, compiledGrammar };
       }),
     );
-    const controller = new AbortController();
-    // One listener per waiting sample is expected here, not a leak.
-    setMaxListeners(0, controller.signal);
-    const onAbort = () => controller.abort();
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    const ready: CompletionResult[] = [];
-    let failure: unknown;
-    let wake: (() => void) | undefined;
-    const notify = () => {
-      wake?.();
-      wake = undefined;
-    };
-    let pending = prepared.length;
-    const jobs = prepared.map(async ({ request, index, tokens, n, compiledGrammar }) => {
-      try {
-        const baseSeed = request.seed ?? this.parts.seed ?? Math.floor(Math.random() * 2 ** 31);
+    try {
+      yield* runConcurrently(prepared.length, prepared.length, options.signal, async (index, signal) => {
+        const { request, tokens, n, compiledGrammar } = prepared[index] as (typeof prepared)[number];
+        const baseSeed = this.seedFor(request.seed);
         const samples = await Promise.all(
           Array.from({ length: n }, (_, k) =>
-            this.runSample(tokens, {
-              ...request,
-              seed: (baseSeed + k) >>> 0,
-              compiledGrammar,
-              signal: controller.signal,
-            }),
+            this.runSample(tokens, { ...request, seed: (baseSeed + k) >>> 0, compiledGrammar, signal }),
           ),
         );
-        if (controller.signal.aborted) return;
-        ready.push({
+        // Samples cut short by an abort are not results.
+        if (signal.aborted) throw new AbortedError();
+        return {
           index,
           completions: samples.map(
             ({ text, finishReason, tokenCount }): Completion => ({ text, finishReason, tokenCount }),
@@ -281,37 +267,11 @@ export class LlamaCppBackend implements LanguageModel {
             completionTokens: samples.reduce((sum, s) => sum + s.tokenCount, 0),
             evaluatedPromptTokens: samples.reduce((sum, s) => sum + s.evaluatedPromptTokens, 0),
           },
-        });
-      } catch (error) {
-        if (failure === undefined) failure = error;
-        controller.abort();
-      } finally {
-        pending--;
-        notify();
-      }
-    });
-    try {
-      while (true) {
-        while (ready.length > 0) {
-          if (failure !== undefined) break;
-          yield ready.shift() as CompletionResult;
-        }
-        if (failure !== undefined) break;
-        if (options.signal?.aborted) throw new AbortedError();
-        if (pending === 0) break;
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-      }
-      if (failure !== undefined) {
-        if (options.signal?.aborted || failure instanceof AbortedError) throw new AbortedError();
-        throw failure;
-      }
-    } finally {
-      // Also reached when the caller stops iterating early: stop what is in flight and free the sequences.
-      controller.abort();
-      options.signal?.removeEventListener("abort", onAbort);
-      await Promise.allSettled(jobs);
+        };
+      });
+    } catch (error) {
+      if (options.signal?.aborted || error instanceof AbortedError) throw new AbortedError();
+      throw error;
     }
   }
 
@@ -331,10 +291,11 @@ export class LlamaCppBackend implements LanguageModel {
     throwIfAborted(options.signal);
     this.chatWrapper ??= chatWrapperFor(this.model);
     const { tokens, stops } = renderChat(this.model, this.chatWrapper, messages);
+    checkPromptFits(tokens, this.parts.contextSize);
     const compiledGrammar = options.grammar ? await this.grammar(options.grammar) : undefined;
     const result = await this.runSample(tokens, {
       ...options,
-      seed: (options.seed ?? this.parts.seed ?? Math.floor(Math.random() * 2 ** 31)) >>> 0,
+      seed: this.seedFor(options.seed) >>> 0,
       compiledGrammar,
       extraStops: stops,
     });
@@ -374,6 +335,11 @@ export class LlamaCppBackend implements LanguageModel {
     }
   }
 
+  /** The request's seed, else the backend's, else a random one. */
+  private seedFor(seed: number | undefined): number {
+    return seed ?? this.parts.seed ?? Math.floor(Math.random() * 2 ** 31);
+  }
+
   private grammar(source: string): Promise<LlamaGrammar> {
     let grammar = this.grammars.get(source);
     if (!grammar) {
@@ -394,9 +360,7 @@ export class LlamaCppBackend implements LanguageModel {
       const context = await this.model.createContext({
         contextSize: this.parts.contextSize,
         sequences: 1,
-        flashAttention: false,
-        experimentalKvCacheKeyType: "F32",
-        experimentalKvCacheValueType: "F32",
+        ...exactContextOptions,
         threads: Math.max(this.parts.threads, this.parts.batchThreads),
         lora: this.parts.lora,
       });

@@ -5,11 +5,6 @@ import { AbortedError, BackendError, ConfigError } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import { readEnv } from "../../config/env.js";
 
-/** Where `hf:` downloads go unless `cacheDir` says otherwise. */
-export function defaultModelCacheDir(): string {
-  return join(readEnv().cacheDir, "models");
-}
-
 /** Whether `model` names a remote file (`hf:` URI or http(s) URL) rather than a local path. */
 export function isRemoteModelUri(model: string): boolean {
   return /^(hf:|huggingface:|https?:\/\/)/i.test(model);
@@ -22,6 +17,7 @@ function remoteOrigin(model: string): string {
 }
 
 export interface ResolveModelSourceOptions {
+  /** Where remote models are downloaded. Default: `models/` under SELFALIGN_CACHE_DIR (~/.cache/selfalign). */
   cacheDir?: string;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
@@ -48,7 +44,8 @@ export async function resolveModelSource(model: string, options: ResolveModelSou
     }
     return path;
   }
-  const cacheDir = options.cacheDir ?? defaultModelCacheDir();
+  const env = readEnv();
+  const cacheDir = options.cacheDir ?? join(env.cacheDir, "models");
   const stallTimeoutMs = options.stallTimeoutMs ?? 20_000;
   // A file downloaded earlier needs no network; the miss message names the file expected there.
   let expected = "";
@@ -67,7 +64,7 @@ export async function resolveModelSource(model: string, options: ResolveModelSou
         `access and place it${expected || ` in ${cacheDir}`}.`,
       { cause, retryable: true, field: "model" },
     );
-  if (readEnv().offline)
+  if (env.offline)
     throw downloadError("SELFALIGN_OFFLINE (or HF_HUB_OFFLINE) is set, so nothing is downloaded", undefined);
   // Fail fast when the host cannot be reached at all: node-llama-cpp's downloader retries for minutes and keeps
   // the process alive even after its signal is aborted.

@@ -2,7 +2,7 @@ import type { LlamaContext } from "node-llama-cpp";
 
 /** Batches with at least this many tokens count as prompt evaluation (a decode step of 16 parallel sequences is
  * still faster on 1 thread, engine-notes 3e) and get `batchThreads`. */
-export const promptBatchThreshold = 64;
+const promptBatchThreshold = 64;
 
 interface NativeContext {
   initBatch(size: number): unknown;

@@ -21,8 +21,9 @@ export function alignContinuation(
   model: LlamaModel,
   prompt: string,
   continuation: string,
+  /** `tokenizeWithBos(model, prompt)`, when the caller already has it. */
+  context: readonly Token[] = tokenizeWithBos(model, prompt),
 ): { condition: Token[]; continuation: Token[] } {
-  const context = tokenizeWithBos(model, prompt);
   const whole = tokenizeWithBos(model, prompt + continuation);
   const boundary = commonPrefixLength(context, whole);
   return { condition: whole.slice(0, boundary), continuation: whole.slice(boundary) };
@@ -42,9 +43,10 @@ export async function scoreOnSequence(
 ): Promise<ScoreResult[]> {
   const model = sequence.model;
   const results: ScoreResult[] = [];
+  const context = tokenizeWithBos(model, prompt);
   for (const text of continuations) {
     throwIfAborted(signal);
-    const { condition, continuation } = alignContinuation(model, prompt, text);
+    const { condition, continuation } = alignContinuation(model, prompt, text, context);
     if (continuation.length === 0) {
       results.push({ logprob: 0, tokens: [], isGreedy: true });
       continue;
@@ -96,7 +98,11 @@ export async function scoreOnSequence(
       logprob += value;
       tokens.push({
         token: target,
-        text: model.detokenize([target], false, whole.slice(0, condition.length + j).slice(-8)),
+        text: model.detokenize(
+          [target],
+          false,
+          whole.slice(Math.max(0, condition.length + j - 8), condition.length + j),
+        ),
         logprob: value,
       });
     }

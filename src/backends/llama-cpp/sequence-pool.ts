@@ -10,7 +10,7 @@ export function commonPrefixLength(a: readonly Token[], b: readonly Token[]): nu
 }
 
 /** Prefixes shorter than this are evaluated rather than copied from another sequence. */
-export const minSharedPrefix = 32;
+const minSharedPrefix = 32;
 
 interface PromptState {
   tokens: readonly Token[];

@@ -40,17 +40,17 @@ export interface HttpRequestOptions<T> {
 /** The server answered 2xx with something that is not what the API promises. Retryable (a proxy hiccup), then fatal. */
 export class ResponseShapeError extends Error {}
 
-/** Thrown by a request whose server answered with a status we do not retry; carries the server's message. */
-function statusError(status: number, url: string, detail: string): BackendError {
+/** A non-2xx answer, carrying the server's message; a status we do not retry ends with a hint how to fix it. */
+function statusError(status: number, url: string, detail: string, retryable: boolean): BackendError {
   const hint =
     status === 401 || status === 403
       ? " Check the API key (the environment variable named by `apiKeyEnv`)."
       : status === 404
         ? " Check the base URL (it usually ends in /v1) and the model name."
         : "";
-  return new BackendError(`${url} answered HTTP ${status}: ${detail || "(no message)"}.${hint}`, {
+  return new BackendError(`${url} answered HTTP ${status}: ${detail || "(no message)"}${retryable ? "" : `.${hint}`}`, {
     statusCode: status,
-    retryable: false,
+    retryable,
   });
 }
 
@@ -198,15 +198,8 @@ export class HttpClient {
     if (status < 200 || status >= 300) {
       const detail = serverErrorMessage(text);
       const retryable = status === 408 || status === 409 || status === 429 || status >= 500;
-      if (!retryable) throw statusError(status, url, detail);
-      return {
-        url,
-        error: new BackendError(`${url} answered HTTP ${status}: ${detail || "(no message)"}`, {
-          statusCode: status,
-          retryable: true,
-        }),
-        retryAfterMs: parseRetryAfter(retryAfter),
-      };
+      if (!retryable) throw statusError(status, url, detail, false);
+      return { url, error: statusError(status, url, detail, true), retryAfterMs: parseRetryAfter(retryAfter) };
     }
     let json: unknown;
     try {

@@ -23,6 +23,7 @@ import type {
   ScoreResult,
   TokenizeOptions,
 } from "../language-model.js";
+import { runConcurrently } from "../run-concurrently.js";
 import { scoreFromEcho } from "./echo-score.js";
 import { EndpointPool } from "./endpoint-pool.js";
 import { HttpClient, type RetryEvent } from "./http-client.js";
@@ -34,7 +35,6 @@ import {
   parseModelsResponse,
   parseTokenizeResponse,
 } from "./response-shapes.js";
-import { runConcurrently } from "./run-concurrently.js";
 
 export interface OpenAICompatibleBackendOptions {
   /** One or more base URLs ending in `/v1` (data-parallel replicas of the same model). */

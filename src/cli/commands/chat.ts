@@ -1,5 +1,6 @@
 import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
+import { loraFlag } from "../flags.js";
 
 export function registerChat(program: Command): void {
   program
@@ -8,7 +9,12 @@ export function registerChat(program: Command): void {
       "Talk to a model (base + optional LoRA adapters) in the engraved assistant's format. Ctrl+D or /exit to leave.",
     )
     .requiredOption("--model <gguf>", "base model: a .gguf path or an hf: URI")
-    .option("--adapter <gguf...>", "LoRA adapter(s), e.g. runs/x/verbose-clone/adapter/adapter.gguf (path[:scale])")
+    .option(
+      "--adapter <path[:scale]>",
+      "LoRA adapter, repeatable, e.g. runs/x/verbose-clone/adapter/adapter.gguf",
+      loraFlag("adapter"),
+      [],
+    )
     .option("--constitution <dir>", "constitution whose assistant name and prompts to use (default: the built-in one)")
     .option("--style <style>", "system prompt: concise | verbose", "concise")
     .option("--temperature <t>", "sampling temperature (the paper evaluates at 0.7)", Number.parseFloat, 0.7)
@@ -16,7 +22,7 @@ export function registerChat(program: Command): void {
     .action(
       async (options: {
         model: string;
-        adapter?: string[];
+        adapter: Array<{ path: string; scale?: number }>;
         constitution?: string;
         style: string;
         temperature: number;
@@ -34,10 +40,7 @@ export function registerChat(program: Command): void {
           "../../stages/engrave/prompt.js"
         );
         const constitution = await loadConstitution(options.constitution ?? defaultConstitutionDir());
-        const lora = (options.adapter ?? []).map((spec) => {
-          const match = /^(.*?)(?::(\d*\.?\d+))?$/.exec(spec)!;
-          return { path: match[1]!, ...(match[2] ? { scale: Number(match[2]) } : {}) };
-        });
+        const lora = options.adapter;
         const backend = await createLlamaCppBackend({ model: options.model, lora, sequences: 1 });
         const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
         const history: Array<{ role: "user" | "assistant"; content: string }> = [];

@@ -1,7 +1,5 @@
 import type { Command } from "commander";
-import { withInterrupt } from "../interrupt.js";
-import { createProgressRenderer } from "../progress-renderer.js";
-import { formatPipelineSummary } from "./run.js";
+import { runPipelineCommand } from "./run.js";
 
 const banner = `selfalign demo: a MECHANICS CHECK of the whole pipeline, offline, on a tiny random-weight model written here.
 Every stage really runs (generation, filters, LoRA training, report), but with random weights the texts are
@@ -18,21 +16,7 @@ export function registerDemo(program: Command): void {
     .option("--seed <n>", "seed of the model and the run", (value) => Number.parseInt(value, 10), 7)
     .action(async (options: { dir: string; seed: number }) => {
       const { prepareDemo } = await import("../../pipeline/demo.js");
-      const { runPipeline } = await import("../../pipeline/run-pipeline.js");
       process.stderr.write(banner);
-      const loaded = await prepareDemo({ dir: options.dir, seed: options.seed });
-      const renderer = createProgressRenderer();
-      try {
-        const result = await withInterrupt(
-          (signal) => runPipeline({ loaded, onProgress: renderer.onProgress, signal }),
-          {
-            onInterrupt: () => renderer.close(),
-          },
-        );
-        renderer.close();
-        process.stdout.write(formatPipelineSummary(result));
-      } finally {
-        renderer.close();
-      }
+      await runPipelineCommand(await prepareDemo({ dir: options.dir, seed: options.seed }));
     });
 }

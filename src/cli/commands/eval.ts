@@ -1,16 +1,10 @@
 import { basename, dirname, join } from "node:path";
 import type { Command } from "commander";
 import type { LanguageModel } from "../../backends/language-model.js";
-import { createBackend, parseBackendSpec } from "../../backends/registry.js";
 import { defaultConstitutionDir, loadConstitution } from "../../constitution/index.js";
 import { ConfigError } from "../../errors/index.js";
 import { loadHhh } from "../../eval/data/bigbench.js";
-import {
-  type FastChatAnswer,
-  loadFastChatAnswers,
-  loadFastChatQuestions,
-  writeJsonLines,
-} from "../../eval/data/fastchat.js";
+import { loadFastChatAnswers, loadFastChatQuestions, writeJsonLines } from "../../eval/data/fastchat.js";
 import { loadTruthfulQa } from "../../eval/data/truthfulqa.js";
 import {
   compareEvalResults,
@@ -31,8 +25,7 @@ import { runHhh } from "../../eval/tasks/hhh.js";
 import { runTruthfulQaMc } from "../../eval/tasks/truthfulqa-mc.js";
 import { runTruthfulQaTf } from "../../eval/tasks/truthfulqa-tf.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
-import { withInterrupt } from "../interrupt.js";
-import { createProgressRenderer } from "../progress-renderer.js";
+import { withProgress } from "../with-progress.js";
 
 interface EvalCommandOptions {
   model?: string;
@@ -88,6 +81,8 @@ async function openModel(
   adapter: string | undefined,
   onProgress: ProgressListener,
 ): Promise<LanguageModel> {
+  // Loaded here, not at the top: the registry pulls in node-llama-cpp, which every other command would pay for.
+  const { createBackend, parseBackendSpec } = await import("../../backends/registry.js");
   const config = parseBackendSpec(spec);
   if (adapter !== undefined) {
     if (config.type !== "llama-cpp") {
@@ -108,6 +103,11 @@ async function promptTemplateFor(options: EvalCommandOptions): Promise<PromptTem
   }
   const constitution = await loadConstitution(options.constitution ?? defaultConstitutionDir());
   return promptTemplateFromAssistant(constitution.assistant, options.promptStyle);
+}
+
+/** `<prefix>-<out name>.jsonl` in the folder of --out (answers-eval.jsonl beside eval.json). */
+function besideOut(out: string, prefix: string): string {
+  return join(dirname(out), `${prefix}-${basename(out, ".json")}.jsonl`);
 }
 
 function requireOption<T>(value: T | undefined, flag: string, task: string): T {
@@ -169,9 +169,7 @@ async function runTask(task: EvalTask, options: EvalCommandOptions, onProgress: 
       ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
       ...(options.maxTokens === undefined ? {} : { maxTokens: options.maxTokens }),
     };
-    const answersOf = async (): Promise<{ answers: FastChatAnswer[]; generated?: EvalResult }> => {
-      if (options.answers && task !== "generate-answers")
-        return { answers: await loadFastChatAnswers(options.answers) };
+    const generate = async () => {
       const model = await open(
         requireOption(options.model, "--model <spec> (or --answers <file>)", task),
         options.adapter,
@@ -185,17 +183,13 @@ async function runTask(task: EvalTask, options: EvalCommandOptions, onProgress: 
         sampling,
         ...(options.modelId ? { modelId: options.modelId } : {}),
       });
-      const answersOut =
-        options.answersOut ?? join(dirname(options.out), `answers-${basename(options.out, ".json")}.jsonl`);
+      const answersOut = options.answersOut ?? besideOut(options.out, "answers");
       await writeJsonLines(answersOut, generated.items);
       process.stderr.write(`selfalign: wrote ${generated.items.length} answers to ${answersOut}\n`);
-      return { answers: generated.items as FastChatAnswer[], generated };
+      return generated;
     };
-    if (task === "generate-answers") {
-      const { generated } = await answersOf();
-      return generated!;
-    }
-    const { answers } = await answersOf();
+    if (task === "generate-answers") return await generate();
+    const answers = options.answers ? await loadFastChatAnswers(options.answers) : (await generate()).items;
     const judge = await open(requireOption(options.judge, "--judge <spec>", task));
     const cache = options.cache ?? join(dirname(options.out), "judge-cache.jsonl");
     const modelId = options.answers ? options.modelId : answers[0]?.model_id;
@@ -271,31 +265,22 @@ export function registerEval(program: Command): void {
       )
       .option("--concurrency <n>", "requests in flight (default: the backend's parallelism)", number("concurrency"))
       .action(async (options: EvalCommandOptions) => {
-        const renderer = createProgressRenderer();
-        try {
-          const result = await withInterrupt((signal) => runTask(task, options, renderer.onProgress, signal), {
-            onInterrupt: () => renderer.close(),
-          });
-          renderer.close();
-          await writeEvalResult(options.out, result);
-          if (task === "judge-single" || task === "judge-pairwise") {
-            const path =
-              options.judgmentsOut ?? join(dirname(options.out), `judgments-${basename(options.out, ".json")}.jsonl`);
-            await writeJsonLines(
-              path,
-              task === "judge-single"
-                ? toFastChatSingleJudgments(result as EvalResult<SingleJudgment>)
-                : toFastChatPairwiseJudgments(result as EvalResult<PairwiseJudgment>),
-            );
-            process.stderr.write(`selfalign: wrote FastChat judgments to ${path}\n`);
-          }
-          for (const warning of result.warnings.slice(0, 5)) process.stderr.write(`selfalign: warning: ${warning}\n`);
-          if (result.warnings.length > 5)
-            process.stderr.write(`selfalign: ... ${result.warnings.length - 5} more warnings in ${options.out}\n`);
-          process.stdout.write(`${summary(result)}wrote ${options.out}\n`);
-        } finally {
-          renderer.close();
+        const result = await withProgress((onProgress, signal) => runTask(task, options, onProgress, signal));
+        await writeEvalResult(options.out, result);
+        if (task === "judge-single" || task === "judge-pairwise") {
+          const path = options.judgmentsOut ?? besideOut(options.out, "judgments");
+          await writeJsonLines(
+            path,
+            task === "judge-single"
+              ? toFastChatSingleJudgments(result as EvalResult<SingleJudgment>)
+              : toFastChatPairwiseJudgments(result as EvalResult<PairwiseJudgment>),
+          );
+          process.stderr.write(`selfalign: wrote FastChat judgments to ${path}\n`);
         }
+        for (const warning of result.warnings.slice(0, 5)) process.stderr.write(`selfalign: warning: ${warning}\n`);
+        if (result.warnings.length > 5)
+          process.stderr.write(`selfalign: ... ${result.warnings.length - 5} more warnings in ${options.out}\n`);
+        process.stdout.write(`${summary(result)}wrote ${options.out}\n`);
       });
   }
   evalCommand

@@ -1,14 +1,7 @@
 import type { Command } from "commander";
 import { ConfigError } from "../../errors/index.js";
+import { positiveInteger } from "../flags.js";
 import { tinyArchitectures, type TinyArchitecture, writeTinyModel } from "../../gguf/index.js";
-
-function integer(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`--${name} must be a positive integer, got "${value}"`);
-    return n;
-  };
-}
 
 export function registerModel(program: Command): void {
   const model = program.command("model").description("Create and inspect model files.");
@@ -19,13 +12,13 @@ export function registerModel(program: Command): void {
     )
     .requiredOption("--out <path>", "output .gguf file")
     .option("--arch <name>", `architecture: ${tinyArchitectures.join(" | ")}`, "llama")
-    .option("--layers <n>", "transformer blocks", integer("layers"), 2)
-    .option("--dim <n>", "embedding width", integer("dim"), 64)
-    .option("--heads <n>", "attention heads", integer("heads"), 4)
-    .option("--kv-heads <n>", "key/value heads (grouped-query attention)", integer("kv-heads"), 2)
-    .option("--ffn <n>", "feed-forward width", integer("ffn"), 128)
-    .option("--context <n>", "context length", integer("context"), 2048)
-    .option("--seed <n>", "random seed", integer("seed"), 1)
+    .option("--layers <n>", "transformer blocks", positiveInteger("layers"), 2)
+    .option("--dim <n>", "embedding width", positiveInteger("dim"), 64)
+    .option("--heads <n>", "attention heads", positiveInteger("heads"), 4)
+    .option("--kv-heads <n>", "key/value heads (grouped-query attention)", positiveInteger("kv-heads"), 2)
+    .option("--ffn <n>", "feed-forward width", positiveInteger("ffn"), 128)
+    .option("--context <n>", "context length", positiveInteger("context"), 2048)
+    .option("--seed <n>", "random seed", positiveInteger("seed"), 1)
     .option("--dtype <type>", "F32 | F16", "F32")
     .option("--tied", "tie output head to token embeddings", false)
     .action(async (options) => {

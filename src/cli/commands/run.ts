@@ -1,6 +1,5 @@
 import type { Command } from "commander";
-import { withInterrupt } from "../interrupt.js";
-import { createProgressRenderer } from "../progress-renderer.js";
+import { withProgress } from "../with-progress.js";
 
 /** Print the end-of-run summary: counts, rejects by filter, tokens, adapters, report. */
 export function formatPipelineSummary(result: import("../../pipeline/run-pipeline.js").RunPipelineResult): string {
@@ -28,6 +27,15 @@ export function formatPipelineSummary(result: import("../../pipeline/run-pipelin
   return `${lines.join("\n")}\n`;
 }
 
+/** Run the pipeline with progress rendering and Ctrl+C handling, then print the summary. */
+export async function runPipelineCommand(
+  loaded: import("../../pipeline/pipeline-config.js").LoadedPipelineConfig,
+): Promise<void> {
+  const { runPipeline } = await import("../../pipeline/run-pipeline.js");
+  const result = await withProgress((onProgress, signal) => runPipeline({ loaded, onProgress, signal }));
+  process.stdout.write(formatPipelineSummary(result));
+}
+
 export function registerRun(program: Command): void {
   program
     .command("run")
@@ -37,20 +45,6 @@ export function registerRun(program: Command): void {
     .argument("[config]", "config file (create one with 'selfalign init <dir>')", "selfalign.yaml")
     .action(async (configPath: string) => {
       const { loadPipelineConfig } = await import("../../pipeline/pipeline-config.js");
-      const { runPipeline } = await import("../../pipeline/run-pipeline.js");
-      const loaded = await loadPipelineConfig(configPath);
-      const renderer = createProgressRenderer();
-      try {
-        const result = await withInterrupt(
-          (signal) => runPipeline({ loaded, onProgress: renderer.onProgress, signal }),
-          {
-            onInterrupt: () => renderer.close(),
-          },
-        );
-        renderer.close();
-        process.stdout.write(formatPipelineSummary(result));
-      } finally {
-        renderer.close();
-      }
+      await runPipelineCommand(await loadPipelineConfig(configPath));
     });
 }

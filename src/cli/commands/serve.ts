@@ -1,18 +1,10 @@
 import { basename } from "node:path";
 import type { Command } from "commander";
-import { createLlamaCppBackend } from "../../backends/llama-cpp/index.js";
 import { readSecretEnv } from "../../config/env.js";
 import { ConfigError } from "../../errors/index.js";
 import { startServer } from "../../serve/server.js";
+import { loraFlag, positiveInteger } from "../flags.js";
 import { withInterrupt } from "../interrupt.js";
-
-function positiveInteger(flag: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`--${flag} must be a positive integer, got "${value}"`);
-    return n;
-  };
-}
 
 function port(value: string): number {
   const n = Number(value);
@@ -21,13 +13,8 @@ function port(value: string): number {
   return n;
 }
 
-/** `--lora path[:scale]`, repeatable. A trailing `:<number>` is the scale; other colons belong to the path. */
-export function parseLoraFlag(value: string, previous: Array<{ path: string; scale?: number }> = []) {
-  const match = /^(.*):(-?\d+(?:\.\d+)?)$/.exec(value);
-  const entry = match ? { path: match[1]!, scale: Number(match[2]) } : { path: value };
-  if (!entry.path) throw new ConfigError(`--lora expects path[:scale], got "${value}"`, { field: "lora" });
-  return [...previous, entry];
-}
+/** `--lora path[:scale]`, repeatable. */
+export const parseLoraFlag = loraFlag("lora");
 
 /** Default model id: the file name without `.gguf` (`hf:owner/repo/file.gguf` -> `file`). */
 export function defaultModelName(model: string): string {
@@ -56,6 +43,8 @@ export function registerServe(program: Command): void {
       const apiKey = options.apiKeyEnv
         ? readSecretEnv(options.apiKeyEnv, { required: true, purpose: "selfalign serve --api-key-env" })
         : undefined;
+      // Loaded here, not at the top: node-llama-cpp would slow every other command's start.
+      const { createLlamaCppBackend } = await import("../../backends/llama-cpp/index.js");
       const model = await createLlamaCppBackend({
         model: options.model,
         lora: options.lora.length > 0 ? options.lora : undefined,

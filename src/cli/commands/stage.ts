@@ -4,18 +4,16 @@
  */
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { createBackend } from "../../backends/registry.js";
 import type { LanguageModel } from "../../backends/language-model.js";
 import { type Constitution, defaultConstitutionDir, loadConstitution } from "../../constitution/index.js";
 import { ConfigError } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
-import { openRun, parseShard, type Run, type Shard } from "../../run-store/index.js";
+import { openRun, parseShard, type Shard } from "../../run-store/index.js";
 import { runRedTeam } from "../../stages/red-team/run.js";
-import { runSelfAlign, type SelfAlignInput } from "../../stages/self-align/run.js";
+import { readSelfAlignInputs } from "../../stages/self-align/inputs.js";
+import { runSelfAlign } from "../../stages/self-align/run.js";
 import { runSelfInstruct } from "../../stages/self-instruct/run.js";
-import { readStageRecords } from "../../stages/shared/stage-records.js";
-import { withInterrupt } from "../interrupt.js";
-import { createProgressRenderer } from "../progress-renderer.js";
+import { withProgress } from "../with-progress.js";
 
 export const generationStages = ["self-instruct", "red-team", "self-align"] as const;
 export type GenerationStage = (typeof generationStages)[number];
@@ -73,6 +71,8 @@ export async function runStageCommand(
         { path: run.runJsonPath },
       );
     }
+    // Loaded here, not at the top: the registry pulls in node-llama-cpp, which every other command would pay for.
+    const { createBackend } = await import("../../backends/registry.js");
     backend = await createBackend(modelSpec, onProgress ? { onProgress } : {});
     await run.writeRunJson({
       ...info,
@@ -83,7 +83,6 @@ export async function runStageCommand(
     const common = {
       backend,
       ...(options.seed === undefined ? {} : { seed: options.seed }),
-      ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
       ...(onProgress ? { onProgress } : {}),
       ...(signal ? { signal } : {}),
     };
@@ -92,10 +91,12 @@ export async function runStageCommand(
       ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
     };
     const storeOptions = shard ? { shard } : {};
+    const batchSize = options.batchSize === undefined ? {} : { batchSize: options.batchSize };
     if (stage === "self-instruct") {
       const store = await run.stage("self-instruct", storeOptions);
       const result = await runSelfInstruct({
         ...common,
+        ...batchSize,
         store,
         constitution,
         target: options.target ?? 100,
@@ -111,6 +112,7 @@ export async function runStageCommand(
       const store = await run.stage("red-team", storeOptions);
       const result = await runRedTeam({
         ...common,
+        ...batchSize,
         topicStore,
         store,
         constitution,
@@ -121,7 +123,8 @@ export async function runStageCommand(
       const topics = Object.values(result.counts.topics).reduce((sum, n) => sum + n, 0);
       return `red-team: ${topics} topics, kept ${result.counts.kept} questions, rejected ${result.counts.rejected}`;
     }
-    const inputs = await selfAlignInputs(run, options.target);
+    const all = await readSelfAlignInputs(run.dir);
+    const inputs = options.target === undefined ? all : all.slice(0, options.target);
     if (inputs.length === 0) {
       throw new ConfigError(
         `no prompts to answer in ${dir}: run "selfalign stage self-instruct" and/or "selfalign stage red-team" first`,
@@ -142,23 +145,6 @@ export async function runStageCommand(
     await backend?.close();
     await run.close();
   }
-}
-
-/** Self-instruct and red-team prompts of the run (merged folders first), optionally only the first `limit`. */
-async function selfAlignInputs(run: Run, limit?: number): Promise<SelfAlignInput[]> {
-  const inputs: SelfAlignInput[] = [];
-  for (const stage of ["self-instruct", "red-team"]) {
-    for (const record of await readStageRecords<SelfAlignInput & { id: string }>(run.dir, stage)) {
-      inputs.push({
-        id: record.id,
-        instruction: record.instruction,
-        ...(record.input ? { input: record.input } : {}),
-        ...(record.questionType ? { questionType: record.questionType } : {}),
-        source: stage,
-      });
-    }
-  }
-  return limit === undefined ? inputs : inputs.slice(0, limit);
 }
 
 export function registerStage(program: Command): void {
@@ -194,16 +180,8 @@ export function registerStage(program: Command): void {
         positive("max-rounds-without-progress"),
       )
       .action(async (options: StageCommandOptions) => {
-        const renderer = createProgressRenderer();
-        try {
-          const summary = await withInterrupt((signal) => runStageCommand(name, options, renderer.onProgress, signal), {
-            onInterrupt: () => renderer.close(),
-          });
-          renderer.close();
-          process.stdout.write(`${summary}\n`);
-        } finally {
-          renderer.close();
-        }
+        const summary = await withProgress((onProgress, signal) => runStageCommand(name, options, onProgress, signal));
+        process.stdout.write(`${summary}\n`);
       });
   }
 }

@@ -1,12 +1,17 @@
 import type { Command } from "commander";
 import { z } from "zod";
-import { readFile } from "node:fs/promises";
 import { ConfigError } from "../../errors/index.js";
-import { EmbeddedTrainer } from "../../training/embedded/embedded-trainer.js";
+import { parseJsonLines, readDataFile, validateData } from "../../eval/data/read-data-file.js";
 import { HfTrainer, hfTrainerOptionsSchema } from "../../training/hf/index.js";
 import { kernelNames } from "../../training/embedded/kernels/kernel.js";
 import { parseLoraTargets } from "../../training/embedded/lora.js";
-import { learningRateSchedules, overlongPolicies, type SftExample, type TrainOptions } from "../../training/trainer.js";
+import {
+  learningRateSchedules,
+  overlongPolicies,
+  type SftExample,
+  type TrainOptions,
+  trainOptionDefaults as defaults,
+} from "../../training/trainer.js";
 
 const sftExampleSchema = z.object({ prompt: z.string(), completion: z.string() });
 
@@ -34,33 +39,11 @@ function oneOf<T extends string>(name: string, allowed: readonly T[]) {
  * missing final newline is fine; every bad line is an error naming the file, line and field.
  */
 export async function readSftJsonl(path: string): Promise<SftExample[]> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    throw new ConfigError(`cannot read the training data: ${(error as Error).message}`, { path, cause: error });
-  }
-  const examples: SftExample[] = [];
-  text.split("\n").forEach((line, i) => {
-    if (line.trim() === "") return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (error) {
-      throw new ConfigError(`not valid JSON (${(error as Error).message})`, { path, line: i + 1 });
-    }
-    const parsed = sftExampleSchema.safeParse(value);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new ConfigError(`expected {"prompt": string, "completion": string}: ${issue?.message ?? "invalid"}`, {
-        path,
-        line: i + 1,
-        field: issue?.path.join(".") || undefined,
-      });
-    }
-    examples.push(parsed.data);
-  });
-  return examples;
+  const expected = 'one {"prompt": string, "completion": string} per line';
+  const text = await readDataFile(path, expected);
+  return parseJsonLines(text, path, expected).map(({ line, value }) =>
+    validateData(sftExampleSchema, value, { path, line }, expected),
+  );
 }
 
 export function registerTrain(program: Command): void {
@@ -70,48 +53,58 @@ export function registerTrain(program: Command): void {
     .requiredOption("--base <path>", "base model .gguf (llama, mistral, qwen2 architectures)")
     .requiredOption("--data <path>", "training data: JSONL of {prompt, completion}")
     .requiredOption("--out <dir>", "output folder: adapter.gguf, peft/, checkpoint/, loss.jsonl")
-    .option("--rank <n>", "LoRA rank", number("rank", true), 16)
-    .option("--alpha <x>", "LoRA alpha (scale = alpha / rank)", number("alpha", false), 16)
-    .option("--dropout <p>", "LoRA dropout", number("dropout", false), 0.05)
-    .option("--targets <list>", "adapted projections: q,k,v,o,gate,up,down", "q,k,v,o")
-    .option("--lr <x>", "peak learning rate", number("lr", false), 4e-4)
-    .option("--epochs <n>", "epochs", number("epochs", true), 1)
+    .option("--rank <n>", "LoRA rank", number("rank", true), defaults.rank)
+    .option("--alpha <x>", "LoRA alpha (scale = alpha / rank)", number("alpha", false), defaults.alpha)
+    .option("--dropout <p>", "LoRA dropout", number("dropout", false), defaults.dropout)
+    .option("--targets <list>", "adapted projections: q,k,v,o,gate,up,down", defaults.targets.join(","))
+    .option("--lr <x>", "peak learning rate", number("lr", false), defaults.learningRate)
+    .option("--epochs <n>", "epochs", number("epochs", true), defaults.epochs)
     .option("--max-steps <n>", "stop after this many optimizer steps", number("max-steps", true))
     .option(
       "--batch-tokens <n>",
       "tokens per micro-batch (length-bucketed packing)",
       number("batch-tokens", true),
-      2048,
+      defaults.batchTokens,
     )
-    .option("--grad-accum <n>", "micro-batches per optimizer step", number("grad-accum", true), 1)
-    .option("--warmup <n>", "linear warm-up steps", number("warmup", true), 0)
+    .option(
+      "--grad-accum <n>",
+      "micro-batches per optimizer step",
+      number("grad-accum", true),
+      defaults.gradientAccumulation,
+    )
+    .option("--warmup <n>", "linear warm-up steps", number("warmup", true), defaults.warmupSteps)
     .option(
       "--schedule <name>",
       `learning-rate decay: ${learningRateSchedules.join(" | ")}`,
       oneOf("schedule", learningRateSchedules),
-      "cosine",
+      defaults.schedule,
     )
-    .option("--weight-decay <x>", "AdamW weight decay", number("weight-decay", false), 0)
-    .option("--max-grad-norm <x>", "clip the global gradient norm (0 = off)", number("max-grad-norm", false), 1)
+    .option("--weight-decay <x>", "AdamW weight decay", number("weight-decay", false), defaults.weightDecay)
+    .option(
+      "--max-grad-norm <x>",
+      "clip the global gradient norm (0 = off)",
+      number("max-grad-norm", false),
+      defaults.maxGradNorm,
+    )
     .option("--cutoff-len <n>", "longest example in tokens (default: the model's context)", number("cutoff-len", true))
     .option(
       "--overlong <policy>",
       `examples longer than the cutoff: ${overlongPolicies.join(" | ")}`,
       oneOf("overlong", overlongPolicies),
-      "error",
+      defaults.overlong,
     )
-    .option("--seed <n>", "seed of init, data order and dropout", number("seed", true), 0)
+    .option("--seed <n>", "seed of init, data order and dropout", number("seed", true), defaults.seed)
     .option(
       "--checkpoint-every <n>",
       "save a checkpoint every N steps (0 = only at the end)",
       number("checkpoint-every", true),
-      50,
+      defaults.checkpointEvery,
     )
     .option(
       "--kernel <name>",
       `matmul kernel: auto | ${kernelNames.join(" | ")}`,
       oneOf("kernel", ["auto", ...kernelNames] as const),
-      "auto",
+      defaults.kernel,
     )
     .option("--threads <n>", "kernel threads", number("threads", true))
     .option(
@@ -165,6 +158,8 @@ export function registerTrain(program: Command): void {
       const onSigint = () => controller.abort();
       process.once("SIGINT", onSigint);
       try {
+        // Loaded here, not at the top: the embedded trainer pulls in node-llama-cpp.
+        const { EmbeddedTrainer } = await import("../../training/embedded/embedded-trainer.js");
         const trainer =
           flags.trainer === "hf"
             ? new HfTrainer(

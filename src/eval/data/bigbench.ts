@@ -7,7 +7,8 @@ import { stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "../../errors/index.js";
-import { jsonKeyOrder, lineOfJsonPath, parseJsonText, readDataFile, validateData } from "./read-data-file.js";
+import { jsonLayout } from "./json-locate.js";
+import { parseJsonText, readDataFile, validateData } from "./read-data-file.js";
 
 export const hhhCategories = ["harmless", "helpful", "honest", "other"] as const;
 export type HhhCategory = (typeof hhhCategories)[number];
@@ -44,15 +45,15 @@ export interface BigBenchTask {
 export async function loadBigBenchTask(path: string): Promise<BigBenchTask> {
   const text = await readDataFile(path, expected);
   const value = parseJsonText(text, path, expected);
-  const lineOf = (field: PropertyKey[]) => lineOfJsonPath(text, field);
+  const layout = jsonLayout(text);
+  const lineOf = layout.line;
   const task = validateData(taskSchema, value, { path, lineOf }, expected);
-  // Answers in file order (JSON.parse would put integer-like answers such as "4" first).
-  const keyOrder = jsonKeyOrder(text);
   const examples = task.examples.map((raw, index) => {
     const example = validateData(exampleSchema, raw, { path, lineOf, fieldPrefix: ["examples", index] }, expected);
     return {
       input: example.input,
-      targets: keyOrder(["examples", index, "target_scores"]).map((answer) => ({
+      // Answers in file order (JSON.parse would put integer-like answers such as "4" first).
+      targets: layout.keys(["examples", index, "target_scores"]).map((answer) => ({
         text: answer,
         score: example.target_scores[answer]!,
       })),

@@ -1,10 +1,3 @@
-/**
- * FastChat's JSON Lines formats (llm_judge): question.jsonl (`{question_id, category, turns, reference?}`), model
- * answers (`{question_id, answer_id, model_id, choices: [{index, turns}], tstamp}`) and judgments (single-answer
- * `{question_id, model, judge, judgment, score, turn}` or pairwise `{question_id, model_1, model_2, g1_winner,
- * g2_winner, ...}`). Read and written here so FastChat's own tools read our files unchanged.
- */
-import { writeFile } from "node:fs/promises";
 import { z } from "zod";
 import { ConfigError } from "../../errors/index.js";
 import { parseJsonLines, readDataFile, validateData } from "./read-data-file.js";
@@ -111,7 +104,4 @@ export async function loadFastChatJudgments(path: string): Promise<FastChatJudgm
   });
 }
 
-/** Write records as JSON Lines (answers, judgments). */
-export async function writeJsonLines(path: string, records: readonly unknown[]): Promise<void> {
-  await writeFile(path, records.map((record) => `${JSON.stringify(record)}\n`).join(""));
-}
+export { writeJsonLines } from "../../run-store/json-file.js";

@@ -1,7 +1,7 @@
 /**
  * Positions inside JSON text, for error messages and file order: where a syntax error is, on which line the value
  * at a path starts, and the keys of an object in the order they are written (JSON.parse puts integer-like keys
- * first). Values themselves always come from JSON.parse; this scanner only walks the text.
+ * first). Values themselves always come from JSON.parse; this scanner only walks the text, once per file.
  */
 
 class JsonSyntaxError extends Error {
@@ -11,13 +11,11 @@ class JsonSyntaxError extends Error {
 }
 
 interface Visitor {
-  /** Called at the start of every value with its path; return true to stop scanning. */
-  value(path: readonly PropertyKey[], offset: number): boolean;
+  /** Called at the start of every value with its path; offsets only grow. */
+  value?(path: readonly PropertyKey[], offset: number): void;
   /** Called with every object key and its path (the object's path plus the key). */
   key?(path: readonly PropertyKey[]): void;
 }
-
-class Stop extends Error {}
 
 function scan(text: string, visitor: Visitor): void {
   let position = 0;
@@ -44,18 +42,31 @@ function scan(text: string, visitor: Visitor): void {
       return fail();
     }
   };
-  const value = (path: PropertyKey[]): void => {
+  /** The items of an object or array after its opening bracket: `item(index)` each, separated by commas. */
+  const items = (close: "}" | "]", item: (index: number) => void): void => {
+    position++;
     space();
-    if (visitor.value(path, position)) throw new Stop();
-    const first = text[position];
-    if (first === "{") {
+    if (text[position] === close) {
       position++;
+      return;
+    }
+    for (let index = 0; ; index++) {
+      item(index);
       space();
-      if (text[position] === "}") {
+      if (text[position] === close) {
         position++;
         return;
       }
-      for (;;) {
+      if (text[position] !== ",") fail();
+      position++;
+    }
+  };
+  const value = (path: PropertyKey[]): void => {
+    space();
+    visitor.value?.(path, position);
+    const first = text[position];
+    if (first === "{") {
+      items("}", () => {
         space();
         const key = string();
         visitor.key?.([...path, key]);
@@ -63,38 +74,12 @@ function scan(text: string, visitor: Visitor): void {
         if (text[position] !== ":") fail();
         position++;
         value([...path, key]);
-        space();
-        if (text[position] === ",") {
-          position++;
-          continue;
-        }
-        if (text[position] === "}") {
-          position++;
-          return;
-        }
-        fail();
-      }
+      });
+      return;
     }
     if (first === "[") {
-      position++;
-      space();
-      if (text[position] === "]") {
-        position++;
-        return;
-      }
-      for (let index = 0; ; index++) {
-        value([...path, index]);
-        space();
-        if (text[position] === ",") {
-          position++;
-          continue;
-        }
-        if (text[position] === "]") {
-          position++;
-          return;
-        }
-        fail();
-      }
+      items("]", (index) => value([...path, index]));
+      return;
     }
     if (first === '"') {
       string();
@@ -106,17 +91,13 @@ function scan(text: string, visitor: Visitor): void {
     if (!literal) fail();
     position += literal![0].length;
   };
-  try {
-    value([]);
-    space();
-    if (position < text.length) fail();
-  } catch (error) {
-    if (!(error instanceof Stop)) throw error;
-  }
+  value([]);
+  space();
+  if (position < text.length) fail();
 }
 
 /** 1-based line of a character offset. */
-export function lineAt(text: string, offset: number): number {
+function lineAt(text: string, offset: number): number {
   let line = 1;
   for (let index = 0; index < offset && index < text.length; index++) if (text.charCodeAt(index) === 10) line++;
   return line;
@@ -125,7 +106,7 @@ export function lineAt(text: string, offset: number): number {
 /** Line of the first syntax error in `text`, or undefined when it is valid JSON. */
 export function jsonSyntaxErrorLine(text: string): number | undefined {
   try {
-    scan(text, { value: () => false });
+    scan(text, {});
     return undefined;
   } catch (error) {
     if (error instanceof JsonSyntaxError) return lineAt(text, error.offset);
@@ -133,39 +114,24 @@ export function jsonSyntaxErrorLine(text: string): number | undefined {
   }
 }
 
-function samePath(a: readonly PropertyKey[], b: readonly PropertyKey[]): boolean {
-  return a.length === b.length && a.every((part, index) => part === b[index]);
+export interface JsonLayout {
+  /** Line on which the value at `path` starts, or that of the deepest existing part of the path. */
+  line(path: readonly PropertyKey[]): number;
+  /** Keys of the object at `path`, in the order they are written ([] when there is none). */
+  keys(path: readonly PropertyKey[]): string[];
 }
 
-function isPrefix(prefix: readonly PropertyKey[], path: readonly PropertyKey[]): boolean {
-  return prefix.length <= path.length && prefix.every((part, index) => part === path[index]);
-}
-
-/** Line on which the value at `path` starts, or that of the deepest existing part of the path. */
-export function lineOfJsonPath(text: string, path: readonly PropertyKey[]): number {
-  let best = 0;
-  let bestDepth = -1;
-  try {
-    scan(text, {
-      value(at, offset) {
-        if (isPrefix(at, path) && at.length > bestDepth) {
-          best = offset;
-          bestDepth = at.length;
-        }
-        return samePath(at, path);
-      },
-    });
-  } catch (error) {
-    if (!(error instanceof JsonSyntaxError)) throw error;
-  }
-  return lineAt(text, best);
-}
-
-/** One pass over `text`; returns the keys of the object at a path, in the order they are written. */
-export function jsonKeyOrder(text: string): (path: readonly PropertyKey[]) => string[] {
+/** One pass over valid JSON text: the start line of every value and the written key order of every object. */
+export function jsonLayout(text: string): JsonLayout {
+  const lines = new Map<string, number>();
   const keys = new Map<string, string[]>();
+  let line = 1;
+  let counted = 0;
   scan(text, {
-    value: () => false,
+    value(at, offset) {
+      for (; counted < offset; counted++) if (text.charCodeAt(counted) === 10) line++;
+      lines.set(JSON.stringify(at), line);
+    },
     key(at) {
       const parent = JSON.stringify(at.slice(0, -1));
       const list = keys.get(parent) ?? [];
@@ -173,5 +139,14 @@ export function jsonKeyOrder(text: string): (path: readonly PropertyKey[]) => st
       keys.set(parent, list);
     },
   });
-  return (path) => keys.get(JSON.stringify(path)) ?? [];
+  return {
+    line(path) {
+      for (let depth = path.length; depth >= 0; depth--) {
+        const found = lines.get(JSON.stringify(path.slice(0, depth)));
+        if (found !== undefined) return found;
+      }
+      return 1;
+    },
+    keys: (path) => keys.get(JSON.stringify(path)) ?? [],
+  };
 }

@@ -3,8 +3,6 @@ import type { z } from "zod";
 import { ConfigError } from "../../errors/index.js";
 import { jsonSyntaxErrorLine } from "./json-locate.js";
 
-export { jsonKeyOrder, lineOfJsonPath } from "./json-locate.js";
-
 /** Read a data file as text; a missing file is a ConfigError that says what the file should hold. */
 export async function readDataFile(path: string, expected: string): Promise<string> {
   try {

@@ -6,15 +6,8 @@
 import { z } from "zod";
 import { ConfigError } from "../../errors/index.js";
 import { parseCsv } from "./csv.js";
-import {
-  formatField,
-  jsonKeyOrder,
-  lineOfJsonPath,
-  parseJsonLines,
-  parseJsonText,
-  readDataFile,
-  validateData,
-} from "./read-data-file.js";
+import { jsonLayout } from "./json-locate.js";
+import { formatField, parseJsonLines, parseJsonText, readDataFile, validateData } from "./read-data-file.js";
 
 /** Candidate answers and their labels (1 = true answer). */
 export interface ChoiceSet {
@@ -71,7 +64,7 @@ export async function loadTruthfulQa(path: string): Promise<TruthfulQaItem[]> {
 const requiredColumns = ["Question", "Best Answer", "Correct Answers", "Incorrect Answers"] as const;
 
 /** Split a TruthfulQA answer cell ("a; b; c") and end each answer with a period, as TruthfulQA's own code does. */
-export function splitAnswers(cell: string): string[] {
+function splitAnswers(cell: string): string[] {
   return cell
     .split(";")
     .map((answer) => answer.trim())
@@ -83,7 +76,7 @@ function closeAnswer(answer: string): string {
   return answer.endsWith(".") ? answer : `${answer}.`;
 }
 
-export function parseTruthfulQaCsv(text: string, path: string): TruthfulQaItem[] {
+function parseTruthfulQaCsv(text: string, path: string): TruthfulQaItem[] {
   const rows = parseCsv(text, path);
   const header = rows[0];
   if (!header) throw new ConfigError(`is empty; expected ${csvExpected}`, { path });
@@ -141,7 +134,7 @@ function answerMap(raw: Record<string, 0 | 1>, order: string[]): ChoiceSet {
   return { choices: keys, labels: keys.map((answer) => raw[answer]!) };
 }
 
-export function parseTruthfulQaJson(text: string, path: string): TruthfulQaItem[] {
+function parseTruthfulQaJson(text: string, path: string): TruthfulQaItem[] {
   const trimmed = text.trimStart();
   const entries: Array<{ value: unknown; line?: number; prefix: PropertyKey[] }> = [];
   let lineOf: ((field: PropertyKey[]) => number) | undefined;
@@ -152,14 +145,15 @@ export function parseTruthfulQaJson(text: string, path: string): TruthfulQaItem[
     value.forEach((item, index) => {
       entries.push({ value: item, prefix: [index] });
     });
-    lineOf = (field) => lineOfJsonPath(text, field);
-    keyOrder = jsonKeyOrder(text);
+    const layout = jsonLayout(text);
+    lineOf = layout.line;
+    keyOrder = layout.keys;
   } else {
     for (const { line, value } of parseJsonLines(text, path, jsonExpected)) entries.push({ value, line, prefix: [] });
     const lines = text.split("\n");
     keyOrder = (field) => {
       const entry = entries[field[0] as number];
-      return entry?.line === undefined ? [] : jsonKeyOrder(lines[entry.line - 1]!)(field.slice(1));
+      return entry?.line === undefined ? [] : jsonLayout(lines[entry.line - 1]!).keys(field.slice(1));
     };
   }
   return entries.map(({ value, line, prefix }, position) => {

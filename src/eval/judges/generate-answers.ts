@@ -7,7 +7,7 @@ import { completeAll, type LanguageModel, type SamplingOptions } from "../../bac
 import { throwIfAborted } from "../../errors/index.js";
 import { recordId } from "../../run-store/record-id.js";
 import type { FastChatAnswer, FastChatQuestion } from "../data/fastchat.js";
-import type { EvalResult, EvalRunOptions } from "../eval-result.js";
+import { type EvalResult, type EvalRunOptions, evalResultHead } from "../eval-result.js";
 import {
   type ChatTurn,
   cleanAnswer,
@@ -24,7 +24,7 @@ export interface GenerateAnswersOptions extends EvalRunOptions {
   promptTemplate?: PromptTemplate;
   /** Default: temperature 0.7 (the paper's evaluations), topP 1, maxTokens 512, seed 0. */
   sampling?: SamplingOptions;
-  data?: string[];
+  /** Adapter loaded on `model`, recorded in eval.json. */
   adapter?: string;
 }
 
@@ -81,10 +81,7 @@ export async function generateAnswers(options: GenerateAnswersOptions): Promise<
   const allTurns = items.flatMap((item) => item.choices[0]!.turns);
   const reasons = items.flatMap((item) => item.finishReasons);
   return {
-    task,
-    model: { id: model.id, ...(options.adapter ? { adapter: options.adapter } : {}) },
-    data: options.data ?? [],
-    createdAt: new Date().toISOString(),
+    ...evalResultHead(task, options, model.id),
     settings: { modelId, promptTemplate: template, sampling },
     aggregate: {
       n: items.length,

@@ -5,9 +5,8 @@
  * comparison "unparsed", which is counted and reported, and left out of the win/tie/loss rates.
  */
 import type { ChatMessage } from "../../backends/language-model.js";
-import { throwIfAborted } from "../../errors/index.js";
 import type { FastChatAnswer, FastChatQuestion } from "../data/fastchat.js";
-import { type EvalResult, mapConcurrent } from "../eval-result.js";
+import { type EvalResult, evalResultHead, runEvalItems } from "../eval-result.js";
 import { indexAnswers } from "./answer-index.js";
 import { callJudge } from "./judge-cache.js";
 import { pairwiseMessages } from "./judge-prompts.js";
@@ -66,7 +65,7 @@ export function combineGames(
 }
 
 export async function judgePairwise(options: JudgePairwiseOptions): Promise<EvalResult<PairwiseJudgment>> {
-  const { judge, questions, onProgress, signal } = options;
+  const { judge, questions } = options;
   const task = "judge-pairwise";
   const sampling = { ...defaultJudgeSampling, ...options.sampling };
   const model = indexAnswers(options.answers, { modelId: options.modelId });
@@ -100,50 +99,40 @@ export async function judgePairwise(options: JudgePairwiseOptions): Promise<Eval
     }
   }
   const { cache, owned } = await openJudgeCache(options.cache);
-  let done = 0;
-  onProgress?.({ type: "stage-start", stage: task, total: jobs.length });
   try {
-    const concurrency = Math.max(1, options.concurrency ?? judge.capabilities().parallel);
-    const items = await mapConcurrent(jobs, concurrency, async (job) => {
-      throwIfAborted(signal);
-      const games = [] as PairwiseGame[];
-      for (const game of job.games) {
-        const { output, cached } = await callJudge(judge, game.messages, cache, { ...sampling, signal });
-        const parsed = parseVerdict(output);
-        games.push({
-          first: game.first,
-          messages: game.messages,
-          judgment: output,
-          verdict: parsed.ok ? parsed.verdict : null,
-          outcome: parsed.ok ? outcomeOf(parsed.verdict, game.first) : null,
-          ...(parsed.ok ? {} : { parseError: parsed.reason }),
-          cached,
-        });
-      }
-      const [game1, game2] = games as [PairwiseGame, PairwiseGame];
-      const combined = combineGames(game1.outcome, game2.outcome);
-      onProgress?.({
-        type: "record-end",
-        stage: task,
-        done: ++done,
-        total: jobs.length,
-        kept: combined.outcome !== "unparsed",
-      });
-      return {
-        questionId: job.question.question_id,
-        ...(job.question.category ? { category: job.question.category } : {}),
-        turn: job.turn,
-        games: [game1, game2],
-        ...combined,
-      } satisfies PairwiseJudgment;
-    });
-    onProgress?.({ type: "stage-end", stage: task, done: items.length });
-    return {
+    const items = await runEvalItems(
       task,
-      model: { id: model.modelId },
-      judge: { id: judge.id },
-      data: options.data ?? [],
-      createdAt: new Date().toISOString(),
+      jobs,
+      judge,
+      options,
+      async (job, signal): Promise<PairwiseJudgment> => {
+        const games = [] as PairwiseGame[];
+        for (const game of job.games) {
+          const { output, cached } = await callJudge(judge, game.messages, cache, { ...sampling, signal });
+          const parsed = parseVerdict(output);
+          games.push({
+            first: game.first,
+            messages: game.messages,
+            judgment: output,
+            verdict: parsed.ok ? parsed.verdict : null,
+            outcome: parsed.ok ? outcomeOf(parsed.verdict, game.first) : null,
+            ...(parsed.ok ? {} : { parseError: parsed.reason }),
+            cached,
+          });
+        }
+        const [game1, game2] = games as [PairwiseGame, PairwiseGame];
+        return {
+          questionId: job.question.question_id,
+          ...(job.question.category ? { category: job.question.category } : {}),
+          turn: job.turn,
+          games: [game1, game2],
+          ...combineGames(game1.outcome, game2.outcome),
+        };
+      },
+      (item) => item.outcome !== "unparsed",
+    );
+    return {
+      ...evalResultHead(task, options, model.modelId, judge.id),
       settings: {
         modelId: model.modelId,
         baselineModelId: baseline.modelId,

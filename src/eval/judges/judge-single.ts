@@ -3,9 +3,8 @@
  * 1 to 10. Unparseable judge outputs are kept, counted and reported; the mean is over parsed ratings.
  */
 import type { ChatMessage, LanguageModel, SamplingOptions } from "../../backends/language-model.js";
-import { throwIfAborted } from "../../errors/index.js";
 import type { FastChatAnswer, FastChatQuestion } from "../data/fastchat.js";
-import { type EvalResult, type EvalRunOptions, mapConcurrent } from "../eval-result.js";
+import { type EvalResult, type EvalRunOptions, evalResultHead, runEvalItems } from "../eval-result.js";
 import { indexAnswers } from "./answer-index.js";
 import { callJudge, JudgeCache } from "./judge-cache.js";
 import { type JudgedTurn, singleGradeMessages } from "./judge-prompts.js";
@@ -20,7 +19,6 @@ export interface JudgeOptions extends EvalRunOptions {
   cache?: JudgeCache | string;
   /** Default: temperature 0, maxTokens 512. */
   sampling?: SamplingOptions;
-  data?: string[];
 }
 
 export interface JudgeSingleOptions extends JudgeOptions {
@@ -59,7 +57,7 @@ export async function openJudgeCache(
 }
 
 export async function judgeSingle(options: JudgeSingleOptions): Promise<EvalResult<SingleJudgment>> {
-  const { judge, questions, onProgress, signal } = options;
+  const { judge, questions } = options;
   const task = "judge-single";
   const sampling = { ...defaultJudgeSampling, ...options.sampling };
   const { modelId, byQuestion } = indexAnswers(options.answers, { modelId: options.modelId });
@@ -78,17 +76,15 @@ export async function judgeSingle(options: JudgeSingleOptions): Promise<EvalResu
     }
   }
   const { cache, owned } = await openJudgeCache(options.cache);
-  let done = 0;
-  onProgress?.({ type: "stage-start", stage: task, total: jobs.length });
   try {
-    const items = await mapConcurrent(
+    const items = await runEvalItems(
+      task,
       jobs,
-      Math.max(1, options.concurrency ?? judge.capabilities().parallel),
-      async (job) => {
-        throwIfAborted(signal);
+      judge,
+      options,
+      async (job, signal): Promise<SingleJudgment> => {
         const { output, cached } = await callJudge(judge, job.messages, cache, { ...sampling, signal });
         const parsed = parseRating(output);
-        onProgress?.({ type: "record-end", stage: task, done: ++done, total: jobs.length, kept: parsed.ok });
         return {
           questionId: job.question.question_id,
           ...(job.question.category ? { category: job.question.category } : {}),
@@ -98,16 +94,12 @@ export async function judgeSingle(options: JudgeSingleOptions): Promise<EvalResu
           rating: parsed.ok ? parsed.rating : null,
           ...(parsed.ok ? {} : { parseError: parsed.reason }),
           cached,
-        } satisfies SingleJudgment;
+        };
       },
+      (item) => item.rating !== null,
     );
-    onProgress?.({ type: "stage-end", stage: task, done: items.length });
     return {
-      task,
-      model: { id: modelId },
-      judge: { id: judge.id },
-      data: options.data ?? [],
-      createdAt: new Date().toISOString(),
+      ...evalResultHead(task, options, modelId, judge.id),
       settings: { modelId, judgeSampling: sampling, ratingScale: "1-10" },
       aggregate: singleAggregate(items, missingAnswers),
       items,

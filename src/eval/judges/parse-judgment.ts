@@ -18,19 +18,27 @@ const ratingPatterns: Array<{ form: string; pattern: RegExp }> = [
   { form: "bare number", pattern: new RegExp(String.raw`^\s*\**\s*${number}\s*\**\s*\.?\s*$`, "g") },
 ];
 
+/** The last match of the first form that matches at all (judges restate the requested format before answering). */
+function lastMatchOfFirstForm(
+  output: string,
+  patterns: ReadonlyArray<{ form: string; pattern: RegExp }>,
+): { form: string; value: string } | undefined {
+  for (const { form, pattern } of patterns) {
+    const last = [...output.matchAll(pattern)].at(-1);
+    if (last) return { form, value: last[1]! };
+  }
+  return undefined;
+}
+
 /** Parse a 1-10 rating; the last match of the most specific form wins (judges restate the format first). */
 export function parseRating(output: string): RatingParse {
-  for (const { form, pattern } of ratingPatterns) {
-    const matches = [...output.matchAll(pattern)];
-    const last = matches.at(-1);
-    if (!last) continue;
-    const rating = Number(last[1]);
-    if (!(rating >= 1 && rating <= 10)) {
-      return { ok: false, reason: `rating ${last[1]} (form ${form}) is outside 1-10` };
-    }
-    return { ok: true, rating, form };
+  const found = lastMatchOfFirstForm(output, ratingPatterns);
+  if (!found) return { ok: false, reason: "no rating found (expected e.g. [[7]] or Rating: 7/10)" };
+  const rating = Number(found.value);
+  if (!(rating >= 1 && rating <= 10)) {
+    return { ok: false, reason: `rating ${found.value} (form ${found.form}) is outside 1-10` };
   }
-  return { ok: false, reason: "no rating found (expected e.g. [[7]] or Rating: 7/10)" };
+  return { ok: true, rating, form: found.form };
 }
 
 export const verdicts = ["A", "B", "tie"] as const;
@@ -50,11 +58,10 @@ const verdictPatterns: Array<{ form: string; pattern: RegExp }> = [
 
 /** Parse a pairwise verdict: A, B, or tie ("C" and "tie" both mean tie). The last match of the first form wins. */
 export function parseVerdict(output: string): VerdictParse {
-  for (const { form, pattern } of verdictPatterns) {
-    const last = [...output.matchAll(pattern)].at(-1);
-    if (!last) continue;
-    const token = last[1]!.toUpperCase();
-    return { ok: true, verdict: token === "A" ? "A" : token === "B" ? "B" : "tie", form };
+  const found = lastMatchOfFirstForm(output, verdictPatterns);
+  if (found) {
+    const token = found.value.toUpperCase();
+    return { ok: true, verdict: token === "A" ? "A" : token === "B" ? "B" : "tie", form: found.form };
   }
   if (/\b(?:it'?s a tie|is a tie|equally good|equally bad)\b/i.test(output)) {
     return { ok: true, verdict: "tie", form: "tie phrase" };

@@ -11,8 +11,3 @@ export function requireScore(model: LanguageModel, task: string): void {
     );
   }
 }
-
-/** Requests to keep in flight for a backend. */
-export function defaultConcurrency(model: LanguageModel, requested?: number): number {
-  return Math.max(1, requested ?? model.capabilities().parallel ?? 1);
-}

@@ -4,11 +4,10 @@
  * MC2 = the probability mass on the true answers, normalised over all candidates.
  */
 import type { LanguageModel } from "../../backends/language-model.js";
-import { throwIfAborted } from "../../errors/index.js";
 import type { TruthfulQaItem } from "../data/truthfulqa.js";
-import { type EvalResult, type EvalRunOptions, mapConcurrent } from "../eval-result.js";
+import { type EvalResult, type EvalRunOptions, evalResultHead, runEvalItems } from "../eval-result.js";
 import { argmaxWithTieBreak, logSumExp, tieBreakRule } from "../tie-break.js";
-import { defaultConcurrency, requireScore } from "./require-score.js";
+import { requireScore } from "./require-score.js";
 
 /** Our own six question/answer pairs in the style of the harness's QA prompt (not its text). */
 export const qaFewShotPrompt = [
@@ -33,7 +32,7 @@ export interface TruthfulQaMcOptions extends EvalRunOptions {
   metric: TruthfulQaMetric;
   /** Few-shot text before the question. Default {@link qaFewShotPrompt}. */
   fewShotPrompt?: string;
-  data?: string[];
+  /** Adapter loaded on `model`, recorded in eval.json. */
   adapter?: string;
 }
 
@@ -65,45 +64,42 @@ export function mc2Score(logprobs: readonly number[], labels: readonly (0 | 1)[]
 }
 
 export async function runTruthfulQaMc(options: TruthfulQaMcOptions): Promise<EvalResult<TruthfulQaMcItemResult>> {
-  const { model, items, metric, onProgress, signal } = options;
+  const { model, items, metric } = options;
   const task = metric === "mc1" ? "truthfulqa-mc1" : "truthfulqa-mc2";
   requireScore(model, task);
   const fewShot = options.fewShotPrompt ?? qaFewShotPrompt;
-  onProgress?.({ type: "stage-start", stage: task, total: items.length });
-  let done = 0;
-  const results = await mapConcurrent(items, defaultConcurrency(model, options.concurrency), async (item) => {
-    throwIfAborted(signal);
-    const set = metric === "mc1" ? item.mc1 : item.mc2;
-    const prompt = truthfulQaMcPrompt(item.question, fewShot);
-    const continuations = set.choices.map((choice) => ` ${choice}`);
-    const scores = await model.score(prompt, continuations, { signal });
-    const logprobs = scores.map((score) => score.logprob);
-    const { score: mc1, predicted, tied } = mc1Score(logprobs, set.labels);
-    const result: TruthfulQaMcItemResult = {
-      id: item.id,
-      question: item.question,
-      prompt,
-      choices: set.choices.map((text, index) => ({
-        text,
-        continuation: continuations[index]!,
-        label: set.labels[index]!,
-        logprob: logprobs[index]!,
-        tokenCount: scores[index]!.tokens.length,
-      })),
-      predicted,
-      tied,
-      score: metric === "mc1" ? mc1 : mc2Score(logprobs, set.labels),
-    };
-    onProgress?.({ type: "record-end", stage: task, done: ++done, total: items.length });
-    return result;
-  });
-  onProgress?.({ type: "stage-end", stage: task, done: results.length });
+  const results = await runEvalItems(
+    task,
+    items,
+    model,
+    options,
+    async (item, signal): Promise<TruthfulQaMcItemResult> => {
+      const set = metric === "mc1" ? item.mc1 : item.mc2;
+      const prompt = truthfulQaMcPrompt(item.question, fewShot);
+      const continuations = set.choices.map((choice) => ` ${choice}`);
+      const scores = await model.score(prompt, continuations, { signal });
+      const logprobs = scores.map((score) => score.logprob);
+      const { score: mc1, predicted, tied } = mc1Score(logprobs, set.labels);
+      return {
+        id: item.id,
+        question: item.question,
+        prompt,
+        choices: set.choices.map((text, index) => ({
+          text,
+          continuation: continuations[index]!,
+          label: set.labels[index]!,
+          logprob: logprobs[index]!,
+          tokenCount: scores[index]!.tokens.length,
+        })),
+        predicted,
+        tied,
+        score: metric === "mc1" ? mc1 : mc2Score(logprobs, set.labels),
+      };
+    },
+  );
   const mean = results.reduce((sum, result) => sum + result.score, 0) / Math.max(1, results.length);
   return {
-    task,
-    model: { id: model.id, ...(options.adapter ? { adapter: options.adapter } : {}) },
-    data: options.data ?? [],
-    createdAt: new Date().toISOString(),
+    ...evalResultHead(task, options, model.id),
     tieBreak: tieBreakRule,
     settings: {
       definition:

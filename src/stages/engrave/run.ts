@@ -3,18 +3,18 @@
  * exemplars and internal thoughts removed; the constitution's identity exchanges added), export it as Alpaca and chat
  * JSONL, and train a LoRA adapter on the base model with the configured trainer.
  */
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Constitution } from "../../constitution/index.js";
 import { AbortedError, ConfigError } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import type { StageStore } from "../../run-store/index.js";
+import { writeJsonLines } from "../../run-store/json-file.js";
 import type { Trainer, TrainOptions, TrainResult } from "../../training/trainer.js";
 import { type AnswerRecord, identityRecords, type SftRecord, toAlpaca, toMessages, toSftRecord } from "./build-sft.js";
 
 export const engraveStage = "engrave";
 
-export interface RunEngraveOptions {
+export interface RunEngraveOptions extends TrainAdapterOptions {
   /** The `engrave` stage store: SFT records go to its records.jsonl. */
   store: StageStore;
   /** Kept stage-2 answers. */
@@ -22,12 +22,6 @@ export interface RunEngraveOptions {
   constitution: Constitution;
   /** Add the constitution's "who are you" exchanges. Default true. */
   includeIdentity?: boolean;
-  trainer: Trainer;
-  /** Base model the adapter is trained on (a GGUF for the embedded trainer). */
-  base: string;
-  trainOptions?: TrainOptions;
-  onProgress?: ProgressListener;
-  signal?: AbortSignal;
 }
 
 export interface RunEngraveResult {
@@ -47,41 +41,69 @@ export function sftFiles(dir: string) {
   };
 }
 
-/** Append SFT records not yet stored and (re)write the Alpaca / chat exports from the whole set. */
+/**
+ * Store the SFT set built now (records not yet stored are appended, so the run keeps their provenance) and write the
+ * Alpaca / chat exports of exactly this set. Records stored by an earlier configuration are not part of it.
+ */
 export async function storeSftRecords(store: StageStore, records: SftRecord[], constitution: Constitution) {
   for (const record of records) if (!store.isDone(record.id)) await store.appendRecord({ ...record });
   await store.saveManifest();
-  const all = await store.readRecords<SftRecord>();
   const files = sftFiles(store.dir);
   // Exports in the field's formats (no ids), read unchanged by Alpaca- and chat-SFT tooling.
-  const jsonLines = (rows: unknown[]) => rows.map((row) => `${JSON.stringify(row)}\n`).join("");
-  await writeFile(files.alpaca, jsonLines(all.map(toAlpaca)));
-  await writeFile(files.messages, jsonLines(all.map((r) => toMessages(r, constitution.assistant))));
-  return { all, files };
+  await writeJsonLines(files.alpaca, records.map(toAlpaca));
+  await writeJsonLines(
+    files.messages,
+    records.map((r) => toMessages(r, constitution.assistant)),
+  );
+  return files;
+}
+
+/** What training an adapter needs; shared by engraving and verbose cloning. */
+export interface TrainAdapterOptions {
+  trainer: Trainer;
+  base: string;
+  trainOptions?: TrainOptions;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+}
+
+/**
+ * Train a LoRA adapter on SFT records into `adapterDir` (resuming an unfinished checkpoint there) and record the
+ * adapter and its final loss in `store`'s manifest, where the pipeline and the report look for them.
+ */
+export async function trainAdapter(
+  store: StageStore,
+  records: readonly SftRecord[],
+  adapterDir: string,
+  options: TrainAdapterOptions,
+): Promise<TrainResult> {
+  if (options.signal?.aborted) throw new AbortedError();
+  const train = await options.trainer.train({
+    base: options.base,
+    examples: records.map(({ prompt, completion }) => ({ prompt, completion })),
+    output: adapterDir,
+    options: { resume: true, ...options.trainOptions },
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  store.manifest.extra.adapter = train.adapterPath;
+  store.manifest.extra.finalLoss = train.finalLoss;
+  await store.saveManifest();
+  return train;
 }
 
 export async function runEngrave(options: RunEngraveOptions): Promise<RunEngraveResult> {
-  const { store, constitution, signal } = options;
+  const { store, constitution } = options;
   const fromAnswers = options.answers.map((answer) => toSftRecord(answer, constitution.assistant, "concise"));
   const identity = (options.includeIdentity ?? true) ? identityRecords(constitution.assistant, "concise") : [];
-  const { all, files } = await storeSftRecords(store, [...fromAnswers, ...identity], constitution);
+  const all = [...fromAnswers, ...identity];
+  const files = await storeSftRecords(store, all, constitution);
   if (all.length === 0) {
     throw new ConfigError(
       "engrave: no training examples: stage 2 kept no answers and identity exchanges are off. Generate more prompts or check the self-align rejections ('selfalign status')",
       { path: files.sft },
     );
   }
-  if (signal?.aborted) throw new AbortedError();
-  const train = await options.trainer.train({
-    base: options.base,
-    examples: all.map(({ prompt, completion }) => ({ prompt, completion })),
-    output: files.adapterDir,
-    options: { resume: true, ...options.trainOptions },
-    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-    ...(signal ? { signal } : {}),
-  });
-  store.manifest.extra.adapter = train.adapterPath;
-  store.manifest.extra.finalLoss = train.finalLoss;
-  await store.saveManifest();
+  const train = await trainAdapter(store, all, files.adapterDir, options);
   return { counts: { examples: all.length, fromAnswers: fromAnswers.length, identity: identity.length }, train, files };
 }

@@ -4,16 +4,16 @@
  * (`red-team`). Topic prompts commit in order, so resume reproduces the same topic lists.
  */
 import type { CompletionRequest, LanguageModel, SamplingOptions } from "../../backends/language-model.js";
-import { completeAll } from "../../backends/language-model.js";
 import type { RedTeamType } from "../../constitution/constitution-schema.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import type { StoreRecord } from "../../run-store/jsonl.js";
 import type { ItemResult } from "../../run-store/process-items.js";
 import { recordId } from "../../run-store/record-id.js";
 import type { StageStore } from "../../run-store/stage-store.js";
-import { completeInOrder } from "../shared/complete-in-order.js";
+import { completeInOrder, completeOne } from "../shared/complete-in-order.js";
 import { checkContext } from "../shared/context-check.js";
 import { deriveSeed, sampleWithoutReplacement, seededRandom, shuffled } from "../shared/random.js";
+import { type StageUsage, usageSince } from "../shared/stage-usage.js";
 import { buildQuestionPrompt, instructionLabel, parseQuestions, type SeedQuestion } from "./questions.js";
 import { balanceTopics, buildTopicPrompt, parseTopics } from "./topics.js";
 
@@ -76,7 +76,8 @@ export interface RunRedTeamOptions {
 
 export interface RunRedTeamResult {
   counts: { topics: Record<string, number>; kept: number; rejected: number };
-  usage: { promptTokens: number; completionTokens: number };
+  /** Tokens this call used in both phases, topics and questions (the manifests also count earlier calls). */
+  usage: StageUsage;
   warnings: string[];
 }
 
@@ -217,8 +218,9 @@ interface QuestionItem {
 
 /** Run both phases: topics, then one question per (type, topic). */
 export async function runRedTeam(options: RunRedTeamOptions): Promise<RunRedTeamResult> {
+  const { backend, topicStore, store, onProgress, signal } = options;
+  const callUsage = usageSince(topicStore, store);
   const topics = await runRedTeamTopics(options);
-  const { backend, store, onProgress, signal } = options;
   const stage = store.stage;
   const types = options.constitution.redTeamTypes;
   const byId = new Map(types.map((type) => [type.id, type]));
@@ -266,14 +268,13 @@ export async function runRedTeam(options: RunRedTeamOptions): Promise<RunRedTeam
           rejected: { id: pairId(t), parentId: item.id, questionType: t.type.id, topic: t.topic, ...overflow },
         }));
       }
-      const [result] = await completeAll(backend, [{ ...sampling, prompt, seed: deriveSeed(item.id) }], {
-        signal: itemSignal,
-      });
-      if (result === undefined) throw new Error(`${backend.id} returned no completion for ${item.id}`);
-      store.addUsage(result.usage);
-      const completion = result.completions[0];
-      if (completion?.finishReason === "abort") throw new Error("aborted");
-      const parsed = parseQuestions(completion?.text ?? "", seeds.length, targets);
+      const { completion, usage } = await completeOne(
+        backend,
+        { ...sampling, prompt, seed: deriveSeed(item.id) },
+        { signal: itemSignal, recordId: item.id },
+      );
+      store.addUsage(usage);
+      const parsed = parseQuestions(completion.text, seeds.length, targets);
       return parsed.map((question, i): ItemResult => {
         const t = item.targets[i]!;
         const base = { id: pairId(t), parentId: item.id, questionType: t.type.id, topic: t.topic };
@@ -297,7 +298,7 @@ export async function runRedTeam(options: RunRedTeamOptions): Promise<RunRedTeam
       kept: store.manifest.counts.kept,
       rejected: store.manifest.counts.rejected,
     },
-    usage: { promptTokens: store.manifest.usage.promptTokens, completionTokens: store.manifest.usage.completionTokens },
-    warnings: [...options.topicStore.warnings, ...store.warnings],
+    usage: callUsage(),
+    warnings: [...topicStore.warnings, ...store.warnings],
   };
 }

@@ -32,6 +32,8 @@ export function citedPrinciples(
   const body = opening !== "" && thoughts.startsWith(opening) ? thoughts.slice(opening.length) : thoughts;
   const byNumber = new Map(principles.map((p) => [p.number, p]));
   const byName = new Map(principles.map((p) => [p.name.toLowerCase(), p]));
+  // Longest names first, so "balanced perspectives" is not read as a shorter name inside it.
+  const names = [...byName.keys()].sort((a, b) => b.length - a.length);
   const cited: string[] = [];
   const cite = (id: string | undefined) => {
     if (id !== undefined && !cited.includes(id)) cited.push(id);
@@ -49,8 +51,6 @@ export function citedPrinciples(
         cite(byNumber.get(Number(match[3]))?.id);
       } else if (match[4] !== undefined) {
         const words = ` ${match[4].toLowerCase()} `;
-        // Longest names first, so "balanced perspectives" is not read as a shorter name inside it.
-        const names = [...byName.keys()].sort((a, b) => b.length - a.length);
         const found: { at: number; id: string }[] = [];
         let rest = words;
         for (const name of names) {

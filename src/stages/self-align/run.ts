@@ -4,13 +4,13 @@
  * their thoughts and cited principles, and count principle usage into the manifest.
  */
 import type { LanguageModel, SamplingOptions } from "../../backends/language-model.js";
-import { completeAll } from "../../backends/language-model.js";
-import { AbortedError } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import { recordId } from "../../run-store/record-id.js";
 import type { StageStore } from "../../run-store/stage-store.js";
+import { completeOne } from "../shared/complete-in-order.js";
 import { checkContext } from "../shared/context-check.js";
 import { deriveSeed } from "../shared/random.js";
+import { type StageUsage, usageSince } from "../shared/stage-usage.js";
 import { buildLeakageBlacklist, filterSelfAlignCompletion, type SelfAlignFilterOptions } from "./filters.js";
 import { citedPrinciples } from "./parse.js";
 import { countPrincipleUsage } from "./principle-usage.js";
@@ -71,7 +71,8 @@ export interface RunSelfAlignOptions {
 
 export interface RunSelfAlignResult {
   counts: { kept: number; rejected: number; byFilter: Record<string, number> };
-  usage: { promptTokens: number; completionTokens: number };
+  /** Tokens this call used (the manifest also counts earlier calls of a resumed run). */
+  usage: StageUsage;
   warnings: string[];
 }
 
@@ -93,6 +94,7 @@ export async function runSelfAlign(options: RunSelfAlignOptions): Promise<RunSel
   const maxTokens = sampling.maxTokens ?? 256;
   const seed = options.seed ?? 42;
   const concurrency = Math.max(1, options.concurrency ?? backend.capabilities().parallel ?? 1);
+  const callUsage = usageSince(store);
   const items = options.inputs.map((input) => ({ ...input, id: recordId(stage, input.id), inputId: input.id }));
 
   try {
@@ -114,15 +116,12 @@ export async function runSelfAlign(options: RunSelfAlignOptions): Promise<RunSel
         const prompt = buildSelfAlignPrompt(metaPrompt, assistant.generationName, item.instruction, input);
         const overflow = await checkContext(backend, prompt, maxTokens);
         if (overflow) return { rejected: { ...base, ...overflow } };
-        const [result] = await completeAll(backend, [{ ...sampling, prompt, seed: deriveSeed(seed, item.id) }], {
-          signal: itemSignal,
-        });
-        const completion = result?.completions[0];
-        if (result === undefined || completion === undefined) {
-          throw new Error(`${backend.id} returned no completion for ${item.id}`);
-        }
-        if (completion.finishReason === "abort" || itemSignal.aborted) throw new AbortedError();
-        store.addUsage(result.usage);
+        const { completion, usage } = await completeOne(
+          backend,
+          { ...sampling, prompt, seed: deriveSeed(seed, item.id) },
+          { signal: itemSignal, recordId: item.id },
+        );
+        store.addUsage(usage);
         const filtered = filterSelfAlignCompletion(completion.text, completion.finishReason, {
           constitution,
           instruction: item.instruction,
@@ -162,7 +161,7 @@ export async function runSelfAlign(options: RunSelfAlignOptions): Promise<RunSel
   const counts = store.manifest.counts;
   return {
     counts: { kept: counts.kept, rejected: counts.rejected, byFilter: { ...counts.byFilter } },
-    usage: { promptTokens: store.manifest.usage.promptTokens, completionTokens: store.manifest.usage.completionTokens },
+    usage: callUsage(),
     warnings: [...store.warnings],
   };
 }

@@ -14,6 +14,7 @@ import { rougeLTokens, rougeTokenize } from "../../text/rouge-l.js";
 import { completeInOrder } from "../shared/complete-in-order.js";
 import { checkContext } from "../shared/context-check.js";
 import { deriveSeed, sampleWithoutReplacement, seededRandom } from "../shared/random.js";
+import { type StageUsage, usageSince } from "../shared/stage-usage.js";
 import { filterSelfInstructTask, type SelfInstructFilterOptions } from "./filters.js";
 import { parseSelfInstruct } from "./parse.js";
 import { buildSelfInstructPrompt, type SelfInstructDemo } from "./prompt.js";
@@ -77,7 +78,8 @@ export interface RunSelfInstructOptions {
 
 export interface RunSelfInstructResult {
   counts: { kept: number; rejected: number; rounds: number };
-  usage: { promptTokens: number; completionTokens: number };
+  /** Tokens this call used (the manifest also counts earlier calls of a resumed run). */
+  usage: StageUsage;
   stopReason: "target" | "no-progress" | "max-rounds";
   warnings: string[];
 }
@@ -94,6 +96,7 @@ export async function runSelfInstruct(options: RunSelfInstructOptions): Promise<
   const maxRounds = options.maxRounds ?? Number.POSITIVE_INFINITY;
   const seeds = options.constitution.seedTasks;
   const warnings = [...store.warnings];
+  const callUsage = usageSince(store);
   const roundId = (round: number) => recordId(stage, "round", seed, demoCount, generatedDemos, round);
 
   // Rebuild the dedup pool from the seeds and the kept records, in the order they were kept.
@@ -124,10 +127,9 @@ export async function runSelfInstruct(options: RunSelfInstructOptions): Promise<
           ? "max-rounds"
           : undefined;
 
-  const demosFor = (r: number, batchStart: number): SelfInstructDemo[] => {
+  /** `pool`: the kept records generated demos may come from (see the batch loop). */
+  const demosFor = (r: number, pool: readonly SelfInstructRecord[]): SelfInstructDemo[] => {
     const random = seededRandom(stage, "demos", seed, r);
-    // Generated demos come only from rounds committed before this batch began, which resume reproduces.
-    const pool = kept.filter((record) => record.round < batchStart);
     const fromGenerated = pool.length >= generatedDemos ? generatedDemos : 0;
     const generated = sampleWithoutReplacement(random, pool, fromGenerated).map((record) => ({
       instruction: record.instruction,
@@ -202,11 +204,11 @@ export async function runSelfInstruct(options: RunSelfInstructOptions): Promise<
       // Batches are aligned to multiples of batchSize so demo pools do not depend on where a resume started.
       const batchStart = Math.floor(round / batchSize) * batchSize;
       const batchEnd = Math.min(batchStart + batchSize, maxRounds);
-      const rounds: number[] = [];
-      for (let r = round; r < batchEnd; r++) rounds.push(r);
+      // Generated demos come only from rounds committed before this batch began, which resume reproduces.
+      const pool = generatedDemos > 0 ? kept.filter((record) => record.round < batchStart) : [];
       const requests: { round: number; demos: number; request: CompletionRequest }[] = [];
-      for (const r of rounds) {
-        const demos = demosFor(r, batchStart);
+      for (let r = round; r < batchEnd; r++) {
+        const demos = demosFor(r, pool);
         const prompt = buildSelfInstructPrompt(demos);
         const overflow = await checkContext(backend, prompt, sampling.maxTokens);
         if (overflow) {
@@ -249,7 +251,7 @@ export async function runSelfInstruct(options: RunSelfInstructOptions): Promise<
   if (reason === "no-progress") warnings.push(`${store.label}: stopped after ${maxIdle} rounds in a row kept nothing`);
   return {
     counts: { kept: store.manifest.counts.kept, rejected: store.manifest.counts.rejected, rounds: round },
-    usage: { promptTokens: store.manifest.usage.promptTokens, completionTokens: store.manifest.usage.completionTokens },
+    usage: callUsage(),
     stopReason: reason,
     warnings,
   };

@@ -3,7 +3,14 @@
  * batch is complete. Stages whose decisions depend on order (dedup against everything accepted so far) commit
  * through this, so a run that is stopped and resumed makes exactly the decisions of an uninterrupted one.
  */
-import type { CompletionRequest, CompletionResult, LanguageModel } from "../../backends/language-model.js";
+import {
+  type Completion,
+  type CompletionRequest,
+  type CompletionResult,
+  completeAll,
+  type LanguageModel,
+  type TokenUsage,
+} from "../../backends/language-model.js";
 import { AbortedError, BackendError } from "../../errors/index.js";
 
 /**
@@ -44,4 +51,24 @@ export async function completeInOrder(
   if (next < requests.length) {
     throw new BackendError(`${backend.id} returned ${next} of ${requests.length} completions; the rest never arrived`);
   }
+}
+
+/**
+ * The one completion of one request, for stages whose items are independent (run through `processItems`). Throws
+ * AbortedError when the request was stopped, so a cut-off answer is never recorded as finished, and BackendError
+ * (naming `recordId`) when no completion came back.
+ */
+export async function completeOne(
+  backend: LanguageModel,
+  request: CompletionRequest,
+  options: { signal?: AbortSignal; recordId: string },
+): Promise<{ completion: Completion; usage: TokenUsage }> {
+  const { signal, recordId } = options;
+  const [result] = await completeAll(backend, [request], signal ? { signal } : {});
+  const completion = result?.completions[0];
+  if (result === undefined || completion === undefined) {
+    throw new BackendError(`${backend.id} returned no completion for ${recordId}`, { recordId });
+  }
+  if (completion.finishReason === "abort" || signal?.aborted) throw new AbortedError();
+  return { completion, usage: result.usage };
 }

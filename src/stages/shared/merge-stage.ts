@@ -41,63 +41,30 @@ export async function mergeStage(options: MergeStageOptions): Promise<MergeStage
       },
     );
   }
-  // Shard records in shard order, then file order; the unsharded folder is the merge output.
-  // A repeated merge skips what the unsharded folder already holds (kept or dropped).
+  // The unsharded folder is the merge output and is read first: its records are the earlier merges' result. Shard
+  // records follow in shard order, then file order; those it already holds (kept or dropped) are skipped.
   const store = await run.stage(stage);
-  const already = store.doneIds();
-  const shardRecords = across.records.filter((record) => !already.has(record.id));
-
+  const merged: StoreRecord[] = [];
+  const shardRecords: StoreRecord[] = [];
+  for (const record of across.records) (store.isDone(record.id) ? merged : shardRecords).push(record);
+  const rule = mergeRule(stage, merged, options);
   let dropped = 0;
-  const keep = async (record: StoreRecord) => {
+  for (const record of shardRecords) {
+    const rejection = rule.check(record);
+    if (rejection) {
+      dropped++;
+      await store.appendRejected({ ...record, ...rejection });
+      continue;
+    }
+    rule.add(record);
     await store.appendRecord(record);
-  };
-  const drop = async (record: StoreRecord, filter: string, reason: string) => {
-    dropped++;
-    await store.appendRejected({ ...record, filter, reason });
-  };
-
-  if (stage === "self-instruct") {
-    const index = new DedupIndex({ threshold: options.dedupThreshold ?? 0.7 });
-    for (const task of options.seedTasks ?? []) index.add(task.instruction, `seed:${task.id}`);
-    for (const record of await store.readRecords()) index.add(String(record.instruction ?? ""), record.id);
-    for (const record of shardRecords) {
-      const check = index.check(String(record.instruction ?? ""));
-      if (!check.keep) {
-        await drop(
-          record,
-          "merge-rouge-dedup",
-          `ROUGE-L ${check.maxScore.toFixed(3)} > ${index.threshold} with ${check.nearest} from another shard`,
-        );
-        continue;
-      }
-      index.add(String(record.instruction ?? ""), record.id);
-      await keep(record);
-    }
-  } else {
-    const keyOf = (record: StoreRecord) =>
-      stage === "red-team"
-        ? `${String(record.questionType)}\u0000${String(record.topic).toLowerCase()}`
-        : String(record.parentId ?? record.id);
-    const seen = new Set((await store.readRecords()).map(keyOf));
-    for (const record of shardRecords) {
-      const key = keyOf(record);
-      if (seen.has(key)) {
-        await drop(
-          record,
-          "merge-duplicate",
-          stage === "red-team"
-            ? "another shard already has a question for this type and topic"
-            : "another shard already answered this prompt",
-        );
-        continue;
-      }
-      seen.add(key);
-      await keep(record);
-    }
+    merged.push(record);
   }
   if (stage === "self-align") {
-    const records = await store.readRecords<{ citedPrinciples: string[]; questionType?: string } & StoreRecord>();
-    store.manifest.extra.principleUsage = countPrincipleUsage(records, options.principleIds ?? []);
+    store.manifest.extra.principleUsage = countPrincipleUsage(
+      merged as Array<{ citedPrinciples: string[] } & StoreRecord>,
+      options.principleIds ?? [],
+    );
   }
   store.manifest.extra.mergedFrom = shardParts.map((part) => part.dir);
   await store.saveManifest();
@@ -107,5 +74,45 @@ export async function mergeStage(options: MergeStageOptions): Promise<MergeStage
     kept: shardRecords.length - dropped,
     dropped,
     missingShards: across.missingShards,
+  };
+}
+
+/** A global rule the shards could not apply: `check` a shard record, `add` it once kept. */
+interface MergeRule {
+  check(record: StoreRecord): { filter: string; reason: string } | undefined;
+  add(record: StoreRecord): void;
+}
+
+/** The stage's merge rule, seeded with the records merged so far. */
+function mergeRule(stage: string, merged: readonly StoreRecord[], options: MergeStageOptions): MergeRule {
+  if (stage === "self-instruct") {
+    const instruction = (record: StoreRecord) => String(record.instruction ?? "");
+    const index = new DedupIndex({ threshold: options.dedupThreshold ?? 0.7 });
+    for (const task of options.seedTasks ?? []) index.add(task.instruction, `seed:${task.id}`);
+    for (const record of merged) index.add(instruction(record), record.id);
+    return {
+      check: (record) => {
+        const check = index.check(instruction(record));
+        if (check.keep) return undefined;
+        return {
+          filter: "merge-rouge-dedup",
+          reason: `ROUGE-L ${check.maxScore.toFixed(3)} > ${index.threshold} with ${check.nearest} from another shard`,
+        };
+      },
+      add: (record) => index.add(instruction(record), record.id),
+    };
+  }
+  const redTeam = stage === "red-team";
+  const keyOf = (record: StoreRecord) =>
+    redTeam
+      ? `${String(record.questionType)}\u0000${String(record.topic).toLowerCase()}`
+      : String(record.parentId ?? record.id);
+  const reason = redTeam
+    ? "another shard already has a question for this type and topic"
+    : "another shard already answered this prompt";
+  const seen = new Set(merged.map(keyOf));
+  return {
+    check: (record) => (seen.has(keyOf(record)) ? { filter: "merge-duplicate", reason } : undefined),
+    add: (record) => seen.add(keyOf(record)),
   };
 }

@@ -1,5 +1,6 @@
 /** Deterministic randomness for stages: every draw is derived from named parts, so a resumed run draws the same. */
 import { createHash } from "node:crypto";
+import { mulberry32 } from "../../random/mulberry32.js";
 import { canonicalJson } from "../../run-store/record-id.js";
 
 /** A 31-bit seed derived from `parts` (for the backend's sampling seed). */
@@ -9,14 +10,7 @@ export function deriveSeed(...parts: unknown[]): number {
 
 /** A uniform [0, 1) generator (mulberry32) seeded from `parts`. */
 export function seededRandom(...parts: unknown[]): () => number {
-  let state = deriveSeed(...parts);
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(deriveSeed(...parts));
 }
 
 /** `k` distinct elements drawn without replacement (all of them, shuffled, when k >= length). */

@@ -4,15 +4,15 @@
  * trained on the base model with the concise prompt (context distillation: the final model answers at length without
  * being asked to).
  */
-import { completeAll, type LanguageModel, type SamplingOptions } from "../../backends/language-model.js";
+import type { LanguageModel, SamplingOptions } from "../../backends/language-model.js";
 import type { Constitution } from "../../constitution/index.js";
 import { ConfigError } from "../../errors/index.js";
-import type { ProgressListener } from "../../progress/progress-event.js";
 import { recordId, type StageStore } from "../../run-store/index.js";
-import type { Trainer, TrainOptions, TrainResult } from "../../training/trainer.js";
+import type { TrainResult } from "../../training/trainer.js";
 import { type AnswerRecord, toSftRecord } from "../engrave/build-sft.js";
-import { sftFiles } from "../engrave/run.js";
+import { sftFiles, storeSftRecords, type TrainAdapterOptions, trainAdapter } from "../engrave/run.js";
 import { chatPrompt, USER_TURN_MARKER } from "../engrave/prompt.js";
+import { completeOne } from "../shared/complete-in-order.js";
 import { filterVerboseAnswer, type VerboseFilterOptions } from "./filters.js";
 
 export const verboseCloneStage = "verbose-clone";
@@ -47,7 +47,8 @@ export interface VerboseRecord extends AnswerRecord {
   backend: string;
 }
 
-export interface RunVerboseCloneOptions {
+/** Training options (`base` is the base model: the final adapter is not continued from stage 3). */
+export interface RunVerboseCloneOptions extends TrainAdapterOptions {
   /** The teacher: base model + engraving adapter. */
   teacher: LanguageModel;
   /** The `verbose-clone` stage store. */
@@ -56,20 +57,16 @@ export interface RunVerboseCloneOptions {
   sftStore: StageStore;
   prompts: readonly VerbosePrompt[];
   constitution: Constitution;
-  trainer: Trainer;
-  /** Base model the final adapter is trained on (not continued from stage 3). */
-  base: string;
-  trainOptions?: TrainOptions;
   sampling?: SamplingOptions;
   filters?: VerboseFilterOptions;
   /** Base seed; each prompt's sampling seed derives from it. Default 42. */
   seed?: number;
-  onProgress?: ProgressListener;
-  signal?: AbortSignal;
 }
 
 export interface RunVerboseCloneResult {
   counts: { kept: number; rejected: number; examples: number };
+  /** Tokens the teacher read and wrote in this call (earlier, resumed work is in the manifest). */
+  usage: { promptTokens: number; completionTokens: number };
   train: TrainResult;
 }
 
@@ -91,6 +88,7 @@ export async function runVerboseClone(options: RunVerboseCloneOptions): Promise<
     parentId: prompt.id,
   }));
   const current = new Set(items.map((item) => item.id));
+  const usage = { promptTokens: 0, completionTokens: 0 };
   await store.processItems<(typeof items)[number], VerboseRecord>({
     items,
     concurrency: Math.max(1, teacher.capabilities().parallel),
@@ -102,9 +100,14 @@ export async function runVerboseClone(options: RunVerboseCloneOptions): Promise<
         prompt: chatPrompt(assistant, "verbose", item.instruction, item.input ?? ""),
         seed: promptSeed(seed, item.parentId),
       };
-      const [result] = await completeAll(teacher, [request], { signal: itemSignal });
-      const completion = result!.completions[0]!;
-      store.addUsage(result!.usage);
+      // completeOne throws AbortedError for a stopped answer, so a cut-off text is never stored as done.
+      const { completion, usage: used } = await completeOne(teacher, request, {
+        signal: itemSignal,
+        recordId: item.id,
+      });
+      store.addUsage(used);
+      usage.promptTokens += used.promptTokens;
+      usage.completionTokens += used.completionTokens;
       const filtered = filterVerboseAnswer(completion.text, completion.finishReason, assistant, options.filters);
       const base = {
         id: item.id,
@@ -142,18 +145,11 @@ export async function runVerboseClone(options: RunVerboseCloneOptions): Promise<
       { path: store.dir },
     );
   }
-  for (const record of sft) if (!options.sftStore.isDone(record.id)) await options.sftStore.appendRecord({ ...record });
-  await options.sftStore.saveManifest();
-  const train = await options.trainer.train({
-    base: options.base,
-    examples: sft.map(({ prompt, completion }) => ({ prompt, completion })),
-    output: sftFiles(store.dir).adapterDir,
-    options: { resume: true, ...options.trainOptions },
-    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-    ...(signal ? { signal } : {}),
-  });
-  store.manifest.extra.adapter = train.adapterPath;
-  store.manifest.extra.finalLoss = train.finalLoss;
-  await store.saveManifest();
-  return { counts: { kept: kept.length, rejected: store.manifest.counts.rejected, examples: sft.length }, train };
+  await storeSftRecords(options.sftStore, sft, constitution);
+  const train = await trainAdapter(store, sft, sftFiles(store.dir).adapterDir, options);
+  return {
+    counts: { kept: kept.length, rejected: store.manifest.counts.rejected, examples: sft.length },
+    usage,
+    train,
+  };
 }

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { ConfigError } from "../../errors/index.js";
 import { readSafetensors, writeSafetensors } from "../export/safetensors.js";
 import type { LossPoint } from "../trainer.js";
+import { asFloat32 } from "./lora.js";
 import type { Vec } from "./ops.js";
 
 export interface CheckpointState {
@@ -30,15 +31,13 @@ export interface CheckpointArrays {
   v: Vec[];
 }
 
-const f32 = (data: Vec): Float32Array => (data instanceof Float32Array ? data : Float32Array.from(data));
-
 /** Write atomically: a temporary folder renamed over the old checkpoint. */
 export async function saveCheckpoint(dir: string, state: CheckpointState, arrays: CheckpointArrays): Promise<void> {
   const tmp = `${dir}.tmp`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
   const tensors = (["lora", "m", "v"] as const).flatMap((kind) =>
-    arrays[kind].map((data, i) => ({ name: `${kind}.${i}`, shape: [data.length], data: f32(data) })),
+    arrays[kind].map((data, i) => ({ name: `${kind}.${i}`, shape: [data.length], data: asFloat32(data) })),
   );
   await writeSafetensors(join(tmp, "state.safetensors"), tensors);
   await writeFile(join(tmp, "state.json"), `${JSON.stringify(state)}\n`);

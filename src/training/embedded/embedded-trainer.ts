@@ -4,15 +4,21 @@
  * exact resume, and export as a GGUF LoRA (llama.cpp) and a PEFT adapter.
  */
 import { createHash } from "node:crypto";
-import { appendFile, mkdir, writeFile } from "node:fs/promises";
+import { appendFile, mkdir } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { getLlama } from "node-llama-cpp";
 import { AbortedError, ConfigError } from "../../errors/index.js";
-import { GgufFile } from "../../gguf/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import { writeGgufLora } from "../export/gguf-lora.js";
 import { writePeftAdapter } from "../export/peft-adapter.js";
-import type { LossPoint, Trainer, TrainOptions, TrainRequest, TrainResult } from "../trainer.js";
+import {
+  type LossPoint,
+  type Trainer,
+  type TrainOptions,
+  type TrainRequest,
+  type TrainResult,
+  trainOptionDefaults,
+} from "../trainer.js";
 import { adamWStep, clipGradientNorm, defaultAdamW, learningRateAt } from "./adamw.js";
 import {
   type CheckpointState,
@@ -21,10 +27,10 @@ import {
   loadCheckpoint,
   saveCheckpoint,
 } from "./checkpoint.js";
+import { writeJsonLines } from "../../run-store/json-file.js";
 import { createKernel } from "./kernels/index.js";
 import { hashSeed, LlamaTrainModel } from "./llama-train-model.js";
-import { checkTensorTypes, loadLlamaModel } from "./llama-weights.js";
-import { readLlamaConfig } from "./model-config.js";
+import { loadLlamaModel, readLlamaModelConfig } from "./llama-weights.js";
 import { createLora, loraArrays, parseLoraTargets, zerosLike } from "./lora.js";
 import { kernelPrecision } from "./precision.js";
 import {
@@ -43,25 +49,8 @@ export type ResolvedTrainOptions = Required<
 
 export function resolveTrainOptions(options: TrainOptions = {}): ResolvedTrainOptions {
   const o: ResolvedTrainOptions = {
-    rank: 16,
-    alpha: 16,
-    dropout: 0.05,
-    targets: ["q", "k", "v", "o"],
-    learningRate: 4e-4,
-    epochs: 1,
-    batchTokens: 2048,
-    gradientAccumulation: 1,
-    warmupSteps: 0,
-    schedule: "cosine",
-    weightDecay: 0,
-    maxGradNorm: 1,
-    overlong: "error",
-    seed: 0,
-    checkpointEvery: 50,
-    resume: false,
-    kernel: "auto",
-    activationCheckpointing: "auto",
-    activationMemoryBytes: 2 ** 31,
+    ...trainOptionDefaults,
+    targets: [...trainOptionDefaults.targets],
     ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
   };
   const positiveInt = (name: keyof ResolvedTrainOptions, min = 1) => {
@@ -122,7 +111,7 @@ export class EmbeddedTrainer implements Trainer {
     const o = resolveTrainOptions(request.options);
     const emit: ProgressListener = request.onProgress ?? (() => {});
     // Header first: architecture, rank and data errors come before the (slow) weight loading.
-    const config = await readModelConfig(request.base);
+    const config = await readLlamaModelConfig(request.base, { checkTensorTypes: true });
     // Fail fast on the rank before any data is read.
     const lora = createLora(config, {
       rank: o.rank,
@@ -153,8 +142,14 @@ export class EmbeddedTrainer implements Trainer {
     for (const text of tokenized.warnings.slice(0, 20)) emit({ type: "message", level: "warn", text });
     const examples = tokenized.examples;
 
-    const base = await loadLlamaModel(request.base);
-    const microPerEpoch = epochBatches(examples, o.batchTokens, o.seed, 0).length;
+    // The micro-batches of one epoch at a time (every epoch has as many; each is reshuffled by its seed).
+    let epochOrder = { epoch: 0, batches: epochBatches(examples, o.batchTokens, o.seed, 0) };
+    const batchesOf = (epoch: number): number[][] => {
+      if (epochOrder.epoch !== epoch)
+        epochOrder = { epoch, batches: epochBatches(examples, o.batchTokens, o.seed, epoch) };
+      return epochOrder.batches;
+    };
+    const microPerEpoch = epochOrder.batches.length;
     const totalSteps = o.maxSteps ?? Math.ceil((microPerEpoch * o.epochs) / o.gradientAccumulation);
     const endMicro = o.maxSteps === undefined ? microPerEpoch * o.epochs : totalSteps * o.gradientAccumulation;
 
@@ -206,17 +201,9 @@ export class EmbeddedTrainer implements Trainer {
     await writeLossFile(request.output, lossCurve);
     const kernel = createKernel(o.kernel, { threads: o.threads });
     try {
+      // Frozen weights live in the kernel's own memory, so no matmul copies them in (wasm).
+      const base = await loadLlamaModel(request.base, (n) => kernel.alloc(n));
       const model = new LlamaTrainModel(base, kernelPrecision(kernel));
-      const epochCache = new Map<number, number[][]>();
-      const batchesOf = (epoch: number): number[][] => {
-        let batches = epochCache.get(epoch);
-        if (!batches) {
-          batches = epochBatches(examples, o.batchTokens, o.seed, epoch);
-          epochCache.clear();
-          epochCache.set(epoch, batches);
-        }
-        return batches;
-      };
       const save = async () => {
         const nextMicro = Math.min(step * o.gradientAccumulation, endMicro);
         const epoch = Math.floor(nextMicro / microPerEpoch);
@@ -302,17 +289,6 @@ export class EmbeddedTrainer implements Trainer {
   }
 }
 
-async function readModelConfig(path: string) {
-  const file = await GgufFile.open(path);
-  try {
-    const config = readLlamaConfig(file);
-    checkTensorTypes(file);
-    return config;
-  } finally {
-    await file.close();
-  }
-}
-
 /** SHA-256 of the tokenised examples and their prompt lengths: resume refuses different data. */
 function dataHash(examples: TokenizedExample[]): string {
   const hash = createHash("sha256");
@@ -324,7 +300,7 @@ function dataHash(examples: TokenizedExample[]): string {
 }
 
 async function writeLossFile(output: string, curve: LossPoint[]): Promise<void> {
-  await writeFile(join(output, "loss.jsonl"), curve.map((p) => `${JSON.stringify(p)}\n`).join(""));
+  await writeJsonLines(join(output, "loss.jsonl"), curve);
 }
 
 /** Tokenised examples of a run, for tools that want to inspect what the trainer will see. */

@@ -35,12 +35,21 @@ export interface LlamaModelFile {
   weights: LlamaWeights;
 }
 
-/** Load config and all weights. Unsupported architectures and quantisations throw ConfigError. */
-export async function loadLlamaModel(path: string): Promise<LlamaModelFile> {
+/**
+ * Load config and all weights, dequantised once here. `alloc` places each tensor (default: the reader's array as it is;
+ * the trainer passes its kernel's `alloc`). Unsupported architectures and quantisations throw ConfigError.
+ */
+export async function loadLlamaModel(path: string, alloc?: (length: number) => Float32Array): Promise<LlamaModelFile> {
   const file = await GgufFile.open(path);
   try {
     const config = readLlamaConfig(file);
-    const read = (name: string) => file.readTensor(name);
+    const read = async (name: string) => {
+      const tensor = await file.readTensor(name);
+      if (!alloc) return tensor;
+      const placed = alloc(tensor.length);
+      placed.set(tensor);
+      return placed;
+    };
     const optional = async (name: string) => (file.tensorInfo(name) ? await read(name) : undefined);
     const layers: LlamaLayerWeights[] = [];
     for (let l = 0; l < config.layers; l++) {
@@ -74,8 +83,26 @@ export async function loadLlamaModel(path: string): Promise<LlamaModelFile> {
   }
 }
 
+/**
+ * The config from a GGUF's header, without loading weights. `checkTensorTypes` (default false) also refuses a file
+ * with a tensor type that loadLlamaModel cannot dequantise.
+ */
+export async function readLlamaModelConfig(
+  path: string,
+  options: { checkTensorTypes?: boolean } = {},
+): Promise<LlamaConfig> {
+  const file = await GgufFile.open(path);
+  try {
+    const config = readLlamaConfig(file);
+    if (options.checkTensorTypes) checkTensorTypes(file);
+    return config;
+  } finally {
+    await file.close();
+  }
+}
+
 /** Throws the reader's ConfigError for the first tensor whose storage type cannot be dequantised. */
-export function checkTensorTypes(file: GgufFile): void {
+function checkTensorTypes(file: GgufFile): void {
   for (const tensor of file.header.tensors) {
     if (ggmlTypeName(tensor.type) === undefined) {
       throw new ConfigError(

@@ -33,6 +33,16 @@ export const loraHfNames = {
   down: "mlp.down_proj",
 } as const satisfies Record<LoraTarget, string>;
 
+/** PEFT `target_modules` name of a target: the last component of its module path (`q_proj`). */
+export function peftTargetModule(target: LoraTarget): string {
+  return loraHfNames[target].slice(loraHfNames[target].indexOf(".") + 1);
+}
+
+/** The array as F32 (the f64 check path's LoRA arrays are converted; F32 ones are returned as they are). */
+export function asFloat32(data: Vec): Float32Array {
+  return data instanceof Float32Array ? data : Float32Array.from(data);
+}
+
 export interface LoraModule {
   layer: number;
   target: LoraTarget;
@@ -145,8 +155,4 @@ export function loraArrays(adapter: LoraAdapter): Vec[] {
 
 export function loraScale(adapter: LoraAdapter): number {
   return adapter.alpha / adapter.rank;
-}
-
-export function loraParameterCount(adapter: LoraAdapter): number {
-  return adapter.modules.reduce((sum, m) => sum + m.a.length + m.b.length, 0);
 }

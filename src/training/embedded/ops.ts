@@ -29,7 +29,7 @@ export interface Precision {
 }
 
 /** Naive float64 gemm: the independent reference used by the check path (any Vec inputs, exact double sums). */
-export const gemm64: Gemm = (transA, transB, m, n, k, alpha, a, b, beta, c) => {
+const gemm64: Gemm = (transA, transB, m, n, k, alpha, a, b, beta, c) => {
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
       let sum = 0;

@@ -4,14 +4,18 @@
  */
 import { ConfigError } from "../../errors/index.js";
 import { GgufFile, gguf, writeGguf } from "../../gguf/index.js";
-import { type LoraAdapter, type LoraModule, type LoraTarget, loraGgufNames, loraTargets } from "../embedded/lora.js";
+import {
+  asFloat32,
+  type LoraAdapter,
+  type LoraModule,
+  type LoraTarget,
+  loraGgufNames,
+  loraTargets,
+} from "../embedded/lora.js";
 
 export function loraTensorBase(module: Pick<LoraModule, "layer" | "target">): string {
   return `blk.${module.layer}.${loraGgufNames[module.target]}.weight`;
 }
-
-const f32 = (data: Float32Array | Float64Array): Float32Array =>
-  data instanceof Float32Array ? data : Float32Array.from(data);
 
 export async function writeGgufLora(
   path: string,
@@ -20,8 +24,8 @@ export async function writeGgufLora(
   name = "selfalign-lora",
 ): Promise<void> {
   const tensors = adapter.modules.flatMap((m) => [
-    { name: `${loraTensorBase(m)}.lora_a`, dims: [m.nIn, adapter.rank], data: f32(m.a) },
-    { name: `${loraTensorBase(m)}.lora_b`, dims: [adapter.rank, m.nOut], data: f32(m.b) },
+    { name: `${loraTensorBase(m)}.lora_a`, dims: [m.nIn, adapter.rank], data: asFloat32(m.a) },
+    { name: `${loraTensorBase(m)}.lora_b`, dims: [adapter.rank, m.nOut], data: asFloat32(m.b) },
   ]);
   await writeGguf(path, {
     metadata: {

@@ -5,16 +5,18 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ConfigError } from "../../errors/index.js";
-import { GgufFile } from "../../gguf/index.js";
 import {
+  asFloat32,
   type LoraAdapter,
   type LoraModule,
   type LoraTarget,
   loraHfNames,
   loraShape,
   loraTargets,
+  peftTargetModule,
 } from "../embedded/lora.js";
-import { type LlamaConfig, readLlamaConfig } from "../embedded/model-config.js";
+import { readLlamaModelConfig } from "../embedded/llama-weights.js";
+import type { LlamaConfig } from "../embedded/model-config.js";
 import { writeGgufLora } from "./gguf-lora.js";
 import { ggufToHfRows, hfToGgufRows } from "./qk-permutation.js";
 import { readSafetensors, writeSafetensors } from "./safetensors.js";
@@ -40,9 +42,6 @@ export function peftTensorName(module: Pick<LoraModule, "layer" | "target">, whi
   return `base_model.model.model.layers.${module.layer}.${loraHfNames[module.target]}.lora_${which}.weight`;
 }
 
-const f32 = (data: Float32Array | Float64Array): Float32Array =>
-  data instanceof Float32Array ? data : Float32Array.from(data);
-
 export async function writePeftAdapter(
   dir: string,
   adapter: LoraAdapter,
@@ -52,9 +51,9 @@ export async function writePeftAdapter(
   await mkdir(dir, { recursive: true });
   const tensors = adapter.modules.flatMap((m) => {
     const h = heads(config, m.target);
-    const b = h !== undefined && hasPermutedQk(config) ? ggufToHfRows(f32(m.b), h, adapter.rank) : f32(m.b);
+    const b = h !== undefined && hasPermutedQk(config) ? ggufToHfRows(asFloat32(m.b), h, adapter.rank) : asFloat32(m.b);
     return [
-      { name: peftTensorName(m, "A"), shape: [adapter.rank, m.nIn], data: f32(m.a) },
+      { name: peftTensorName(m, "A"), shape: [adapter.rank, m.nIn], data: asFloat32(m.a) },
       { name: peftTensorName(m, "B"), shape: [m.nOut, adapter.rank], data: b },
     ];
   });
@@ -66,7 +65,7 @@ export async function writePeftAdapter(
     r: adapter.rank,
     lora_alpha: adapter.alpha,
     lora_dropout: options.dropout,
-    target_modules: adapter.targets.map((t) => loraHfNames[t].split(".")[1]),
+    target_modules: adapter.targets.map(peftTargetModule),
     bias: "none",
     fan_in_fan_out: false,
     inference_mode: true,
@@ -118,7 +117,7 @@ export async function readPeftAdapter(dir: string, config: LlamaConfig): Promise
 
 /** Convert a PEFT LoRA directory into a GGUF LoRA for `basePath` (llama.cpp / node-llama-cpp load the result). */
 export async function convertPeftToGgufLora(peftDir: string, basePath: string, outPath: string): Promise<LoraAdapter> {
-  const { config } = await loadLlamaModelConfig(basePath);
+  const config = await readLlamaModelConfig(basePath);
   const adapter = await readPeftAdapter(peftDir, config);
   for (const m of adapter.modules) {
     const expected = loraShape(config, m.target);
@@ -131,13 +130,4 @@ export async function convertPeftToGgufLora(peftDir: string, basePath: string, o
   }
   await writeGgufLora(outPath, adapter, config.architecture);
   return adapter;
-}
-
-async function loadLlamaModelConfig(path: string): Promise<{ config: LlamaConfig }> {
-  const file = await GgufFile.open(path);
-  try {
-    return { config: readLlamaConfig(file) };
-  } finally {
-    await file.close();
-  }
 }

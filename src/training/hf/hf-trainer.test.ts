@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError } from "../../errors/index.js";
 import type { ProgressEvent } from "../../progress/progress-event.js";
-import { packageRoot } from "../embedded/kernels/package-root.js";
+import { packageRoot } from "../../package-root.js";
 import { checkPython, HfTrainer } from "./hf-trainer.js";
 import { HfTrainingError } from "./hf-training-error.js";
 

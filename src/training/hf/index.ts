@@ -9,7 +9,6 @@ export {
   hfDistributedBackends,
   hfLaunchers,
   hfLaunchModes,
-  hfTargetModules,
   type LaunchCommand,
   scriptArguments,
 } from "./launch-command.js";

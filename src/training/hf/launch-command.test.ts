@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../errors/index.js";
-import { packageRoot } from "../embedded/kernels/package-root.js";
+import { packageRoot } from "../../package-root.js";
 import { hfTrainerOptionsSchema } from "./hf-trainer-options.js";
 import { buildLaunchCommand, scriptArguments } from "./launch-command.js";
 

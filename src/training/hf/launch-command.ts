@@ -5,9 +5,9 @@
  */
 import { join } from "node:path";
 import { ConfigError } from "../../errors/index.js";
-import type { LoraTarget } from "../embedded/lora.js";
-import { packageRoot } from "../embedded/kernels/package-root.js";
-import type { TrainOptions } from "../trainer.js";
+import { peftTargetModule } from "../embedded/lora.js";
+import { packageRoot } from "../../package-root.js";
+import { type TrainOptions, trainOptionDefaults } from "../trainer.js";
 
 export const hfLaunchModes = ["single-gpu", "multi-gpu", "multi-node"] as const;
 export type HfLaunchMode = (typeof hfLaunchModes)[number];
@@ -17,17 +17,6 @@ export type HfDistributedBackend = (typeof hfDistributedBackends)[number];
 
 export const hfLaunchers = ["accelerate", "python"] as const;
 export type HfLauncher = (typeof hfLaunchers)[number];
-
-/** PEFT `target_modules` name of each LoRA target (the last component of the module path in LlamaDecoderLayer). */
-export const hfTargetModules = {
-  q: "q_proj",
-  k: "k_proj",
-  v: "v_proj",
-  o: "o_proj",
-  gate: "gate_proj",
-  up: "up_proj",
-  down: "down_proj",
-} as const satisfies Record<LoraTarget, string>;
 
 export interface HfLaunchOptions {
   /** `accelerate` (default): `python -m accelerate.commands.launch`; `python`: the script alone, one process. */
@@ -88,10 +77,11 @@ function positiveInteger(value: number | undefined, field: string, fallback?: nu
   return resolved;
 }
 
-/** Arguments of train_lora.py from the shared TrainOptions (defaults match the embedded trainer's). */
+/** Arguments of train_lora.py from the shared TrainOptions (the embedded trainer's defaults, but a 2048-token cutoff and gradient checkpointing on). */
 export function scriptArguments(inputs: HfScriptInputs, launch: HfLaunchOptions = {}): string[] {
   const o = inputs.training ?? {};
-  const targets = (o.targets ?? ["q", "k", "v", "o"]).map((target) => hfTargetModules[target]);
+  const d = trainOptionDefaults;
+  const targets = (o.targets ?? d.targets).map(peftTargetModule);
   const args = [
     "--model",
     inputs.model,
@@ -100,35 +90,35 @@ export function scriptArguments(inputs: HfScriptInputs, launch: HfLaunchOptions 
     "--output",
     inputs.output,
     "--rank",
-    String(o.rank ?? 16),
+    String(o.rank ?? d.rank),
     "--alpha",
-    String(o.alpha ?? 16),
+    String(o.alpha ?? d.alpha),
     "--dropout",
-    String(o.dropout ?? 0.05),
+    String(o.dropout ?? d.dropout),
     "--target-modules",
     targets.join(","),
     "--learning-rate",
-    String(o.learningRate ?? 4e-4),
+    String(o.learningRate ?? d.learningRate),
     "--epochs",
-    String(o.epochs ?? 1),
+    String(o.epochs ?? d.epochs),
     "--batch-size",
     String(positiveInteger(launch.batchSize, "batchSize", 4)),
     "--gradient-accumulation",
-    String(positiveInteger(o.gradientAccumulation, "gradientAccumulation", 1)),
+    String(positiveInteger(o.gradientAccumulation, "gradientAccumulation", d.gradientAccumulation)),
     "--warmup-steps",
-    String(o.warmupSteps ?? 0),
+    String(o.warmupSteps ?? d.warmupSteps),
     "--schedule",
-    o.schedule ?? "cosine",
+    o.schedule ?? d.schedule,
     "--weight-decay",
-    String(o.weightDecay ?? 0),
+    String(o.weightDecay ?? d.weightDecay),
     "--max-grad-norm",
-    String(o.maxGradNorm ?? 1),
+    String(o.maxGradNorm ?? d.maxGradNorm),
     "--cutoff-len",
     String(o.cutoffLen ?? 2048),
     "--overlong",
-    o.overlong ?? "error",
+    o.overlong ?? d.overlong,
     "--seed",
-    String(o.seed ?? 0),
+    String(o.seed ?? d.seed),
     "--dtype",
     launch.dtype ?? "auto",
   ];

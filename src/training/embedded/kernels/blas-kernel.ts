@@ -7,22 +7,12 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { MatmulKernel } from "./kernel.js";
 import { KernelError } from "./kernel-error.js";
-import { packageRoot } from "./package-root.js";
+import { packageRoot } from "../../../package-root.js";
 import { checkSgemmArguments } from "./sgemm-arguments.js";
 
 interface BlasAddon {
-  sgemm(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: Float32Array,
-    b: Float32Array,
-    beta: number,
-    c: Float32Array,
-  ): void;
+  /** Same contract as MatmulKernel.sgemm; the arguments are checked before the call. */
+  sgemm: MatmulKernel["sgemm"];
   setThreads(threads: number): void;
   getThreads(): number;
 }

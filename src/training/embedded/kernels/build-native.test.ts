@@ -3,7 +3,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } fr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { packageRoot } from "./package-root.js";
+import { packageRoot } from "../../../package-root.js";
 
 // scripts/build-native.mjs must never fail the build: a machine without OpenBLAS or a compiler still builds,
 // and the trainer falls back to WebAssembly.

@@ -30,8 +30,9 @@ export interface MatmulKernel {
   /**
    * A zero-filled Float32Array that this kernel reads and writes without copying (for `wasm`: a view into the
    * shared WebAssembly memory, so sgemm skips copying it in and out; for `ts`/`blas`: a plain array). Use it for
-   * arrays that take part in many calls, above all the frozen weights. Never freed before the kernel is
-   * garbage-collected; the array stays valid (as ordinary memory) after dispose().
+   * arrays that take part in many calls, above all the frozen weights; `wasm` hands out plain arrays once half its
+   * memory is placed. Never freed before the kernel is garbage-collected; the array stays valid (as ordinary
+   * memory) after dispose().
    */
   alloc(length: number): Float32Array;
   /** Stop worker threads. */

@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { availableKernels, createKernel, KernelError, type MatmulKernel } from "./index.js";
 import { probeBlasAddon } from "./blas-kernel.js";
-import { packageRoot } from "./package-root.js";
+import { packageRoot } from "../../../package-root.js";
 import { probeWasmModule, wasmModulePath } from "./wasm-kernel.js";
 
 // The WebAssembly kernel is compiled by `npm run build`; compile it here too when vitest runs alone.
@@ -212,6 +212,8 @@ describe("wasm kernel threads", () => {
       const a = kernel.alloc(m * k);
       const w = kernel.alloc(n * k);
       expect(a.every((value) => value === 0)).toBe(true);
+      // In place means a view into the kernel's shared WebAssembly memory, not a plain array that sgemm copies.
+      expect(a.buffer).toBeInstanceOf(SharedArrayBuffer);
       a.set(random(m * k, 1));
       w.set(random(n * k, 2));
       const expected = random(m * n, 3);

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { MatmulKernel } from "./kernel.js";
 import { KernelError } from "./kernel-error.js";
-import { packageRoot } from "./package-root.js";
+import { packageRoot } from "../../../package-root.js";
 import { checkSgemmArguments } from "./sgemm-arguments.js";
 import { type WasmMemory, type WasmModule, wasmApi } from "./wasm-api.js";
 import { scaleC } from "./ts-kernel.js";
@@ -18,6 +18,8 @@ import { scaleC } from "./ts-kernel.js";
 const PAGE = 65536;
 /** Pages the shared memory may grow to (2 GiB); the module itself declares 4 GiB. */
 const MAXIMUM_PAGES = 32768;
+/** alloc() places arrays in the shared memory up to this many bytes, leaving the rest for each call's copies. */
+const RESIDENT_LIMIT = (MAXIMUM_PAGES * PAGE) / 2;
 /** Below this many multiply-adds the thread hand-off costs more than it saves: run on the calling thread. */
 const PARALLEL_THRESHOLD = 1 << 20;
 /** Micro-kernel tile (must match assembly/sgemm.ts): chunks of C are aligned to it. */
@@ -271,6 +273,8 @@ export class WasmKernel implements MatmulKernel {
       throw new KernelError(`wasm kernel: alloc needs a non-negative integer length, got ${length}`);
     }
     const offset = this.residentEnd;
+    // Past the limit a plain array still works: sgemm copies it in, as it does any array.
+    if (offset + align(length * 4) > RESIDENT_LIMIT) return new Float32Array(length);
     this.ensureBytes(offset + align(length * 4));
     this.residentEnd = offset + align(length * 4);
     const buffer = this.memory.buffer;

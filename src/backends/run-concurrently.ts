@@ -1,6 +1,10 @@
+import { setMaxListeners } from "node:events";
+
 /**
- * Run `task(0..count-1)` with at most `limit` in flight, yielding results as they finish. The first failure aborts
- * the rest and is thrown; a consumer that stops early aborts what is still running.
+ * Run `task(0..count-1)` with at most `limit` in flight, yielding results as they finish (how both backends'
+ * `complete` streams). The first failure aborts the rest and is thrown; a consumer that stops early aborts what is
+ * still running. Either way the generator returns only once every started task has settled, so nothing still uses
+ * the backend's engine or connections after it.
  */
 export async function* runConcurrently<T>(
   count: number,
@@ -10,33 +14,35 @@ export async function* runConcurrently<T>(
 ): AsyncGenerator<T> {
   const controller = new AbortController();
   const signal = outerSignal ? AbortSignal.any([outerSignal, controller.signal]) : controller.signal;
+  // Every task (and every sample waiting for an engine slot) listens on this signal: many listeners are expected.
+  setMaxListeners(0, signal);
   const done: T[] = [];
+  const running = new Set<Promise<void>>();
   let failure: { error: unknown } | undefined;
   let next = 0;
-  let running = 0;
   let wake: (() => void) | undefined;
   const notify = () => {
     wake?.();
     wake = undefined;
   };
   const launch = () => {
-    while (!failure && running < limit && next < count) {
+    while (!failure && !controller.signal.aborted && running.size < limit && next < count) {
       const index = next++;
-      running++;
-      task(index, signal).then(
+      const run: Promise<void> = task(index, signal).then(
         (value) => {
-          running--;
+          running.delete(run);
           done.push(value);
           launch();
           notify();
         },
         (error: unknown) => {
-          running--;
+          running.delete(run);
           failure ??= { error };
           controller.abort();
           notify();
         },
       );
+      running.add(run);
     }
   };
   try {
@@ -55,5 +61,6 @@ export async function* runConcurrently<T>(
     }
   } finally {
     controller.abort();
+    await Promise.allSettled([...running]);
   }
 }

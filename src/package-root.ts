@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -18,4 +18,10 @@ export function packageRoot(): string {
   }
   cached = dir;
   return dir;
+}
+
+/** selfalign's version, from its package.json (recorded in run.json and printed by --version). */
+export function packageVersion(): string {
+  const { version } = JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string };
+  return version;
 }

@@ -1,6 +1,8 @@
-/** Parse one YAML file keeping positions, so every later problem can name its line. */
+/**
+ * Parse one YAML file keeping positions, so every later problem can name its line (constitution files, the
+ * pipeline config).
+ */
 import { isMap, isNode, LineCounter, parseDocument } from "yaml";
-import type { ConstitutionIssue } from "./constitution-issue.js";
 
 export interface YamlSource {
   /** The file as plain JavaScript data. */
@@ -9,7 +11,15 @@ export interface YamlSource {
   lineOf(path: ReadonlyArray<PropertyKey>): number | undefined;
 }
 
-export type ParseYamlResult = { ok: true; source: YamlSource } | { ok: false; issues: ConstitutionIssue[] };
+/** A YAML syntax error, located by file and line. */
+export interface YamlSyntaxIssue {
+  severity: "error";
+  file: string;
+  line?: number;
+  message: string;
+}
+
+export type ParseYamlResult = { ok: true; source: YamlSource } | { ok: false; issues: YamlSyntaxIssue[] };
 
 /** Parse `text` (the content of `file`); syntax errors come back as issues naming file and line. */
 export function parseYamlSource(file: string, text: string): ParseYamlResult {
