@@ -1,7 +1,8 @@
 /**
  * Parallel decoding in the embedded backend: aggregate generated tokens/s with 1, 4 and 16 sequences decoding at
  * once in one llama.cpp context (threads 1), on a ~20M-parameter tiny model. The same 16 requests are run at each
- * setting. Target: 16 sequences >= 1.3x the tokens/s of 1. Run: `npx tsx bench/parallel.ts [--tokens 64] [--requests 16] [--rounds 3] [--f16]`.
+ * setting. Target: 16 sequences >= 1.3x the tokens/s of 1. Also prints the tokens per native decode step, which shows
+ * whether the sequences were decoded together (src/backends/llama-cpp/native-batch.ts). Run: `npx tsx bench/parallel.ts [--tokens 64] [--requests 16] [--rounds 3] [--f16]`.
  */
 import { completeAll } from "../src/backends/language-model.js";
 import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
@@ -44,10 +45,16 @@ await withBenchModel(dtype, async ({ path: modelPath, parameterCount }) => {
     await Promise.all(backends.map((backend) => backend.close()));
   }
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
-  for (const sequences of settings) {
+  for (const [i, sequences] of settings.entries()) {
     const values = rates.get(sequences) ?? [];
+    const stats = backends[i]?.decodeStats();
+    // Decode steps: native calls without prompt tokens (each sequence adds at most one token).
+    const steps = Object.entries(stats?.callsBySize ?? {}).filter(([size]) => Number(size) <= sequences);
+    const stepCalls = steps.reduce((sum, [, calls]) => sum + calls, 0);
+    const stepTokens = steps.reduce((sum, [size, calls]) => sum + Number(size) * calls, 0);
+    const perStep = (stepTokens / Math.max(1, stepCalls)).toFixed(1);
     console.log(
-      `${String(sequences).padStart(2)} sequences: median ${median(values).toFixed(1)} tokens/s (rounds: ${values.map((v) => v.toFixed(0)).join(", ")})`,
+      `${String(sequences).padStart(2)} sequences: median ${median(values).toFixed(1)} tokens/s (rounds: ${values.map((v) => v.toFixed(0)).join(", ")}), ${perStep} tokens per decode step`,
     );
   }
   const one = median(rates.get(1) ?? []);

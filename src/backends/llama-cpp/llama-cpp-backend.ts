@@ -22,7 +22,12 @@ import { chatWrapperFor, renderChat } from "./chat-prompt.js";
 import { checkPromptFits, type GenerateOptions, type GenerateResult, generateOnSequence } from "./generate.js";
 import { getSharedLlama, subscribeLlamaLogs } from "./llama-instance.js";
 import { resolveModelSource } from "./model-source.js";
-import { usePhaseThreads } from "./phase-threads.js";
+import {
+  gatherSequencesStrategy,
+  type NativeBatchStats,
+  type NativeBatchTuning,
+  tuneNativeBatches,
+} from "./native-batch.js";
 import { scoreOnSequence, tokenizeWithBos } from "./scorer.js";
 import { SequencePool } from "./sequence-pool.js";
 
@@ -80,6 +85,7 @@ interface BackendParts {
   llama: Llama;
   model: LlamaModel;
   context: LlamaContext;
+  tuning: NativeBatchTuning;
   contextSize: number;
   threads: number;
   batchThreads: number;
@@ -148,6 +154,8 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         threads: Math.max(threads, batchThreads),
         lora,
         ...(deterministic ? exactContextOptions : {}),
+        // Decode steps wait a few microtask turns for every generating sequence (see native-batch.ts).
+        ...(sequences > 1 ? { batching: { itemPrioritizationStrategy: gatherSequencesStrategy() } } : {}),
         createSignal: options.signal,
       });
     } catch (error) {
@@ -157,13 +165,14 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         { cause: error },
       );
     }
-    usePhaseThreads(context, threads, batchThreads);
+    const tuning = tuneNativeBatches(context, threads, batchThreads);
     const loraId = adapters.map((a) => `+lora:${a.filePath}@${a.scale}`).join("");
     return new LlamaCppBackend({
       id: `llama-cpp:${options.model}${loraId}`,
       llama,
       model,
       context,
+      tuning,
       contextSize,
       threads,
       batchThreads,
@@ -199,6 +208,11 @@ export class LlamaCppBackend implements LanguageModel {
     this.model = parts.model;
     const sequences = Array.from({ length: parts.context.totalSequences }, () => parts.context.getSequence());
     this.pool = new SequencePool(sequences, parts.sharePrefix);
+  }
+
+  /** Native decode calls of the generation context so far and the tokens in them (diagnostics, benchmarks). */
+  decodeStats(): NativeBatchStats & { tuned: boolean } {
+    return { ...this.parts.tuning.stats(), tuned: this.parts.tuning.active };
   }
 
   capabilities(): Capabilities {
@@ -364,7 +378,7 @@ export class LlamaCppBackend implements LanguageModel {
         threads: Math.max(this.parts.threads, this.parts.batchThreads),
         lora: this.parts.lora,
       });
-      usePhaseThreads(context, this.parts.threads, this.parts.batchThreads);
+      tuneNativeBatches(context, this.parts.threads, this.parts.batchThreads);
       return { context, sequence: context.getSequence() };
     })();
     return this.scoring;
