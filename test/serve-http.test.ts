@@ -138,25 +138,44 @@ describe("the official openai client against selfalign serve", () => {
     expect(completion.choices[0]!.finish_reason).toBe("stop");
   });
 
-  it("streams a completion as SSE chunks ending the same text", async () => {
-    const plain = await client.completions.create({ model: "tiny", prompt: "Hello", max_tokens: 6, temperature: 0 });
-    const stream = await client.completions.create({
-      model: "tiny",
-      prompt: "Hello",
-      max_tokens: 6,
-      temperature: 0,
-      stream: true,
-    });
-    let text = "";
+  it("streams a completion as it is generated, in chunks that add up to the same text", async () => {
+    const request = { model: "tiny", prompt: "Hello", max_tokens: 24, temperature: 1, seed: 9 };
+    const plain = await client.completions.create(request);
+    const stream = await client.completions.create({ ...request, stream: true });
+    const texts: string[] = [];
     let finish: string | null = null;
     for await (const chunk of stream) {
-      text += chunk.choices[0]?.text ?? "";
-      finish = chunk.choices[0]?.finish_reason ?? finish;
+      const choice = chunk.choices[0];
+      if (choice?.text) texts.push(choice.text);
+      finish = choice?.finish_reason ?? finish;
     }
-    expect(text).toBe(plain.choices[0]!.text);
+    expect(texts.join("")).toBe(plain.choices[0]!.text);
     expect(finish).toBe(plain.choices[0]!.finish_reason);
+    // Token by token, not one chunk at the end (a token may hold back half a UTF-8 character).
+    expect(plain.usage!.completion_tokens).toBeGreaterThan(4);
+    expect(texts.length).toBeGreaterThan(plain.usage!.completion_tokens / 3);
   });
 
+  it("streams with stop strings, echo and n: per choice, the chunks add up to the unstreamed text", async () => {
+    const request = { model: "tiny", prompt: ["one", "two"], max_tokens: 30, temperature: 1, seed: 4, n: 2 };
+    const uncut = await client.completions.create(request);
+    // Stop at a two-character string that one sample writes, so some choice is cut and some text is held back.
+    const sample = uncut.choices[0]!.text;
+    const stop = [sample.slice(10, 12)];
+    const plain = await client.completions.create({ ...request, stop, echo: true });
+    const stream = await client.completions.create({ ...request, stop, echo: true, stream: true });
+    const texts = new Map<number, string>();
+    const chunks = new Map<number, number>();
+    for await (const chunk of stream)
+      for (const choice of chunk.choices) {
+        texts.set(choice.index, (texts.get(choice.index) ?? "") + choice.text);
+        chunks.set(choice.index, (chunks.get(choice.index) ?? 0) + 1);
+      }
+    expect(plain.choices.map((choice) => choice.text)).toHaveLength(4);
+    for (const choice of plain.choices) expect(texts.get(choice.index)).toBe(choice.text);
+    expect(plain.choices[0]!.text).toBe(`one${sample.slice(0, sample.indexOf(stop[0]!))}`);
+    expect(Math.max(...chunks.values())).toBeGreaterThan(3);
+  });
   it("echoes the prompt with log-probabilities (max_tokens 0), the first one null", async () => {
     const prompt = "The quick brown fox";
     const completion = await client.completions.create({
@@ -221,6 +240,32 @@ describe("the official openai client against selfalign serve", () => {
     let content = "";
     for await (const chunk of stream) content += chunk.choices[0]?.delta.content ?? "";
     expect(content).toBe(chat.choices[0]!.message.content);
+  });
+
+  it("streams a chat reply as it is written, trimmed like the whole reply", async () => {
+    const request = {
+      model: "tiny",
+      messages: [{ role: "user" as const, content: "Tell me more" }],
+      max_tokens: 24,
+      temperature: 1,
+      seed: 2,
+    };
+    const chat = await client.chat.completions.create(request);
+    const stream = await client.chat.completions.create({ ...request, stream: true });
+    const deltas: string[] = [];
+    let role: string | undefined;
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      role ??= choice?.delta.role;
+      if (choice?.delta.content) deltas.push(choice.delta.content);
+      finish = choice?.finish_reason ?? finish;
+    }
+    expect(role).toBe("assistant");
+    expect(deltas.join("")).toBe(chat.choices[0]!.message.content);
+    expect(finish).toBe(chat.choices[0]!.finish_reason);
+    expect(chat.usage!.completion_tokens).toBeGreaterThan(4);
+    expect(deltas.length).toBeGreaterThan(chat.usage!.completion_tokens / 3);
   });
 
   it("surfaces a bad field as a 400 APIError naming the parameter", async () => {

@@ -70,8 +70,24 @@ export interface CompletionResult {
   usage: TokenUsage;
 }
 
+/** Text generated so far by one sample, for streaming. */
+export interface TextProgress {
+  /** Position of the request in the array passed to `complete` (0 for `chat`). */
+  index: number;
+  /** Which of the request's `n` samples. */
+  sample: number;
+  /** All text the sample has produced so far that is certain to begin its final text (text that could still
+   * become part of a stop string, or an unfinished UTF-8 character, is held back). Grows with each call. */
+  text: string;
+}
+
 export interface CompleteOptions {
   signal?: AbortSignal;
+  /**
+   * Called as generation goes, for streaming. Optional for backends: one that cannot stream (the HTTP backend)
+   * never calls it, so consumers take the final text from the result and use this only for early display.
+   */
+  onText?: (progress: TextProgress) => void;
 }
 
 export interface TokenLogprob {

@@ -1,7 +1,11 @@
-/** `POST /v1/chat/completions` over `LanguageModel.chat`, with `n` and `stream` (one content chunk per choice). */
+/**
+ * `POST /v1/chat/completions` over `LanguageModel.chat`, with `n` and `stream`: content is streamed as the model
+ * writes it (on backends that report progress), trimmed like the final message (leading whitespace dropped, trailing
+ * whitespace held back until more text follows).
+ */
 import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
-import type { ChatMessage } from "../backends/language-model.js";
+import type { ChatMessage, TextProgress } from "../backends/language-model.js";
 import { checkModelName, type ServeContext, samplingFrom, startSse, writeSse } from "./completions.js";
 import type { ChatCompletionsRequest } from "./request-schemas.js";
 
@@ -29,21 +33,34 @@ export async function handleChatCompletions(
   for (let index = 0; index < n; index++) {
     // Distinct samples need distinct seeds when a seed is given.
     const seed = sampling.seed === undefined ? undefined : sampling.seed + index;
-    const result = await context.model.chat(messages, { ...sampling, seed, signal });
+    const chunk = (delta: { role?: "assistant"; content?: string }, finishReason: "stop" | "length" | null = null) =>
+      writeSse(response, {
+        ...base,
+        object: "chat.completion.chunk",
+        choices: [{ index, delta, logprobs: null, finish_reason: finishReason }],
+      });
+    let sent = "";
+    const onText = (progress: TextProgress) => {
+      const settled = progress.text.trimStart().trimEnd();
+      if (settled.length <= sent.length || !settled.startsWith(sent)) return;
+      chunk({ content: settled.slice(sent.length) });
+      sent = settled;
+    };
+    if (stream) chunk({ role: "assistant", content: "" });
+    const result = await context.model.chat(messages, {
+      ...sampling,
+      seed,
+      signal,
+      onText: stream ? onText : undefined,
+    });
     usage.prompt_tokens += index === 0 ? result.usage.promptTokens : 0;
     usage.completion_tokens += result.usage.completionTokens;
     const finishReason = result.finishReason === "length" ? "length" : "stop";
     if (stream) {
-      const chunk = { ...base, object: "chat.completion.chunk" };
-      writeSse(response, {
-        ...chunk,
-        choices: [{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }],
-      });
-      writeSse(response, {
-        ...chunk,
-        choices: [{ index, delta: { content: result.message.content }, logprobs: null, finish_reason: null }],
-      });
-      writeSse(response, { ...chunk, choices: [{ index, delta: {}, logprobs: null, finish_reason: finishReason }] });
+      const content = result.message.content;
+      const rest = content.startsWith(sent) ? content.slice(sent.length) : "";
+      if (rest.length > 0) chunk({ content: rest });
+      chunk({}, finishReason);
     } else {
       choices.push({
         index,

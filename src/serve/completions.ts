@@ -1,11 +1,13 @@
 /**
  * `POST /v1/completions` over a LanguageModel: prompts as a string, strings or token ids; `n`, `stop`,
  * `max_tokens` (0 with `echo` scores the prompt without generating), `echo`, `logprobs`, and `stream` (SSE).
- * The LanguageModel yields whole completions, so a stream sends one chunk per finished choice, then `[DONE]`.
+ * A stream sends text as the model produces it (on backends that report progress, see `CompleteOptions.onText`),
+ * then each choice's last chunk with its finish reason, then `[DONE]`. With `logprobs`, which are computed on the
+ * finished text, each choice comes as one chunk when it is done.
  */
 import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
-import type { CompletionRequest, LanguageModel, SamplingOptions } from "../backends/language-model.js";
+import type { CompletionRequest, LanguageModel, SamplingOptions, TextProgress } from "../backends/language-model.js";
 import { codePointLength } from "../backends/openai-compatible/echo-score.js";
 import { HttpError } from "./openai-error.js";
 import type { ChatCompletionsRequest, CompletionsRequest } from "./request-schemas.js";
@@ -95,6 +97,20 @@ export async function handleCompletions(
   const choices: CompletionChoice[] = [];
   const stream = body.stream ?? false;
   if (stream) startSse(response);
+  // Streamed text per choice index (without an echoed prompt), and choices whose echoed prompt was sent.
+  const streamed = new Map<number, string>();
+  const echoed = new Set<number>();
+  const chunk = (choice: CompletionChoice | (Omit<CompletionChoice, "finish_reason"> & { finish_reason: null })) =>
+    writeSse(response, { id, object: "text_completion", created, model: context.modelName, choices: [choice] });
+  const onText = (progress: TextProgress) => {
+    const index = progress.index * n + progress.sample;
+    const sent = streamed.get(index) ?? "";
+    if (progress.text.length <= sent.length || !progress.text.startsWith(sent)) return;
+    const prefix = echo && !echoed.has(index) ? prompts[progress.index]! : "";
+    echoed.add(index);
+    streamed.set(index, progress.text);
+    chunk({ index, text: prefix + progress.text.slice(sent.length), logprobs: null, finish_reason: null });
+  };
 
   const finishPrompt = async (
     promptIndex: number,
@@ -120,14 +136,17 @@ export async function handleCompletions(
       );
     }
     completions.forEach((completion, i) => {
+      const index = promptIndex * n + i;
+      // What streaming already sent is a prefix of the final text; send the rest.
+      const sent = streamed.get(index) ?? "";
+      const rest = completion.text.startsWith(sent) ? completion.text.slice(sent.length) : "";
       const choice: CompletionChoice = {
-        index: promptIndex * n + i,
-        text: (echo ? prompt : "") + completion.text,
+        index,
+        text: (echo && !echoed.has(index) ? prompt : "") + rest,
         logprobs: wantLogprobs ? (promptPart ? concatLogprobs(promptPart, generated[i]!) : generated[i]!) : null,
         finish_reason: completion.finishReason === "length" ? "length" : "stop",
       };
-      if (stream)
-        writeSse(response, { id, object: "text_completion", created, model: context.modelName, choices: [choice] });
+      if (stream) chunk(choice);
       else choices.push(choice);
     });
   };
@@ -142,7 +161,8 @@ export async function handleCompletions(
     }
   } else {
     const requests: CompletionRequest[] = prompts.map((prompt) => ({ ...sampling, prompt, n }));
-    for await (const result of model.complete(requests, { signal })) {
+    const streamText = stream && !wantLogprobs ? onText : undefined;
+    for await (const result of model.complete(requests, { signal, onText: streamText })) {
       usage.prompt_tokens += result.usage.promptTokens;
       usage.completion_tokens += result.usage.completionTokens;
       await finishPrompt(result.index, result.completions);

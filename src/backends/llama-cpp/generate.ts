@@ -23,6 +23,20 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** Called once the prompt is in the KV cache (first token sampled, or generation over). */
   onPromptEvaluated?: () => void;
+  /** Called with the text so far that is certain to begin the final text (see `TextProgress.text`). */
+  onText?: (text: string) => void;
+}
+
+/**
+ * The part of `text` (the detokenized output so far) that is certain to begin the final text: without an
+ * unfinished UTF-8 character at the end (U+FFFD), and without the last `longestStop - 1` characters, which could
+ * begin a stop string that the next tokens complete.
+ */
+export function settledText(text: string, longestStop: number): string {
+  let end = text.length;
+  while (end > 0 && text.charCodeAt(end - 1) === 0xfffd) end--;
+  if (longestStop > 1) end = Math.min(end, text.length - (longestStop - 1));
+  return text.slice(0, Math.max(0, end));
 }
 
 export interface GenerateResult extends Completion {
@@ -134,6 +148,7 @@ export async function generateOnSequence(
   let finishReason: Completion["finishReason"] = "stop";
   let text: string | undefined;
   let checkedLength = 0;
+  let sent = "";
   const meterBefore = sequence.tokenMeter.getState();
   const tokensEvaluatedSoFar = () => {
     const after = sequence.tokenMeter.getState();
@@ -160,7 +175,7 @@ export async function generateOnSequence(
     generated.push(token);
     ngrams.push(token);
     tokenCounts.set(token, (tokenCounts.get(token) ?? 0) + 1);
-    if (stops.length > 0) {
+    if (stops.length > 0 || options.onText) {
       const current = model.detokenize(generated, false, contextTail);
       let cut = -1;
       for (const stop of stops) {
@@ -172,6 +187,14 @@ export async function generateOnSequence(
         text = current.slice(0, cut);
         finishReason = "stop";
         break;
+      }
+      if (options.onText) {
+        const settled = settledText(current, longestStop);
+        // Only ever extend what was sent (a tokenizer could rewrite the end of its text as tokens arrive).
+        if (settled.length > sent.length && settled.startsWith(sent)) {
+          sent = settled;
+          options.onText(settled);
+        }
       }
     }
     if (generated.length >= budget) {

@@ -4,8 +4,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AbortedError, BackendError, ConfigError } from "../../errors/index.js";
 import { BYTE_VOCAB_EOS, writeTinyModel } from "../../gguf/index.js";
-import { type CompletionRequest, completeAll } from "../language-model.js";
+import { type CompletionRequest, completeAll, type TextProgress } from "../language-model.js";
 import { chatWrapperFor, renderChat } from "./chat-prompt.js";
+import { settledText } from "./generate.js";
 import { createLlamaCppBackend, type LlamaCppBackend } from "./index.js";
 
 let dir: string;
@@ -115,6 +116,36 @@ describe("LlamaCppBackend basics", () => {
     expect(cut.completions[0]?.text).toBe(expected);
     expect(cut.completions[0]?.finishReason).toBe("stop");
     expect(cut.completions[0]?.tokenCount).toBeLessThan(40);
+  });
+
+  it("reports text as it is generated: growing prefixes of the final text that never reach into a stop string", async () => {
+    const full = (await one(greedy("A story", { maxTokens: 40 }))).completions[0]?.text ?? "";
+    const stop = full.slice(14, 17);
+    const updates: TextProgress[] = [];
+    const [cut, other] = await completeAll(
+      backend,
+      [greedy("A story", { maxTokens: 40, stop: [stop] }), greedy("Other", { maxTokens: 10, n: 2 })],
+      { onText: (progress) => updates.push(progress) },
+    );
+    const final = cut?.completions[0]?.text ?? "";
+    expect(final).toBe(full.slice(0, full.indexOf(stop)));
+    const mine = updates.filter((u) => u.index === 0).map((u) => u.text);
+    expect(mine.length).toBeGreaterThan(final.length / 3);
+    mine.forEach((text, i) => {
+      expect(final.startsWith(text)).toBe(true);
+      if (i > 0) expect(text.length).toBeGreaterThan(mine[i - 1]?.length ?? 0);
+    });
+    for (const sample of [0, 1]) {
+      const texts = updates.filter((u) => u.index === 1 && u.sample === sample).map((u) => u.text);
+      expect(texts.at(-1)).toBe(other?.completions[sample]?.text);
+    }
+  });
+
+  it("settledText holds back unfinished characters and possible stop-string starts", () => {
+    expect(settledText("abc", 0)).toBe("abc");
+    expect(settledText("abc\ufffd\ufffd", 0)).toBe("abc");
+    expect(settledText("abcdef", 3)).toBe("abcd");
+    expect(settledText("ab", 5)).toBe("");
   });
 
   it("logit bias steers and bans tokens", async () => {

@@ -249,6 +249,7 @@ export class LlamaCppBackend implements LanguageModel {
   async *complete(requests: CompletionRequest[], options: CompleteOptions = {}): AsyncIterable<CompletionResult> {
     this.ensureOpen();
     throwIfAborted(options.signal);
+    const onText = options.onText;
     const prepared = await Promise.all(
       requests.map(async (request, index) => {
         const tokens = tokenizeWithBos(this.model, request.prompt);
@@ -266,7 +267,13 @@ export class LlamaCppBackend implements LanguageModel {
         const baseSeed = this.seedFor(request.seed);
         const samples = await Promise.all(
           Array.from({ length: n }, (_, k) =>
-            this.runSample(tokens, { ...request, seed: (baseSeed + k) >>> 0, compiledGrammar, signal }),
+            this.runSample(tokens, {
+              ...request,
+              seed: (baseSeed + k) >>> 0,
+              compiledGrammar,
+              signal,
+              onText: onText && ((text) => onText({ index, sample: k, text })),
+            }),
           ),
         );
         // Samples cut short by an abort are not results.
@@ -307,8 +314,10 @@ export class LlamaCppBackend implements LanguageModel {
     const { tokens, stops } = renderChat(this.model, this.chatWrapper, messages);
     checkPromptFits(tokens, this.parts.contextSize);
     const compiledGrammar = options.grammar ? await this.grammar(options.grammar) : undefined;
+    const onText = options.onText;
     const result = await this.runSample(tokens, {
       ...options,
+      onText: onText && ((text) => onText({ index: 0, sample: 0, text })),
       seed: this.seedFor(options.seed) >>> 0,
       compiledGrammar,
       extraStops: stops,

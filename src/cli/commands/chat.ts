@@ -47,29 +47,44 @@ export function registerChat(program: Command): void {
         process.stdout.write(
           `Chatting with ${constitution.assistant.name} (${options.model}${lora.length ? ` + ${lora.map((l) => l.path).join(", ")}` : ""}). /exit to leave.\n`,
         );
+        // Ctrl+C at the prompt leaves like Ctrl+D (in a terminal, readline receives it rather than the process).
+        rl.on("SIGINT", () => rl.close());
         try {
-          for (;;) {
-            let line: string;
-            try {
-              line = await rl.question("you> ");
-            } catch {
-              break; // Ctrl+D
-            }
+          // The line iterator keeps lines that arrive while an answer is being written (piped input).
+          process.stdout.write("you> ");
+          for await (const line of rl) {
             if (line.trim() === "/exit") break;
-            if (!line.trim()) continue;
+            if (!line.trim()) {
+              process.stdout.write("you> ");
+              continue;
+            }
             history.push({ role: "user", content: line });
             const prompt = chatPromptFromMessages(constitution.assistant, style, history);
-            const [result] = await completeAll(backend, [
-              {
-                prompt: `${prompt}\n`,
-                temperature: options.temperature,
-                maxTokens: options.maxTokens,
-                stop: [USER_TURN_MARKER],
-              },
-            ]);
+            process.stdout.write(`${constitution.assistant.name}> `);
+            // Print the answer as it is written: each time, what is new in the cleaned text so far.
+            let printed = "";
+            const show = (text: string) => {
+              if (text.length > printed.length && text.startsWith(printed)) {
+                process.stdout.write(text.slice(printed.length));
+                printed = text;
+              }
+            };
+            const [result] = await completeAll(
+              backend,
+              [
+                {
+                  prompt: `${prompt}\n`,
+                  temperature: options.temperature,
+                  maxTokens: options.maxTokens,
+                  stop: [USER_TURN_MARKER],
+                },
+              ],
+              { onText: (progress) => show(cleanAnswer(progress.text)) },
+            );
             const answer = cleanAnswer(result!.completions[0]!.text);
+            show(answer);
             history.push({ role: "assistant", content: answer });
-            process.stdout.write(`${constitution.assistant.name}> ${answer}\n`);
+            process.stdout.write("\nyou> ");
           }
         } finally {
           rl.close();
