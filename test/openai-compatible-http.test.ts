@@ -467,6 +467,13 @@ describe("score", () => {
       max_tokens: 1,
       temperature: 0,
     });
+    // With topLogprobs: asks for that many and returns them best first (the actual token, rank 4, is not among them).
+    const [withTop] = await backend.score("ab", [" c"], { topLogprobs: 1 });
+    expect(withTop!.tokens[0]!.top).toEqual([{ token: 99, text: "!", logprob: -0.1 }]);
+    expect(server.received[1]!.body.prompt_logprobs).toBe(1);
+    const [withTwo] = await backend.score("ab", [" c"], { topLogprobs: 2 });
+    expect(withTwo!.tokens[0]!.top?.map((t) => t.token)).toEqual([99, 12]);
+    expect(server.received[2]!.body.prompt_logprobs).toBe(2);
   });
 
   it("throws a CapabilityError when the server's echo has no logprobs", async () => {

@@ -220,6 +220,39 @@ describe("the official openai client against selfalign serve", () => {
     expect(choice.logprobs!.text_offset![promptTokens]).toBe(3);
   });
 
+  it("fills top_logprobs with the k most likely tokens and the chosen one, as lm-evaluation-harness reads them", async () => {
+    const prompt = "Score me:";
+    const text = " not the greedy text";
+    const completion = await client.completions.create({
+      model: "tiny",
+      prompt: prompt + text,
+      max_tokens: 0,
+      echo: true,
+      logprobs: 3,
+      // Keys as token ids: two byte tokens can both print as U+FFFD and would share a text key.
+      return_tokens_as_token_ids: true,
+    } as OpenAI.CompletionCreateParamsNonStreaming);
+    const logprobs = completion.choices[0]!.logprobs!;
+    const [reference] = await embedded.score(prompt, [text], { topLogprobs: 3 });
+    const promptTokens = (await embedded.score("", [prompt]))[0]!.tokens.length;
+    expect(logprobs.top_logprobs![0]).toBeNull();
+    const tops = logprobs.top_logprobs!.slice(promptTokens);
+    const chosen = logprobs.token_logprobs!.slice(promptTokens);
+    expect(tops).toHaveLength(reference!.tokens.length);
+    tops.forEach((top, i) => {
+      const token = reference!.tokens[i]!;
+      expect(top).not.toBeNull();
+      expect(Object.keys(top!).length).toBeLessThanOrEqual(4);
+      expect(top![`token_id:${token.token}`]).toBeCloseTo(token.logprob, 5);
+      for (const alternative of token.top!)
+        expect(top![`token_id:${alternative.token}`]).toBeCloseTo(alternative.logprob, 5);
+      // lm-evaluation-harness: a token is greedy when its log-probability is the largest in top_logprobs.
+      const harnessGreedy = chosen[i] === Math.max(...Object.values(top!));
+      expect(harnessGreedy).toBe(token.top![0]!.token === token.token);
+    });
+    expect(reference!.isGreedy).toBe(false);
+  });
+
   it("chats, plain and streamed", async () => {
     const chat = await client.chat.completions.create({
       model: "tiny",
@@ -299,6 +332,16 @@ describe("the HTTP backend through selfalign serve", () => {
       expect(viaHttp[i]!.tokens.map((token) => token.token)).toEqual(direct[i]!.tokens.map((token) => token.token));
       expect(viaHttp[i]!.tokens.map((token) => token.text).join("")).toBe(continuations[i]);
     }
+    // The k most likely tokens at each position come through too.
+    const [topHttp] = await http.score(prompt, [" no, it is not"], { topLogprobs: 2 });
+    const [topDirect] = await embedded.score(prompt, [" no, it is not"], { topLogprobs: 2 });
+    topHttp!.tokens.forEach((token, i) => {
+      const expected = topDirect!.tokens[i]!.top!;
+      expect(token.top?.map((t) => t.token)).toEqual(expected.map((t) => t.token));
+      token.top?.forEach((t, k) => {
+        expect(t.logprob).toBeCloseTo(expected[k]!.logprob, 4);
+      });
+    });
     const requests = [{ prompt: "One two", temperature: 0, maxTokens: 6 }];
     const [generatedHttp] = await completeAll(http, requests);
     const [generatedDirect] = await completeAll(embedded, requests);

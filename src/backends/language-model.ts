@@ -91,9 +91,17 @@ export interface CompleteOptions {
 }
 
 export interface TokenLogprob {
+  /** Token id; -1 when a server reported the token's text only. */
   token: number;
   text: string;
   logprob: number;
+  /** The most likely tokens at this position, best first, when asked for with `ScoreOptions.topLogprobs`. */
+  top?: Array<{ token: number; text: string; logprob: number }>;
+}
+
+export interface ScoreOptions extends CompleteOptions {
+  /** Also give the k most likely tokens at each scored position (`TokenLogprob.top`). Default 0 (none). */
+  topLogprobs?: number;
 }
 
 export interface ScoreResult {
@@ -152,7 +160,7 @@ export interface LanguageModel {
    * lm-evaluation-harness: continuation tokens = tokenize(prompt + continuation) minus the tokens of
    * tokenize(prompt), so the boundary is tokenised as the model would see it.
    */
-  score(prompt: string, continuations: string[], options?: CompleteOptions): Promise<ScoreResult[]>;
+  score(prompt: string, continuations: string[], options?: ScoreOptions): Promise<ScoreResult[]>;
   tokenize(text: string, options?: TokenizeOptions): Promise<number[]>;
   detokenize(tokens: number[]): Promise<string>;
   countTokens(text: string): Promise<number>;

@@ -82,6 +82,7 @@ export async function handleCompletions(
   checkModelName(body.model, context);
   const { model } = context;
   const wantLogprobs = body.logprobs !== undefined && body.logprobs !== null;
+  const topLogprobs = body.logprobs ?? 0;
   if (wantLogprobs && !model.capabilities().score) {
     throw new HttpError(400, "this model cannot give log-probabilities; leave out `logprobs`", { param: "logprobs" });
   }
@@ -121,11 +122,13 @@ export async function handleCompletions(
     let generated: OpenAILogprobs[] = completions.map(() => emptyLogprobs());
     if (wantLogprobs) {
       if (echo) {
-        const [score] = await model.score("", [prompt], { signal });
+        const [score] = await model.score("", [prompt], { signal, topLogprobs });
         promptPart = await logprobsOf(model, score!, prompt, { base: 0, firstIsNull: true, tokenIds });
       }
       const texts = completions.map((completion) => completion.text);
-      const scored = texts.some((text) => text.length > 0) ? await model.score(prompt, texts, { signal }) : [];
+      const scored = texts.some((text) => text.length > 0)
+        ? await model.score(prompt, texts, { signal, topLogprobs })
+        : [];
       const base = echo ? codePointLength(prompt) : 0;
       generated = await Promise.all(
         completions.map((completion, i) =>

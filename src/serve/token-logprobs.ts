@@ -4,9 +4,10 @@
  * first token's log-probability is reported as null, as OpenAI does. Generated text is scored after generation
  * as `score(prompt, [text])`: the raw model distribution, before temperature, top-p and penalties.
  *
- * `top_logprobs` can only be filled where it is known: when every token of a scored text is the arg-max token,
- * each position's top-1 is the token itself; otherwise positions are null (the interface reports greediness per
- * text, not per position). Offsets count Unicode code points, as Python servers do.
+ * `top_logprobs` (requested with `logprobs: k`) holds, per position, the chosen token and the k most likely tokens
+ * (up to k + 1 entries, as OpenAI and vLLM return them), from `score(..., { topLogprobs: k })`. A model that gives no
+ * alternatives leaves a position null, unless the whole text is greedy (then the chosen token is the top-1).
+ * Offsets count Unicode code points, as Python servers do.
  */
 import type { LanguageModel, ScoreResult, TokenLogprob } from "../backends/language-model.js";
 import { codePointLength } from "../backends/openai-compatible/echo-score.js";
@@ -55,13 +56,22 @@ export async function logprobsOf(
   text: string,
   options: { base: number; firstIsNull: boolean; tokenIds: boolean },
 ): Promise<OpenAILogprobs> {
-  const names = score.tokens.map((token) => (options.tokenIds ? `token_id:${token.token}` : token.text));
+  const nameOf = (token: { token: number; text: string }) =>
+    options.tokenIds && token.token >= 0 ? `token_id:${token.token}` : token.text;
+  const names = score.tokens.map(nameOf);
+  const topOf = (token: TokenLogprob, i: number): Record<string, number> | null => {
+    if (options.firstIsNull && i === 0) return null;
+    if (token.top) {
+      const entries: Record<string, number> = { [names[i]!]: token.logprob };
+      for (const alternative of token.top) entries[nameOf(alternative)] ??= alternative.logprob;
+      return entries;
+    }
+    return score.isGreedy ? { [names[i]!]: token.logprob } : null;
+  };
   return {
     tokens: names,
     token_logprobs: score.tokens.map((token, i) => (options.firstIsNull && i === 0 ? null : token.logprob)),
-    top_logprobs: score.tokens.map((token, i) =>
-      score.isGreedy && !(options.firstIsNull && i === 0) ? { [names[i]!]: token.logprob } : null,
-    ),
+    top_logprobs: score.tokens.map(topOf),
     text_offset: await tokenOffsets(model, score.tokens, text, options.base),
   };
 }

@@ -14,6 +14,7 @@ import type {
   CompletionResult,
   LanguageModel,
   SamplingOptions,
+  ScoreOptions,
   ScoreResult,
   TokenizeOptions,
 } from "../language-model.js";
@@ -296,12 +297,12 @@ export class LlamaCppBackend implements LanguageModel {
     }
   }
 
-  async score(prompt: string, continuations: string[], options: CompleteOptions = {}): Promise<ScoreResult[]> {
+  async score(prompt: string, continuations: string[], options: ScoreOptions = {}): Promise<ScoreResult[]> {
     this.ensureOpen();
     throwIfAborted(options.signal);
     const run = this.scoreQueue.then(async () => {
       const { sequence } = await this.scoringContext();
-      return scoreOnSequence(sequence, prompt, continuations, options.signal);
+      return scoreOnSequence(sequence, prompt, continuations, options.signal, options.topLogprobs ?? 0);
     });
     this.scoreQueue = run.catch(() => undefined);
     return run;

@@ -39,11 +39,16 @@ function referenceSequence(path: string): Promise<LlamaContextSequence> {
   return sequence;
 }
 
-async function referenceLogprobs(path: string, tokens: Token[]): Promise<{ logprobs: number[]; argmax: number[] }> {
+async function referenceLogprobs(
+  path: string,
+  tokens: Token[],
+): Promise<{ logprobs: number[]; argmax: number[]; full: Array<Map<number, number>> }> {
   const sequence = await referenceSequence(path);
   await sequence.clearHistory();
   const logprobs: number[] = [];
   const argmax: number[] = [];
+  /** Per position, every token's log-probability. */
+  const full: Array<Map<number, number>> = [];
   for (let i = 0; i < tokens.length - 1; i++) {
     const [result] = await sequence.controlledEvaluate([[tokens[i] as Token, { generateNext: { logits: true } }]]);
     const logits = result?.next?.logits;
@@ -59,8 +64,9 @@ async function referenceLogprobs(path: string, tokens: Token[]): Promise<{ logpr
     for (const value of logits.values()) sum += Math.exp(value - max);
     logprobs.push((logits.get(tokens[i + 1] as Token) ?? Number.NaN) - max - Math.log(sum));
     argmax.push(best);
+    full.push(new Map([...logits].map(([token, value]) => [token, value - max - Math.log(sum)])));
   }
-  return { logprobs, argmax };
+  return { logprobs, argmax, full };
 }
 
 async function expectMatchesReference(scorer: LlamaCppBackend, path: string, prompt: string, continuations: string[]) {
@@ -133,6 +139,26 @@ describe("score", () => {
     // Probabilities of single tokens sum to at most 1.
     const mass = results.reduce((sum, r) => sum + Math.exp(r.logprob), 0);
     expect(mass).toBeLessThanOrEqual(1 + 1e-6);
+  });
+
+  it("topLogprobs gives the k most likely tokens at each position, as the full vocabulary ranks them", async () => {
+    const prompt = "Question: what comes next?";
+    const continuation = " A random reply";
+    const [result] = await backend.score(prompt, [continuation], { topLogprobs: 4 });
+    const { condition, continuation: target } = alignContinuation(backend.model, prompt, continuation);
+    const { full } = await referenceLogprobs(modelPath, [...condition, ...target]);
+    expect(result?.tokens).toHaveLength(target.length);
+    for (const [j, token] of (result?.tokens ?? []).entries()) {
+      const ranked = [...(full[condition.length - 1 + j] ?? [])].sort((a, b) => b[1] - a[1]).slice(0, 4);
+      expect(token.top?.map((t) => t.token)).toEqual(ranked.map(([id]) => id));
+      for (const [k, alternative] of (token.top ?? []).entries()) {
+        expect(Math.abs(alternative.logprob - (ranked[k]?.[1] ?? 0))).toBeLessThan(1e-4);
+        expect(alternative.text).toBe(await backend.detokenize([alternative.token]));
+      }
+    }
+    // Without the option, no alternatives.
+    const [plain] = await backend.score(prompt, [continuation]);
+    expect(plain?.tokens.every((t) => t.top === undefined)).toBe(true);
   });
 
   it("gives identical results with a cached prefix, in any order, and an empty continuation scores 0", async () => {

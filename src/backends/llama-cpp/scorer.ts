@@ -34,12 +34,14 @@ export function alignContinuation(
  * in the KV cache, so continuations of one prompt, and later calls with the same prompt, evaluate only what differs.
  * log p(t) = logit(t) - max logit - log(sum exp(logit - max)), from controlledEvaluate's filtered logits
  * (`includeTop: 1` gives the max; `includeMax` is broken in node-llama-cpp 3.22.1) and `totalLogitWeight`.
+ * With `topLogprobs` k > 0, each token also gets the k most likely tokens at its position (`includeTop: k`).
  */
 export async function scoreOnSequence(
   sequence: LlamaContextSequence,
   prompt: string,
   continuations: readonly string[],
   signal?: AbortSignal,
+  topLogprobs = 0,
 ): Promise<ScoreResult[]> {
   const model = sequence.model;
   const results: ScoreResult[] = [];
@@ -72,7 +74,12 @@ export async function scoreOnSequence(
         const target = whole[i + 1] as Token;
         items.push([
           token,
-          { generateNext: { logits: { filter: { tokens: [target], includeTop: 1 } }, totalLogitWeight: true } },
+          {
+            generateNext: {
+              logits: { filter: { tokens: [target], includeTop: Math.max(1, topLogprobs) } },
+              totalLogitWeight: true,
+            },
+          },
         ]);
       }
     }
@@ -96,15 +103,23 @@ export async function scoreOnSequence(
       const value = logit - max - Math.log(total);
       if (logit < max) isGreedy = false;
       logprob += value;
-      tokens.push({
+      const before = whole.slice(Math.max(0, condition.length + j - 8), condition.length + j);
+      const scored: ScoreResult["tokens"][number] = {
         token: target,
-        text: model.detokenize(
-          [target],
-          false,
-          whole.slice(Math.max(0, condition.length + j - 8), condition.length + j),
-        ),
+        text: model.detokenize([target], false, before),
         logprob: value,
-      });
+      };
+      if (topLogprobs > 0)
+        // The filter returns the top k plus the target; when the target is not among the top k it ranks below them.
+        scored.top = [...logits.entries()]
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, topLogprobs)
+          .map(([token, tokenLogit]) => ({
+            token,
+            text: model.detokenize([token], false, before),
+            logprob: tokenLogit - max - Math.log(total),
+          }));
+      tokens.push(scored);
     }
     results.push({ logprob, tokens, isGreedy });
   }

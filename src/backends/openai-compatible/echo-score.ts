@@ -36,6 +36,15 @@ interface AlignedToken {
   end: number;
   logprob: number | null;
   greedy: boolean;
+  /** The server's most likely tokens at this position, best first. */
+  top: NonNullable<TokenLogprob["top"]>;
+}
+
+/** Best-first alternatives from an OpenAI `top_logprobs` entry (token text or `token_id:N` -> log-probability). */
+function topFromDict(entry: Record<string, number> | null | undefined): AlignedToken["top"] {
+  return Object.entries(entry ?? {})
+    .sort((a, b) => b[1] - a[1])
+    .map(([text, logprob]) => ({ token: tokenIdOf(text), text, logprob }));
 }
 
 const cannotScore = (serverUrl: string, what: string) =>
@@ -71,6 +80,7 @@ function alignFromLogprobs(choice: CompletionChoice, points: string[]): AlignedT
       end,
       logprob,
       greedy: logprob !== null && best !== undefined && logprob >= best - 1e-6,
+      top: topFromDict(top),
     };
   });
 }
@@ -84,7 +94,10 @@ function alignFromPromptLogprobs(choice: CompletionChoice, points: string[]): Al
     const items = Object.entries(entry);
     // With prompt_logprobs=1 the dict holds the actual token and, when different, the rank-1 token.
     const actual = items.length === 1 ? items[0]! : (items.find(([, value]) => value.rank !== 1) ?? items[0]!);
-    return { id: Number(actual[0]), ...actual[1], greedy: items.length === 1 || actual[1].rank === 1 };
+    const top = [...items]
+      .sort((a, b) => (a[1].rank ?? Number.POSITIVE_INFINITY) - (b[1].rank ?? Number.POSITIVE_INFINITY))
+      .map(([id, value]) => ({ token: Number(id), text: value.decoded_token ?? "", logprob: value.logprob }));
+    return { id: Number(actual[0]), ...actual[1], greedy: items.length === 1 || actual[1].rank === 1, top };
   });
   const restLength = picked.reduce((sum, item) => sum + (item ? codePointLength(item.decoded_token ?? "") : 0), 0);
   // The first entry is null; its text length is whatever the others leave over (0 for a BOS token).
@@ -97,6 +110,7 @@ function alignFromPromptLogprobs(choice: CompletionChoice, points: string[]): Al
       end: at + length,
       logprob: item?.logprob ?? null,
       greedy: item?.greedy ?? false,
+      top: item?.top ?? [],
     };
     at += length;
     return token;
@@ -112,6 +126,8 @@ export function scoreFromEcho(
   prompt: string,
   continuation: string,
   serverUrl: string,
+  /** Keep up to this many alternatives per token (`TokenLogprob.top`); 0 keeps none. */
+  topLogprobs = 0,
 ): ScoreResult {
   if (prompt.length === 0 && continuation.length > 0) {
     // The first token of an echoed text comes without a log-probability (and a leading BOS or SentencePiece
@@ -145,7 +161,13 @@ export function scoreFromEcho(
           "first token of a text); score with a non-empty prompt",
       );
     }
-    tokens.push({ token: token.id, text: sliceCodePoints(points, token.start, token.end), logprob: token.logprob });
+    const scored: TokenLogprob = {
+      token: token.id,
+      text: sliceCodePoints(points, token.start, token.end),
+      logprob: token.logprob,
+    };
+    if (topLogprobs > 0) scored.top = token.top.slice(0, topLogprobs);
+    tokens.push(scored);
     isGreedy &&= token.greedy;
   }
   const logprob = tokens.reduce((sum, token) => sum + token.logprob, 0);

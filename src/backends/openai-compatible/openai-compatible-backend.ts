@@ -20,6 +20,7 @@ import type {
   CompletionResult,
   LanguageModel,
   SamplingOptions,
+  ScoreOptions,
   ScoreResult,
   TokenizeOptions,
 } from "../language-model.js";
@@ -242,20 +243,21 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
     };
   }
 
-  async score(prompt: string, continuations: string[], options: CompleteOptions = {}): Promise<ScoreResult[]> {
+  async score(prompt: string, continuations: string[], options: ScoreOptions = {}): Promise<ScoreResult[]> {
     this.#checkOpen();
+    const top = options.topLogprobs ?? 0;
     const results: ScoreResult[] = new Array(continuations.length);
     for await (const result of runConcurrently(
       continuations.length,
       this.#pool.capacity,
       options.signal,
-      async (index, signal) => ({ index, score: await this.#scoreOne(prompt, continuations[index]!, signal) }),
+      async (index, signal) => ({ index, score: await this.#scoreOne(prompt, continuations[index]!, signal, top) }),
     ))
       results[result.index] = result.score;
     return results;
   }
 
-  async #scoreOne(prompt: string, continuation: string, signal: AbortSignal): Promise<ScoreResult> {
+  async #scoreOne(prompt: string, continuation: string, signal: AbortSignal, top: number): Promise<ScoreResult> {
     const url = this.#pool.endpoints[0]!.baseUrl;
     const method = this.#options.scoreMethod ?? "echo";
     const send = (maxTokens: number): Promise<CompletionsResponse> =>
@@ -265,8 +267,8 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
           model: this.#options.model,
           prompt: prompt + continuation,
           ...(method === "echo"
-            ? { echo: true, logprobs: 1, max_tokens: maxTokens }
-            : { prompt_logprobs: 1, max_tokens: 1 }),
+            ? { echo: true, logprobs: Math.max(1, top), max_tokens: maxTokens }
+            : { prompt_logprobs: Math.max(1, top), max_tokens: 1 }),
           temperature: 0,
           ...(this.#options.returnTokenIds ? { return_tokens_as_token_ids: true } : {}),
         },
@@ -298,7 +300,7 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
     }
     const choice = response.choices[0];
     if (!choice) throw new BackendError(`${url} returned no choices for a scoring request`, { retryable: true });
-    return scoreFromEcho(choice, prompt, continuation, url);
+    return scoreFromEcho(choice, prompt, continuation, url, top);
   }
 
   #scoreRejected(error: BackendError): Error {
