@@ -3,7 +3,7 @@
  * verbose-clone, then the report. Every stage resumes where it stopped; a stage whose inputs and options are unchanged
  * since it finished is not run again, so re-running a finished run does nothing and says so.
  */
-import { rm } from "node:fs/promises";
+import { access, mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import type { LanguageModel } from "../backends/language-model.js";
@@ -60,6 +60,10 @@ export interface RunPipelineOptions {
 export interface PipelineStageSummary {
   stage: PipelineStageName;
   status: "ran" | "skipped" | "up-to-date";
+  /** The stage's folders held records made with other settings: where they were moved (kept, not used). */
+  movedAside?: string;
+  /** Records made earlier with the current settings were moved back from here and reused. */
+  restoredFrom?: string;
   kept?: number;
   rejected?: number;
   byFilter?: Record<string, number>;
@@ -76,10 +80,39 @@ export interface RunPipelineResult {
   reportPath?: string;
 }
 
-/** <run>/pipeline.json: which stage finished with which fingerprint of its inputs and options. */
+/**
+ * <run>/pipeline.json: which stage finished with which fingerprint of its inputs and options, and which settings
+ * key the records in each stage's folders were made with.
+ */
 interface PipelineState {
   stages: Partial<Record<PipelineStageName, { fingerprint: string; finishedAt: string }>>;
+  keys?: Partial<Record<PipelineStageName, string>>;
 }
+
+/** The folders of a pipeline stage. */
+const stageFolders: Record<PipelineStageName, string[]> = {
+  "self-instruct": [selfInstructStage],
+  "red-team": [redTeamTopicsStage, redTeamStage],
+  "self-align": [selfAlignStage],
+  engrave: [engraveStage],
+  "verbose-clone": [verboseCloneStage, `${verboseCloneStage}-sft`],
+};
+
+/**
+ * Options that only say how much to do: changing them keeps the records made so far (a larger `target` continues
+ * where the stage stopped). Every other option shapes the records, so records made with another value are not reused.
+ */
+const amountOptions: Record<PipelineStageName, string[]> = {
+  "self-instruct": ["skip", "target", "maxRounds", "maxRoundsWithoutProgress"],
+  "red-team": ["skip", "epochs"],
+  "self-align": ["skip"],
+  engrave: [],
+  // Its answers are kept per prompt (maxPrompts) and its training restarts on its own when `train` changes.
+  "verbose-clone": ["skip", "maxPrompts", "train"],
+};
+
+/** Where the folders of records made with other settings are kept: <run>/previous/<stage>-<key>. */
+export const previousDirName = "previous";
 
 const hash = (value: unknown) => recordId("pipeline", value);
 
@@ -174,11 +207,58 @@ function trainerFor(config: TrainConfig): { trainer: Trainer; options: TrainOpti
 
 const pipelineStateSchema = z.object({
   stages: z.record(z.string(), z.object({ fingerprint: z.string(), finishedAt: z.string() })),
+  keys: z.record(z.string(), z.string()).optional(),
 });
 
 async function readState(runDir: string): Promise<PipelineState> {
   const value = await readJsonFile(join(runDir, "pipeline.json"));
   return value === undefined ? { stages: {} } : (pipelineStateSchema.parse(value) as PipelineState);
+}
+
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
+
+/**
+ * Make a stage's folders hold records made with settings `key` only. Folders made with other settings (`previousKey`)
+ * move to <run>/previous/<stage>-<previousKey>; folders kept there earlier for `key` move back. Nothing is deleted.
+ */
+async function switchStageFolders(
+  runDir: string,
+  stage: PipelineStageName,
+  previousKey: string | undefined,
+  key: string,
+): Promise<{ movedAside?: string; restoredFrom?: string }> {
+  const folders = stageFolders[stage];
+  const aside = (k: string) => join(runDir, previousDirName, `${stage}-${k.slice(0, 16)}`);
+  const outcome: { movedAside?: string; restoredFrom?: string } = {};
+  if (previousKey !== undefined) {
+    const present = [];
+    for (const folder of folders) if (await exists(join(runDir, folder))) present.push(folder);
+    if (present.length > 0) {
+      const target = aside(previousKey);
+      // An older copy made with the same settings is superseded by this one.
+      await rm(target, { recursive: true, force: true });
+      await mkdir(target, { recursive: true });
+      for (const folder of present) await rename(join(runDir, folder), join(target, folder));
+      outcome.movedAside = target;
+    }
+  }
+  const stash = aside(key);
+  if (await exists(stash)) {
+    let restored = false;
+    for (const folder of folders) {
+      if ((await exists(join(stash, folder))) && !(await exists(join(runDir, folder)))) {
+        await rename(join(stash, folder), join(runDir, folder));
+        restored = true;
+      }
+    }
+    await rm(stash, { recursive: true, force: true });
+    if (restored) outcome.restoredFrom = stash;
+  }
+  return outcome;
 }
 
 export async function runPipeline(options: RunPipelineOptions): Promise<RunPipelineResult> {
@@ -206,6 +286,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
     });
     const state = await readState(runDir);
     const fingerprints: Partial<Record<PipelineStageName, string>> = {};
+    const keys: Partial<Record<PipelineStageName, string>> = {};
     const getGenerator = async () => {
       generator ??= prepared.serverSpec
         ? await createBackend(prepared.serverSpec, { ...(onProgress ? { onProgress } : {}) })
@@ -239,6 +320,20 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         constitution: constitution.hash,
         upstream: upstream[stage].map((name) => fingerprints[name] ?? null),
       });
+      // The settings that shape this stage's records (upstream by their own keys: more prompts upstream only adds).
+      keys[stage] =
+        stage === engraveStage
+          ? fingerprints[stage]
+          : hash({
+              stage: Object.fromEntries(
+                Object.entries(stageConfig).filter(([option]) => !amountOptions[stage].includes(option)),
+              ),
+              model: config.model,
+              trainBase: stage === verboseCloneStage ? (prepared.trainBase ?? null) : null,
+              seed: config.seed,
+              constitution: constitution.hash,
+              upstream: upstream[stage].map((name) => keys[name] ?? null),
+            });
       if (stageConfig.skip) {
         result.stages.push({ stage, status: "skipped" });
         continue;
@@ -248,15 +343,30 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         continue;
       }
       result.alreadyFinished = false;
-      if (state.stages[stage]) {
-        // Finished before with other inputs or options: its training checkpoint is final and stale, so train afresh.
-        // Forget the old fingerprint first, so an interruption of the new run resumes the new training.
+      const key = keys[stage]!;
+      let switched: { movedAside?: string; restoredFrom?: string } = {};
+      if (state.keys?.[stage] !== key) {
+        // Run directories from before settings keys were recorded: their folders are taken as they are.
+        switched = await switchStageFolders(runDir, stage, state.keys?.[stage], key);
+        state.keys = { ...state.keys, [stage]: key };
+        await writeJsonAtomic(join(runDir, "pipeline.json"), state);
+      }
+      const finishedBefore = state.stages[stage] !== undefined;
+      if (finishedBefore) {
+        // Finished before with other inputs or options. Forget the old fingerprint first, so an interruption of the
+        // new run resumes the new work.
         delete state.stages[stage];
         await writeJsonAtomic(join(runDir, "pipeline.json"), state);
-        if (stage === engraveStage || stage === verboseCloneStage) {
-          await rm(join(sftFiles(join(runDir, stage)).adapterDir, "checkpoint"), { recursive: true, force: true });
-        }
       }
+      // A training checkpoint made with other options is stale: train afresh. Engrave's folder moves aside whenever
+      // its options change (its key is its fingerprint), so a restored one matches; verbose-clone keeps its answers
+      // across training changes, so its checkpoint goes whenever it finished before or was restored.
+      const staleCheckpoint =
+        stage === engraveStage
+          ? finishedBefore && switched.restoredFrom === undefined
+          : stage === verboseCloneStage && (finishedBefore || switched.restoredFrom !== undefined);
+      if (staleCheckpoint)
+        await rm(join(sftFiles(join(runDir, stage)).adapterDir, "checkpoint"), { recursive: true, force: true });
       const summary = await runStage(stage, {
         run,
         prepared,
@@ -266,7 +376,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         ...(onProgress ? { onProgress } : {}),
         ...(signal ? { signal } : {}),
       });
-      result.stages.push({ stage, status: "ran", ...(await stageCounts(runDir, stage)), ...summary });
+      result.stages.push({ stage, status: "ran", ...(await stageCounts(runDir, stage)), ...summary, ...switched });
       state.stages[stage] = { fingerprint: fingerprints[stage]!, finishedAt: new Date().toISOString() };
       await writeJsonAtomic(join(runDir, "pipeline.json"), state);
     }

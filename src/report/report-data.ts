@@ -84,12 +84,14 @@ export function wordHistogram(values: string[]): Histogram {
   return { edges, counts };
 }
 
+/** Files under `dir` (not in node_modules, nor in `previous/`, where the pipeline keeps records of other settings). */
 async function findFiles(dir: string, name: (file: string) => boolean, depth = 4): Promise<string[]> {
   if (depth < 0) return [];
   const found: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory() && entry.name !== "node_modules") found.push(...(await findFiles(path, name, depth - 1)));
+    if (entry.isDirectory() && entry.name !== "node_modules" && entry.name !== "previous")
+      found.push(...(await findFiles(path, name, depth - 1)));
     else if (entry.isFile() && name(entry.name)) found.push(path);
   }
   return found.sort();

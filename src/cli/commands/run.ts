@@ -15,6 +15,10 @@ export function formatPipelineSummary(result: import("../../pipeline/run-pipelin
       .map(([filter, count]) => `${filter} ${count}`)
       .join(", ");
     lines.push(`  ${stage.stage.padEnd(14)} ${stage.status.padEnd(10)}${counts}${filters ? ` (${filters})` : ""}`);
+    if (stage.movedAside)
+      lines.push(`  ${"".padEnd(14)} its settings changed: the earlier records were moved to ${stage.movedAside}`);
+    if (stage.restoredFrom)
+      lines.push(`  ${"".padEnd(14)} reused the records made earlier with these settings (from ${stage.restoredFrom})`);
   }
   if (!result.alreadyFinished) {
     lines.push(
