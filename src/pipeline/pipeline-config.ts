@@ -74,6 +74,7 @@ export const pipelineConfigSchema = z.strictObject({
     .strictObject({
       contextSize: positiveInt.optional(),
       sequences: positiveInt.optional(),
+      /** Decode threads; default: measured per batch size (1 thread against all cores). */
       threads: positiveInt.optional(),
       batchThreads: positiveInt.optional(),
       /** Bit-reproducible generation (one sequence, no prefix reuse): a resumed run equals an uninterrupted one. */

@@ -39,8 +39,12 @@ export interface LlamaCppBackendOptions {
   contextSize?: number;
   /** Sequences decoded in parallel by `complete`. Default 4. */
   sequences?: number;
-  /** Threads for decoding (small batches). Default 1: on small VMs each multi-threaded decode pays a fixed sync cost. */
-  threads?: number;
+  /**
+   * Threads for decoding (batches under 64 tokens). Default "auto": per batch size, 1 thread and `batchThreads` are
+   * each measured on a few decode calls and the faster is kept (on small VMs each multi-threaded decode call pays a
+   * fixed synchronisation cost, so one sequence can decode faster on 1 thread; on real cores all of them win).
+   */
+  threads?: number | "auto";
   /** Threads for long prompt evaluation (batches of 64+ tokens). Default: the number of CPU cores. */
   batchThreads?: number;
   /** LoRA adapters (GGUF) applied to generation and scoring; `scale` defaults to 1. */
@@ -88,7 +92,7 @@ interface BackendParts {
   context: LlamaContext;
   tuning: NativeBatchTuning;
   contextSize: number;
-  threads: number;
+  threads: number | "auto";
   batchThreads: number;
   lora?: LlamaContextOptions["lora"];
   seed?: number;
@@ -103,10 +107,10 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   const sequences = deterministic ? 1 : (options.sequences ?? 4);
   if (!Number.isInteger(sequences) || sequences < 1)
     throw new ConfigError(`sequences must be a positive integer, got ${sequences}`, { field: "sequences" });
-  const threads = options.threads ?? 1;
+  const threads = options.threads ?? "auto";
   const batchThreads = options.batchThreads ?? availableParallelism();
   for (const [field, value] of [
-    ["threads", threads],
+    ["threads", threads === "auto" ? 1 : threads],
     ["batchThreads", batchThreads],
   ] as const)
     if (!Number.isInteger(value) || value < 1)
@@ -152,7 +156,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
       context = await model.createContext({
         contextSize,
         sequences,
-        threads: Math.max(threads, batchThreads),
+        threads: Math.max(threads === "auto" ? 1 : threads, batchThreads),
         lora,
         ...(deterministic ? exactContextOptions : {}),
         // Decode steps wait a few microtask turns for every generating sequence (see native-batch.ts).
@@ -166,7 +170,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         { cause: error },
       );
     }
-    const tuning = tuneNativeBatches(context, threads, batchThreads);
+    const tuning = tuneNativeBatches(context, { decodeThreads: threads, batchThreads });
     const loraId = adapters.map((a) => `+lora:${a.filePath}@${a.scale}`).join("");
     return new LlamaCppBackend({
       id: `llama-cpp:${options.model}${loraId}`,
@@ -385,10 +389,10 @@ export class LlamaCppBackend implements LanguageModel {
         contextSize: this.parts.contextSize,
         sequences: 1,
         ...exactContextOptions,
-        threads: Math.max(this.parts.threads, this.parts.batchThreads),
+        threads: Math.max(this.parts.threads === "auto" ? 1 : this.parts.threads, this.parts.batchThreads),
         lora: this.parts.lora,
       });
-      tuneNativeBatches(context, this.parts.threads, this.parts.batchThreads);
+      tuneNativeBatches(context, { decodeThreads: this.parts.threads, batchThreads: this.parts.batchThreads });
       return { context, sequence: context.getSequence() };
     })();
     return this.scoring;

@@ -46,7 +46,7 @@ describe("tuneNativeBatches (on a stand-in native context)", () => {
   it("adds entries in sequence-id order and returns each entry's final batch positions", async () => {
     const native = new FakeNative();
     const context = fakeContext(native);
-    const tuning = tuneNativeBatches(context, 1, 2);
+    const tuning = tuneNativeBatches(context, { decodeThreads: 1, batchThreads: 2 });
     expect(tuning.active).toBe(true);
     const ctx = (context as unknown as { _ctx: FakeNative })._ctx;
     ctx.initBatch(16);
@@ -72,7 +72,7 @@ describe("tuneNativeBatches (on a stand-in native context)", () => {
   it("refuses an entry that overflows the batch when it is added, as the addon does", () => {
     const native = new FakeNative();
     const context = fakeContext(native);
-    tuneNativeBatches(context, 1, 1);
+    tuneNativeBatches(context, { decodeThreads: 1, batchThreads: 1 });
     const ctx = (context as unknown as { _ctx: FakeNative })._ctx;
     ctx.initBatch(3);
     ctx.addToBatch(0, 0, u32(1, 2), u32(1));
@@ -83,7 +83,7 @@ describe("tuneNativeBatches (on a stand-in native context)", () => {
   it("decodes small batches with the decode threads and long ones with the batch threads", async () => {
     const native = new FakeNative();
     const context = fakeContext(native);
-    tuneNativeBatches(context, 1, 2);
+    tuneNativeBatches(context, { decodeThreads: 1, batchThreads: 2 });
     const ctx = (context as unknown as { _ctx: FakeNative })._ctx;
     ctx.setThreads(7); // node-llama-cpp's own choice is ignored
     for (const size of [16, 100, 100, 1]) {
@@ -94,12 +94,37 @@ describe("tuneNativeBatches (on a stand-in native context)", () => {
     expect(native.threads).toEqual([1, 2, 1]);
   });
 
+  it("with automatic decode threads, measures 1 thread against the batch threads and keeps the faster", async () => {
+    const native = new FakeNative();
+    // One thread is slower here: each decode call takes 10 ms with it, 1 ms with 4 threads.
+    const decode = native.decodeBatch.bind(native);
+    native.decodeBatch = async () => {
+      await new Promise((resolve) => setTimeout(resolve, native.threads.at(-1) === 1 ? 10 : 1));
+      return decode();
+    };
+    const context = fakeContext(native);
+    const tuning = tuneNativeBatches(context, { decodeThreads: "auto", batchThreads: 4 });
+    const ctx = (context as unknown as { _ctx: FakeNative })._ctx;
+    for (let i = 0; i < 18; i++) {
+      ctx.initBatch(1);
+      ctx.addToBatch(0, i, u32(5), u32(0));
+      await ctx.decodeBatch();
+    }
+    // Prompt batches are not measured: they always get the batch threads.
+    ctx.initBatch(100);
+    ctx.addToBatch(0, 12, new Uint32Array(100), u32(99));
+    await ctx.decodeBatch();
+    expect(tuning.stats().threadChoices).toEqual({ 1: 4 });
+    // A run of calls with each while measuring, then 4 threads for the rest and for the prompt batch.
+    expect(native.threads).toEqual([1, 4]);
+  });
+
   it("leaves a context alone when node-llama-cpp's internals are not as expected", () => {
     const native = { initBatch() {}, decodeBatch: async () => {} };
-    const tuning = tuneNativeBatches(fakeContext(native), 1, 1);
+    const tuning = tuneNativeBatches(fakeContext(native), { decodeThreads: 1, batchThreads: 1 });
     expect(tuning.active).toBe(false);
     expect(Object.keys(native)).toEqual(["initBatch", "decodeBatch"]);
-    expect(tuneNativeBatches({} as LlamaContext, 1, 1).active).toBe(false);
+    expect(tuneNativeBatches({} as LlamaContext, { decodeThreads: 1, batchThreads: 1 }).active).toBe(false);
   });
 });
 
@@ -186,7 +211,7 @@ describe("parallel decoding on llama.cpp", () => {
           return decodeBatch();
         },
       });
-      expect(tuneNativeBatches(context, 1, 1).active).toBe(true);
+      expect(tuneNativeBatches(context, { decodeThreads: 1, batchThreads: 1 }).active).toBe(true);
       const newTokens = 20;
       await Promise.all(
         Array.from({ length: sequences }, async (_, i) => {

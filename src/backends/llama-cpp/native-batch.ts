@@ -4,6 +4,7 @@ import type {
   LlamaContext,
   PrioritizedBatchItem,
 } from "node-llama-cpp";
+import { ThreadChooser } from "./thread-chooser.js";
 
 /**
  * How node-llama-cpp's batches reach llama.cpp, tuned for parallel decoding on a CPU.
@@ -17,9 +18,8 @@ import type {
  * way (otherwise one sequence misses every step and splits the rest in two). Together: one micro-batch per step and
  * about twice the aggregate tokens/s at 16 sequences.
  *
- * The thread count is also chosen per batch: on a small VM every multi-threaded decode call pays a fixed
- * synchronisation cost (about 12 ms with 2 threads, engine-notes 3e), so small decode batches want `decodeThreads`
- * while long prompt evaluation is faster with `batchThreads`.
+ * The thread count is also chosen per batch: long prompt evaluation gets `batchThreads`; small decode batches get
+ * `decodeThreads`, or, with "auto", what a ThreadChooser measured to be fastest for their size on this machine.
  */
 
 /** Batches with at least this many tokens count as prompt evaluation and get `batchThreads`. */
@@ -52,6 +52,15 @@ export interface NativeBatchStats {
   callsBySize: Record<number, number>;
   /** Decode calls whose entries were added out of sequence-id order by node-llama-cpp and were reordered. */
   reorderedCalls: number;
+  /** With automatic decode threads: the thread count chosen per batch size class (keyed by its smallest size). */
+  threadChoices: Record<number, number>;
+}
+
+export interface NativeBatchThreads {
+  /** Threads for decode batches (fewer than 64 tokens); "auto" measures 1 against `batchThreads` per batch size. */
+  decodeThreads: number | "auto";
+  /** Threads for prompt evaluation (64 tokens and more). */
+  batchThreads: number;
 }
 
 export interface NativeBatchTuning {
@@ -74,13 +83,22 @@ interface PendingEntry {
  * decoded with `decodeThreads` (small batches) or `batchThreads` (prompt evaluation). If the internals are not as
  * expected, nothing is changed and `active` is false.
  */
-export function tuneNativeBatches(
-  context: LlamaContext,
-  decodeThreads: number,
-  batchThreads: number,
-): NativeBatchTuning {
-  const stats: NativeBatchStats = { decodeCalls: 0, decodedTokens: 0, callsBySize: {}, reorderedCalls: 0 };
-  const snapshot = () => ({ ...stats, callsBySize: { ...stats.callsBySize } });
+export function tuneNativeBatches(context: LlamaContext, threadOptions: NativeBatchThreads): NativeBatchTuning {
+  const { decodeThreads, batchThreads } = threadOptions;
+  const chooser = decodeThreads === "auto" && batchThreads > 1 ? new ThreadChooser([1, batchThreads]) : undefined;
+  const fixedDecodeThreads = decodeThreads === "auto" ? 1 : decodeThreads;
+  const stats: NativeBatchStats = {
+    decodeCalls: 0,
+    decodedTokens: 0,
+    callsBySize: {},
+    reorderedCalls: 0,
+    threadChoices: {},
+  };
+  const snapshot = () => ({
+    ...stats,
+    callsBySize: { ...stats.callsBySize },
+    threadChoices: chooser?.choices() ?? {},
+  });
   const native = (context as unknown as { _ctx?: Partial<NativeContext> })._ctx;
   if (!native || nativeMethods.some((name) => typeof native[name] !== "function"))
     return { active: false, stats: snapshot };
@@ -94,6 +112,7 @@ export function tuneNativeBatches(
   let pending: PendingEntry[] = [];
   let pendingTokens = 0;
   let currentThreads = -1;
+  let callsSinceSwitch = 0;
   // The addon's methods are read-only inherited properties: shadow them with own properties on this instance.
   const define = (name: keyof NativeContext, value: unknown) =>
     Object.defineProperty(native, name, { value, configurable: true, writable: true });
@@ -126,16 +145,27 @@ export function tuneNativeBatches(
         const positions = addToBatch(entry.sequenceId, entry.firstTokenIndex, entry.tokens, entry.logitIndexes);
         if (positions) entry.batchLogitIndexes.set(positions);
       }
-      const threads = pendingTokens >= promptBatchThreshold ? batchThreads : decodeThreads;
+      const tokens = pendingTokens;
+      pendingTokens = 0;
+      const measured = chooser !== undefined && tokens < promptBatchThreshold;
+      const threads =
+        tokens >= promptBatchThreshold ? batchThreads : measured ? chooser.choose(tokens) : fixedDecodeThreads;
       if (threads !== currentThreads) {
         setThreads(threads);
         currentThreads = threads;
+        callsSinceSwitch = 0;
       }
+      const settled = callsSinceSwitch++;
       stats.decodeCalls++;
-      stats.decodedTokens += pendingTokens;
-      stats.callsBySize[pendingTokens] = (stats.callsBySize[pendingTokens] ?? 0) + 1;
-      pendingTokens = 0;
-      return decodeBatch();
+      stats.decodedTokens += tokens;
+      stats.callsBySize[tokens] = (stats.callsBySize[tokens] ?? 0) + 1;
+      const start = performance.now();
+      const decoding = decodeBatch();
+      if (!measured) return decoding;
+      return decoding.then((result) => {
+        chooser.record(tokens, threads, performance.now() - start, settled);
+        return result;
+      });
     });
   } catch {
     for (const name of nativeMethods) delete (native as Record<string, unknown>)[name];
