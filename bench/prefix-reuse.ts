@@ -61,7 +61,7 @@ await withBenchModel("F16", async ({ path: modelPath, parameterCount }) => {
   const target = (1.1 * (reuse.prefixTokens + suffixTokens)) / prompts;
   const same = reuse.texts.filter((text, i) => text === fresh.texts[i]).length;
   console.log(
-    `model: ${(parameterCount / 1e6).toFixed(1)}M parameters (F16), ${sequences} sequences, threads 1 (decode) / ${batchThreads ?? "all cores"} (prompt)`,
+    `model: ${(parameterCount / 1e6).toFixed(1)}M parameters (F16), ${sequences} sequences, decode threads measured (auto) / ${batchThreads ?? "all cores"} (prompt)`,
   );
   console.log(
     `${prompts} prompts: shared prefix ${reuse.prefixTokens} tokens, ${(suffixTokens / prompts).toFixed(1)} suffix tokens each, ${newTokens} new tokens each`,
