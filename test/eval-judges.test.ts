@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ChatMessage, LanguageModel } from "../src/backends/language-model.js";
+import { type ChatMessage, completeAll, type LanguageModel } from "../src/backends/language-model.js";
 import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
 import { createOpenAICompatibleBackend } from "../src/backends/openai-compatible/index.js";
 import { CapabilityError } from "../src/errors/index.js";
@@ -21,10 +21,11 @@ import {
   writeJsonLines,
 } from "../src/eval/data/fastchat.js";
 import { toFastChatPairwiseJudgments, toFastChatSingleJudgments } from "../src/eval/judges/fastchat-judgments.js";
-import { generateAnswers } from "../src/eval/judges/generate-answers.js";
+import { answerExamples } from "../src/eval/answer-examples.js";
+import { generateAnswers, mtBenchCategoryTemperatures } from "../src/eval/judges/generate-answers.js";
 import { judgePairwise } from "../src/eval/judges/judge-pairwise.js";
 import { judgeSingle } from "../src/eval/judges/judge-single.js";
-import { plainPromptTemplate, renderChatPrompt } from "../src/eval/prompt-template.js";
+import { cleanAnswer, plainPromptTemplate, renderChatPrompt } from "../src/eval/prompt-template.js";
 import { runTruthfulQaMc } from "../src/eval/tasks/truthfulqa-mc.js";
 import { writeTinyModel } from "../src/gguf/index.js";
 import { type StartServerResult, startServer } from "../src/serve/server.js";
@@ -87,6 +88,42 @@ describe("answers of the model under test", () => {
     await writeJsonLines(path, result.items);
     answers = await loadFastChatAnswers(path);
     expect(answers.map((answer) => answer.model_id)).toEqual(["tiny-under-test", "tiny-under-test"]);
+  });
+});
+
+describe("answer generation options", () => {
+  it("uses each category's temperature (MT-bench) and puts the worked exchanges first (2-shot)", async () => {
+    const path = join(dir, "long.gguf");
+    await writeTinyModel(path, { seed: 21, contextLength: 8192 });
+    const long = await createLlamaCppBackend({ model: path, contextSize: 8192, threads: 1 });
+    try {
+      const result = await generateAnswers({
+        model: long,
+        questions,
+        categoryTemperatures: mtBenchCategoryTemperatures,
+        examples: answerExamples,
+        sampling: { maxTokens: 8, seed: 3 },
+      });
+      // writing samples at 0.7, math is greedy.
+      expect(result.items.map((item) => item.temperature)).toEqual([0.7, 0]);
+      const prompt = result.items[1]!.prompts[0]!;
+      expect(prompt).toBe(renderChatPrompt(plainPromptTemplate, [{ user: questions[1]!.turns[0]! }], answerExamples));
+      const at = [answerExamples[0]!.user, answerExamples[1]!.assistant, questions[1]!.turns[0]!].map((text) =>
+        prompt.indexOf(text),
+      );
+      expect(at[0]).toBeGreaterThan(0);
+      expect(at[1]).toBeGreaterThan(at[0]!);
+      expect(at[2]).toBeGreaterThan(at[1]!);
+      const [direct] = await completeAll(long, [
+        { prompt, temperature: 0, maxTokens: 8, stop: plainPromptTemplate.stop },
+      ]);
+      expect(result.items[1]!.choices[0]!.turns[0]).toBe(
+        cleanAnswer(direct!.completions[0]!.text, plainPromptTemplate),
+      );
+      expect(result.settings).toMatchObject({ shots: 2, categoryTemperatures: { writing: 0.7, math: 0 } });
+    } finally {
+      await long.close();
+    }
   });
 });
 

@@ -56,9 +56,18 @@ export interface ChatTurn {
   assistant?: string;
 }
 
-/** Render a conversation; the result ends with the assistant marker when the last turn has no answer. */
-export function renderChatPrompt(template: PromptTemplate, turns: readonly ChatTurn[]): string {
+/**
+ * Render a conversation; the result ends with the assistant marker when the last turn has no answer. `examples` are
+ * finished exchanges shown first (few-shot), each followed by the turn separator.
+ */
+export function renderChatPrompt(
+  template: PromptTemplate,
+  turns: readonly ChatTurn[],
+  examples: readonly Required<ChatTurn>[] = [],
+): string {
   let text = template.system;
+  for (const example of examples)
+    text += `${template.user}${example.user}${template.assistant}${example.assistant}${template.turnSeparator}`;
   turns.forEach((turn, index) => {
     if (index > 0) text += template.turnSeparator;
     text += `${template.user}${turn.user}${template.assistant}`;

@@ -16,7 +16,8 @@ import {
   writeEvalResult,
 } from "../../eval/eval-result.js";
 import { toFastChatPairwiseJudgments, toFastChatSingleJudgments } from "../../eval/judges/fastchat-judgments.js";
-import { generateAnswers } from "../../eval/judges/generate-answers.js";
+import { answerExamples } from "../../eval/answer-examples.js";
+import { generateAnswers, mtBenchCategoryTemperatures } from "../../eval/judges/generate-answers.js";
 import type { PairwiseJudgment } from "../../eval/judges/judge-pairwise.js";
 import { judgePairwise } from "../../eval/judges/judge-pairwise.js";
 import { judgeSingle, type SingleJudgment } from "../../eval/judges/judge-single.js";
@@ -47,6 +48,41 @@ interface EvalCommandOptions {
   maxTokens?: number;
   judgeMaxTokens?: number;
   concurrency?: number;
+  shots?: number;
+  categoryTemperatures?: Record<string, number>;
+}
+
+/** --category-temperatures: "mt-bench" (FastChat's per-category temperatures) or a JSON object {category: t}. */
+export function parseCategoryTemperatures(value: string): Record<string, number> {
+  if (value === "mt-bench") return { ...mtBenchCategoryTemperatures };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    parsed = undefined;
+  }
+  if (
+    typeof parsed !== "object" ||
+    parsed === null ||
+    Array.isArray(parsed) ||
+    !Object.values(parsed).every((t) => typeof t === "number" && Number.isFinite(t) && t >= 0)
+  ) {
+    throw new ConfigError(
+      `--category-temperatures must be "mt-bench" or a JSON object of non-negative numbers such as '{"writing": 0.7, "math": 0}', got ${JSON.stringify(value)}`,
+      { field: "category-temperatures" },
+    );
+  }
+  return parsed as Record<string, number>;
+}
+
+function shotsFlag(value: string): number {
+  const shots = Number(value);
+  if (!Number.isInteger(shots) || shots < 0 || shots > answerExamples.length) {
+    throw new ConfigError(`--shots must be an integer from 0 to ${answerExamples.length}, got "${value}"`, {
+      field: "shots",
+    });
+  }
+  return shots;
 }
 
 const taskDescriptions: Record<EvalTask, string> = {
@@ -182,6 +218,8 @@ async function runTask(task: EvalTask, options: EvalCommandOptions, onProgress: 
         promptTemplate: await promptTemplateFor(options),
         sampling,
         ...(options.modelId ? { modelId: options.modelId } : {}),
+        ...(options.shots ? { examples: answerExamples.slice(0, options.shots) } : {}),
+        ...(options.categoryTemperatures ? { categoryTemperatures: options.categoryTemperatures } : {}),
       });
       const answersOut = options.answersOut ?? besideOut(options.out, "answers");
       await writeJsonLines(answersOut, generated.items);
@@ -258,6 +296,12 @@ export function registerEval(program: Command): void {
       .option("--max-seq-len <n>", "hhh: max sequence length for truncation (default 1536)", number("max-seq-len"))
       .option("--temperature <t>", "answer generation temperature (default 0.7)", number("temperature", false))
       .option("--max-tokens <n>", "answer generation max new tokens (default 512)", number("max-tokens"))
+      .option(
+        "--category-temperatures <spec>",
+        'answer temperature by question category: "mt-bench" (FastChat\'s) or JSON like \'{"math": 0}\'',
+        parseCategoryTemperatures,
+      )
+      .option("--shots <n>", "worked exchanges before each question (0-2; Dromedary used 2 on Vicuna)", shotsFlag)
       .option(
         "--judge-max-tokens <n>",
         "judge output tokens (default 512; judge temperature is 0)",

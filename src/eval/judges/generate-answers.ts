@@ -24,20 +24,52 @@ export interface GenerateAnswersOptions extends EvalRunOptions {
   promptTemplate?: PromptTemplate;
   /** Default: temperature 0.7 (the paper's evaluations), topP 1, maxTokens 512, seed 0. */
   sampling?: SamplingOptions;
+  /** Temperature by question category, over `sampling.temperature` (e.g. {@link mtBenchCategoryTemperatures}). */
+  categoryTemperatures?: Readonly<Record<string, number>>;
+  /** Finished exchanges put before every conversation (few-shot), e.g. `answerExamples` for a 2-shot prompt. */
+  examples?: readonly Required<ChatTurn>[];
   /** Adapter loaded on `model`, recorded in eval.json. */
   adapter?: string;
 }
 
 /** A FastChat answer record plus the exact prompts used for each turn. */
-export type GeneratedAnswer = FastChatAnswer & { answer_id: string; prompts: string[]; finishReasons: string[] };
+export type GeneratedAnswer = FastChatAnswer & {
+  answer_id: string;
+  /** The sampling temperature used for this question. */
+  temperature: number;
+  prompts: string[];
+  finishReasons: string[];
+};
 
 export const defaultAnswerSampling: SamplingOptions = { temperature: 0.7, topP: 1, maxTokens: 512, seed: 0 };
+
+/**
+ * The temperatures FastChat's MT-bench answer generation uses per category: creative categories sampled, categories
+ * with one right answer greedy, knowledge categories nearly greedy.
+ */
+export const mtBenchCategoryTemperatures: Readonly<Record<string, number>> = {
+  writing: 0.7,
+  roleplay: 0.7,
+  extraction: 0,
+  math: 0,
+  coding: 0,
+  reasoning: 0,
+  stem: 0.1,
+  humanities: 0.1,
+  "arena-hard-200": 0,
+};
 
 export async function generateAnswers(options: GenerateAnswersOptions): Promise<EvalResult<GeneratedAnswer>> {
   const { model, questions, onProgress, signal } = options;
   const task = "generate-answers";
   const template = options.promptTemplate ?? plainPromptTemplate;
   const sampling = { ...defaultAnswerSampling, ...options.sampling };
+  const examples = options.examples ?? [];
+  // Each question's sampling: its category's temperature where one is given.
+  const samplingOf = questions.map((question) => {
+    const temperature = question.category ? options.categoryTemperatures?.[question.category] : undefined;
+    return temperature === undefined ? sampling : { ...sampling, temperature };
+  });
   const modelId = options.modelId ?? model.id;
   const answers = questions.map(() => ({
     turns: [] as string[],
@@ -55,9 +87,10 @@ export async function generateAnswers(options: GenerateAnswersOptions): Promise<
         user,
         ...(k < turn ? { assistant: answers[index]!.turns[k]! } : {}),
       }));
-      const prompt = renderChatPrompt(template, history);
+      const prompt = renderChatPrompt(template, history, examples);
       answers[index]!.prompts.push(prompt);
-      return { ...sampling, prompt, stop: [...template.stop, ...(sampling.stop ?? [])] };
+      const own = samplingOf[index]!;
+      return { ...own, prompt, stop: [...template.stop, ...(own.stop ?? [])] };
     });
     const results = await completeAll(model, requests, { signal });
     results.forEach((result, position) => {
@@ -70,8 +103,9 @@ export async function generateAnswers(options: GenerateAnswersOptions): Promise<
   const tstamp = Date.now() / 1000;
   const items: GeneratedAnswer[] = questions.map((question, index) => ({
     question_id: question.question_id,
-    answer_id: recordId(task, modelId, question.question_id, answers[index]!.prompts, sampling),
+    answer_id: recordId(task, modelId, question.question_id, answers[index]!.prompts, samplingOf[index]),
     model_id: modelId,
+    temperature: samplingOf[index]!.temperature ?? 1,
     choices: [{ index: 0, turns: answers[index]!.turns }],
     tstamp,
     prompts: answers[index]!.prompts,
@@ -82,7 +116,13 @@ export async function generateAnswers(options: GenerateAnswersOptions): Promise<
   const reasons = items.flatMap((item) => item.finishReasons);
   return {
     ...evalResultHead(task, options, model.id),
-    settings: { modelId, promptTemplate: template, sampling },
+    settings: {
+      modelId,
+      promptTemplate: template,
+      sampling,
+      ...(options.categoryTemperatures ? { categoryTemperatures: options.categoryTemperatures } : {}),
+      shots: examples.length,
+    },
     aggregate: {
       n: items.length,
       turns: allTurns.length,
