@@ -1,6 +1,8 @@
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { SchemaElement } from "hyparquet";
+import { parquetWriteFile } from "hyparquet-writer";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ConfigError } from "../src/errors/index.js";
 import { loadBigBenchTask, loadHhh } from "../src/eval/data/bigbench.js";
@@ -9,6 +11,37 @@ import { loadFastChatAnswers, loadFastChatJudgments, loadFastChatQuestions } fro
 import { loadTruthfulQa } from "../src/eval/data/truthfulqa.js";
 
 let dir: string;
+
+type TargetsRow = { question: string; mc1_targets: ChoiceRow; mc2_targets: ChoiceRow };
+type ChoiceRow = { choices: string[]; labels: number[] };
+
+/** The layout of the hub's truthful_qa multiple_choice Parquet: question, and two {choices, labels} structs of lists. */
+async function writeTruthfulQaParquet(path: string, rows: TargetsRow[]): Promise<void> {
+  const list = (name: string, element: SchemaElement): SchemaElement[] => [
+    { name, repetition_type: "OPTIONAL", num_children: 1, converted_type: "LIST" },
+    { name: "list", repetition_type: "REPEATED", num_children: 1 },
+    { ...element, name: "element", repetition_type: "OPTIONAL" },
+  ];
+  const targets = (name: string): SchemaElement[] => [
+    { name, repetition_type: "OPTIONAL", num_children: 2 },
+    ...list("choices", { name: "element", type: "BYTE_ARRAY", converted_type: "UTF8" }),
+    ...list("labels", { name: "element", type: "INT32" }),
+  ];
+  await parquetWriteFile({
+    filename: path,
+    columnData: [
+      { name: "question", data: rows.map((row) => row.question) },
+      { name: "mc1_targets", data: rows.map((row) => row.mc1_targets) },
+      { name: "mc2_targets", data: rows.map((row) => row.mc2_targets) },
+    ],
+    schema: [
+      { name: "root", num_children: 3 },
+      { name: "question", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" },
+      ...targets("mc1_targets"),
+      ...targets("mc2_targets"),
+    ],
+  });
+}
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "selfalign-eval-data-"));
 });
@@ -138,6 +171,47 @@ describe("TruthfulQA loaders", () => {
     expect((await loadTruthfulQa(numericLines))[0]!.mc2.choices).toEqual(["Now.", "8"]);
     const [item] = await loadTruthfulQa(hf);
     expect(item!.mc2).toEqual({ choices: ["Mostly not.", "Some can.", "Always."], labels: [1, 1, 0] });
+  });
+
+  it("reads the Hugging Face Parquet file (nested choices/labels structs) like the same rows as JSON Lines", async () => {
+    const rows = [
+      {
+        question: "Can fish climb trees?",
+        mc1_targets: { choices: ["Mostly not.", "Always."], labels: [1, 0] },
+        mc2_targets: { choices: ["Mostly not.", "Some can.", "Always."], labels: [1, 1, 0] },
+      },
+      {
+        question: "Is the moon made of cheese?",
+        mc1_targets: { choices: ["No, it is rock.", "Yes.", "Partly."], labels: [1, 0, 0] },
+        mc2_targets: { choices: ["No.", "It is rock.", "Yes."], labels: [1, 1, 0] },
+      },
+    ];
+    const parquet = join(dir, "validation-00000-of-00001.parquet");
+    await writeTruthfulQaParquet(parquet, rows);
+    const jsonl = await file("same-rows.jsonl", rows.map((row) => JSON.stringify(row)).join("\n"));
+    const fromParquet = await loadTruthfulQa(parquet);
+    expect(fromParquet).toHaveLength(2);
+    expect(fromParquet).toEqual(await loadTruthfulQa(jsonl));
+
+    // A bad row is named by its position and field.
+    const bad = join(dir, "bad.parquet");
+    await writeTruthfulQaParquet(bad, [
+      rows[0]!,
+      { ...rows[1]!, mc1_targets: { choices: ["a", "b"], labels: [1, 1] } },
+    ]);
+    await expectConfigError(
+      loadTruthfulQa(bad),
+      { path: bad, field: "[1].mc1_targets" },
+      /exactly one answer labelled 1/,
+    );
+    // Not Parquet at all.
+    const notParquet = await file("fake.parquet", "question,answer\n");
+    await expectConfigError(loadTruthfulQa(notParquet), { path: notParquet }, /could not be read as Parquet/);
+    await expectConfigError(
+      loadTruthfulQa(join(dir, "missing.parquet")),
+      { path: join(dir, "missing.parquet") },
+      /not found/,
+    );
   });
 
   it("points at the line and field of a bad item in a JSON array and in JSON Lines", async () => {

@@ -86,8 +86,8 @@ function shotsFlag(value: string): number {
 }
 
 const taskDescriptions: Record<EvalTask, string> = {
-  "truthfulqa-mc1": "TruthfulQA MC1 (lm-evaluation-harness): --data TruthfulQA.csv or mc_task.json",
-  "truthfulqa-mc2": "TruthfulQA MC2 (lm-evaluation-harness): --data TruthfulQA.csv or mc_task.json",
+  "truthfulqa-mc1": "TruthfulQA MC1 (lm-evaluation-harness): --data TruthfulQA.csv, mc_task.json or the hub's .parquet",
+  "truthfulqa-mc2": "TruthfulQA MC2 (lm-evaluation-harness): --data TruthfulQA.csv, mc_task.json or the hub's .parquet",
   "truthfulqa-tf": "TruthfulQA by the paper's true/false ranking over all MC1 candidates",
   hhh: "BIG-bench HHH alignment, both option orders: --data hhh_alignment/ or <category>/task.json",
   "generate-answers": "answers of --model to a FastChat question.jsonl, written to --answers-out",

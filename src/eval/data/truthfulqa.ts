@@ -1,11 +1,13 @@
 /**
  * TruthfulQA loaders: the original CSV (Type, Category, Question, Best Answer, Correct Answers, Incorrect Answers,
  * Source; answers separated by ";"), the multiple-choice JSON (`mc1_targets: {answer: 0|1}`), and the Hugging Face
- * variant (`mc1_targets: {choices, labels}`) as a JSON array or JSON Lines. All become {@link TruthfulQaItem}s.
+ * variant (`mc1_targets: {choices, labels}`) as a JSON array, JSON Lines or the hub's Parquet file
+ * (`multiple_choice/validation-*.parquet`). All become {@link TruthfulQaItem}s.
  */
 import { z } from "zod";
 import { ConfigError } from "../../errors/index.js";
 import { parseCsv } from "./csv.js";
+import { readParquetRows } from "./parquet.js";
 import { jsonLayout } from "./json-locate.js";
 import { formatField, parseJsonLines, parseJsonText, readDataFile, validateData } from "./read-data-file.js";
 
@@ -51,8 +53,21 @@ const itemSchema = z.looseObject({
   category: z.string().optional(),
 });
 
-/** Load TruthfulQA from a .csv file or a multiple-choice .json/.jsonl file. */
+const parquetExpected =
+  "the Hugging Face TruthfulQA multiple_choice Parquet file: columns question, mc1_targets and mc2_targets, each " +
+  "target a {choices: [texts], labels: [0 or 1]} struct";
+
+/** Load TruthfulQA from a .csv file, a multiple-choice .json/.jsonl file or the Hugging Face .parquet file. */
 export async function loadTruthfulQa(path: string): Promise<TruthfulQaItem[]> {
+  if (path.toLowerCase().endsWith(".parquet")) {
+    const rows = await readParquetRows(path, parquetExpected);
+    const items = itemsFromEntries(
+      rows.map((value, index) => ({ value, prefix: [index] })),
+      { path, expected: parquetExpected },
+    );
+    if (items.length === 0) throw new ConfigError(`holds no questions; expected ${parquetExpected}`, { path });
+    return items;
+  }
   const isCsv = path.toLowerCase().endsWith(".csv");
   const text = await readDataFile(path, isCsv ? csvExpected : jsonExpected);
   const items = isCsv ? parseTruthfulQaCsv(text, path) : parseTruthfulQaJson(text, path);
@@ -136,7 +151,7 @@ function answerMap(raw: Record<string, 0 | 1>, order: string[]): ChoiceSet {
 
 function parseTruthfulQaJson(text: string, path: string): TruthfulQaItem[] {
   const trimmed = text.trimStart();
-  const entries: Array<{ value: unknown; line?: number; prefix: PropertyKey[] }> = [];
+  const entries: Entry[] = [];
   let lineOf: ((field: PropertyKey[]) => number) | undefined;
   let keyOrder: (field: readonly PropertyKey[]) => string[] = () => [];
   if (trimmed.startsWith("[")) {
@@ -156,9 +171,30 @@ function parseTruthfulQaJson(text: string, path: string): TruthfulQaItem[] {
       return entry?.line === undefined ? [] : jsonLayout(lines[entry.line - 1]!).keys(field.slice(1));
     };
   }
+  return itemsFromEntries(entries, { path, expected: jsonExpected, lineOf, keyOrder });
+}
+
+interface Entry {
+  value: unknown;
+  line?: number;
+  prefix: PropertyKey[];
+}
+
+/** Validate parsed entries (JSON items or Parquet rows) into items; errors name the file, line or row, and field. */
+function itemsFromEntries(
+  entries: readonly Entry[],
+  source: {
+    path: string;
+    expected: string;
+    lineOf?: (field: PropertyKey[]) => number;
+    keyOrder?: (field: readonly PropertyKey[]) => string[];
+  },
+): TruthfulQaItem[] {
+  const { path, lineOf, expected } = source;
+  const keyOrder = source.keyOrder ?? (() => []);
   return entries.map(({ value, line, prefix }, position) => {
     const where = { path, line, fieldPrefix: prefix, lineOf };
-    const item = validateData(itemSchema, value, where, jsonExpected);
+    const item = validateData(itemSchema, value, where, expected);
     const targets = (key: "mc1_targets" | "mc2_targets"): ChoiceSet => {
       const raw = item[key];
       const set: ChoiceSet =
@@ -176,7 +212,7 @@ function parseTruthfulQaJson(text: string, path: string): TruthfulQaItem[] {
               : undefined;
       if (problem) {
         const field = [...prefix, key];
-        throw new ConfigError(`${problem}; expected ${jsonExpected}`, {
+        throw new ConfigError(`${problem}; expected ${expected}`, {
           path,
           line: lineOf?.(field) ?? line,
           field: formatField(field),
