@@ -1,6 +1,6 @@
 import { type FileHandle, open } from "node:fs/promises";
 import { ConfigError } from "../errors/index.js";
-import { bfloat16BitsToFloat32, float16BitsToFloat32, float16Table } from "./float16.js";
+import { dequantize, ggmlBlockLayout, ggmlByteLength } from "./dequantize.js";
 import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
@@ -8,6 +8,7 @@ import {
   type GgufTensorInfo,
   type GgufValue,
   ggmlTypeName,
+  ggmlTypes,
   ggufValueTypes,
   tensorElementCount,
 } from "./gguf-types.js";
@@ -179,54 +180,32 @@ export class GgufFile {
     return this.header.tensors.find((tensor) => tensor.name === name);
   }
 
-  /** Read a tensor as F32 (F32, F16, BF16 and Q8_0 are supported). */
+  /** Read a tensor as F32 (the types of {@link ggmlTypes}: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K). */
   async readTensor(name: string): Promise<Float32Array> {
     const info = this.tensorInfo(name);
     if (!info) throw new ConfigError(`tensor "${name}" not found`, { path: this.path, field: name });
     const count = tensorElementCount(info.dims);
     const typeName = ggmlTypeName(info.type);
-    const byteLength = { F32: count * 4, F16: count * 2, BF16: count * 2, Q8_0: (count / 32) * 34 }[typeName ?? "F32"];
     if (!typeName) {
       throw new ConfigError(
-        `tensor "${name}" has ggml type ${info.type}, which selfalign cannot dequantise (supported: F32, F16, BF16, Q8_0). Re-convert the model with --outtype f16 or q8_0`,
+        `tensor "${name}" has ggml type ${info.type}, which selfalign cannot dequantise (supported: ${Object.keys(ggmlTypes).join(", ")}). Use a GGUF in one of these types (e.g. a Q8_0, Q6_K or Q4_K_M file) or re-convert the model with --outtype f16`,
         { path: this.path, field: name },
       );
     }
+    const byteLength = ggmlByteLength(typeName, count);
+    if (byteLength === undefined)
+      throw new ConfigError(
+        `tensor "${name}" has ${count} elements, not a whole number of ${typeName} blocks of ${ggmlBlockLayout[typeName].elements}`,
+        { path: this.path, field: name },
+      );
     const bytes = Buffer.alloc(byteLength);
     await this.handle.read(bytes, 0, byteLength, this.header.dataOffset + info.offset);
-    return dequantise(typeName, bytes, count);
+    return dequantize(typeName, bytes, count);
   }
 
   async close(): Promise<void> {
     await this.handle.close();
   }
-}
-
-function dequantise(type: "F32" | "F16" | "BF16" | "Q8_0", bytes: Buffer, count: number): Float32Array {
-  const out = new Float32Array(count);
-  switch (type) {
-    case "F32":
-      for (let i = 0; i < count; i++) out[i] = bytes.readFloatLE(i * 4);
-      break;
-    case "F16": {
-      const lookup = float16Table();
-      const halves = new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + count * 2));
-      for (let i = 0; i < count; i++) out[i] = lookup[halves[i]!]!;
-      break;
-    }
-    case "BF16":
-      for (let i = 0; i < count; i++) out[i] = bfloat16BitsToFloat32(bytes.readUInt16LE(i * 2));
-      break;
-    case "Q8_0":
-      // Blocks of 32: an F16 scale d, then 32 int8 quants; x = d * q.
-      for (let block = 0; block < count / 32; block++) {
-        const at = block * 34;
-        const d = float16BitsToFloat32(bytes.readUInt16LE(at));
-        for (let j = 0; j < 32; j++) out[block * 32 + j] = d * bytes.readInt8(at + 2 + j);
-      }
-      break;
-  }
-  return out;
 }
 
 /** Read only the header (metadata and tensor table) of a GGUF file. */

@@ -1,8 +1,10 @@
 import { writeFile } from "node:fs/promises";
+import { ggmlByteLength } from "./dequantize.js";
 import { float32ToFloat16Bits } from "./float16.js";
 import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
+  type GgmlTypeName,
   type GgufScalarType,
   type GgufValue,
   ggmlTypes,
@@ -19,9 +21,17 @@ export interface GgufTensorInput {
   type?: "F32" | "F16";
 }
 
+/** A tensor already encoded in its ggml type (e.g. quantised blocks), written as it is. */
+export interface GgufEncodedTensor {
+  name: string;
+  dims: number[];
+  type: GgmlTypeName;
+  bytes: Uint8Array;
+}
+
 export interface GgufWriteOptions {
   metadata: Record<string, GgufValue>;
-  tensors: GgufTensorInput[];
+  tensors: Array<GgufTensorInput | GgufEncodedTensor>;
   alignment?: number;
 }
 
@@ -95,8 +105,16 @@ class ByteSink {
   }
 }
 
-function tensorBytes(tensor: GgufTensorInput): Uint8Array {
+function tensorBytes(tensor: GgufTensorInput | GgufEncodedTensor): Uint8Array {
   const expected = tensorElementCount(tensor.dims);
+  if ("bytes" in tensor) {
+    const length = ggmlByteLength(tensor.type, expected);
+    if (length !== tensor.bytes.length)
+      throw new Error(
+        `tensor ${tensor.name}: dims [${tensor.dims}] in ${tensor.type} need ${length ?? "whole blocks of"} bytes, got ${tensor.bytes.length}`,
+      );
+    return tensor.bytes;
+  }
   if (tensor.data.length !== expected) {
     throw new Error(`tensor ${tensor.name}: dims [${tensor.dims}] need ${expected} values, got ${tensor.data.length}`);
   }

@@ -1,6 +1,6 @@
 /** Frozen base weights of a LLaMA-family GGUF, dequantised to F32 (row-major (out, in), as ggml stores them). */
 import { ConfigError } from "../../errors/index.js";
-import { GgufFile, ggmlTypeName } from "../../gguf/index.js";
+import { GgufFile, ggmlTypeName, ggmlTypes } from "../../gguf/index.js";
 import { type LlamaConfig, readLlamaConfig } from "./model-config.js";
 
 export interface LlamaLayerWeights {
@@ -106,7 +106,7 @@ function checkTensorTypes(file: GgufFile): void {
   for (const tensor of file.header.tensors) {
     if (ggmlTypeName(tensor.type) === undefined) {
       throw new ConfigError(
-        `tensor "${tensor.name}" has ggml type ${tensor.type}, which selfalign cannot dequantise (supported: F32, F16, BF16, Q8_0). Re-convert the model with --outtype f16 or q8_0`,
+        `tensor "${tensor.name}" has ggml type ${tensor.type}, which selfalign cannot dequantise (supported: ${Object.keys(ggmlTypes).join(", ")}). Use a GGUF in one of these types (e.g. a Q8_0, Q6_K or Q4_K_M file) or re-convert the model with --outtype f16`,
         { path: file.path, field: tensor.name },
       );
     }
