@@ -74,6 +74,32 @@ describe("selfalign stage", () => {
     expect(manifest.usage.completionTokens).toBeGreaterThan(0);
   });
 
+  it("refuses to add records made with other sampling settings to a stage folder, and resumes with the same ones", async () => {
+    const run = join(dir, "settings-run");
+    const options = {
+      run,
+      model: `llama-cpp:${model}`,
+      target: 2,
+      maxRoundsWithoutProgress: 1,
+      batchSize: 1,
+      maxTokens: 16,
+    };
+    await runStageCommand("self-instruct", options);
+    const folder = join(run, "self-instruct");
+    const manifest = JSON.parse(await readFile(join(folder, "manifest.json"), "utf8"));
+    expect(manifest.extra.settings).toEqual({ model: `llama-cpp:${model}`, sampling: { maxTokens: 16 } });
+    const error = await runStageCommand("self-instruct", { ...options, maxTokens: 12, temperature: 0.5 }).catch(
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).path).toBe(folder);
+    expect((error as Error).message).toContain(
+      'other settings (sampling: {"maxTokens":16} then, {"maxTokens":12,"temperature":0.5} now)',
+    );
+    // The same settings resume; an amount option (target) may change.
+    await expect(runStageCommand("self-instruct", { ...options, target: 3 })).resolves.toMatch(/^self-instruct:/);
+  });
+
   it("refuses self-align when no stage-1 prompts exist", async () => {
     await expect(
       runStageCommand("self-align", { run: join(dir, "empty-run"), model: `llama-cpp:${model}` }),

@@ -8,7 +8,7 @@ import type { LanguageModel } from "../../backends/language-model.js";
 import { type Constitution, defaultConstitutionDir, loadConstitution } from "../../constitution/index.js";
 import { ConfigError } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
-import { openRun, parseShard, type Shard } from "../../run-store/index.js";
+import { openRun, parseShard, type Shard, type StageStore } from "../../run-store/index.js";
 import { runRedTeam } from "../../stages/red-team/run.js";
 import { readSelfAlignInputs } from "../../stages/self-align/inputs.js";
 import { runSelfAlign } from "../../stages/self-align/run.js";
@@ -43,6 +43,29 @@ function positive(name: string, allowZero = false) {
     }
     return parsed;
   };
+}
+
+/**
+ * Refuse to add records made with other settings to a stage folder that holds some: record ids do not depend on
+ * sampling, so a resumed stage would otherwise skip what it already has and silently mix two settings. The folder's
+ * settings are kept in its manifest (`extra.settings`) when it is first used.
+ */
+export async function checkStageSettings(store: StageStore, settings: Record<string, unknown>): Promise<void> {
+  const canonical = JSON.parse(JSON.stringify(settings)) as Record<string, unknown>;
+  const previous = store.manifest.extra.settings as Record<string, unknown> | undefined;
+  if (previous !== undefined) {
+    const changed = [...new Set([...Object.keys(previous), ...Object.keys(canonical)])].filter(
+      (key) => JSON.stringify(previous[key]) !== JSON.stringify(canonical[key]),
+    );
+    if (changed.length === 0) return;
+    const describe = (value: unknown) => (value === undefined ? "unset" : JSON.stringify(value));
+    throw new ConfigError(
+      `${store.label} holds records made with other settings (${changed.map((key) => `${key}: ${describe(previous[key])} then, ${describe(canonical[key])} now`).join("; ")}); run with the earlier settings to resume, or use another --run directory (or move ${store.dir} away) to start afresh`,
+      { path: store.dir },
+    );
+  }
+  store.manifest.extra.settings = canonical;
+  await store.saveManifest();
 }
 
 /** Run one stage; used by the command and by tests. Returns a one-line summary. */
@@ -91,9 +114,12 @@ export async function runStageCommand(
       ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
     };
     const storeOptions = shard ? { shard } : {};
+    // What shapes the records (options that only say how much to do are left out).
+    const settings = { model: modelSpec, seed: options.seed, sampling };
     const batchSize = options.batchSize === undefined ? {} : { batchSize: options.batchSize };
     if (stage === "self-instruct") {
       const store = await run.stage("self-instruct", storeOptions);
+      await checkStageSettings(store, settings);
       const result = await runSelfInstruct({
         ...common,
         ...batchSize,
@@ -110,6 +136,9 @@ export async function runStageCommand(
     if (stage === "red-team") {
       const topicStore = await run.stage("red-team-topics", storeOptions);
       const store = await run.stage("red-team", storeOptions);
+      const redTeamSettings = { ...settings, maxTopicsPerType: options.maxTopicsPerType };
+      await checkStageSettings(topicStore, redTeamSettings);
+      await checkStageSettings(store, redTeamSettings);
       const result = await runRedTeam({
         ...common,
         ...batchSize,
@@ -132,6 +161,7 @@ export async function runStageCommand(
       );
     }
     const store = await run.stage("self-align", storeOptions);
+    await checkStageSettings(store, settings);
     const result = await runSelfAlign({
       ...common,
       ...(options.batchSize === undefined ? {} : { concurrency: options.batchSize }),
