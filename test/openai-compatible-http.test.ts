@@ -467,13 +467,47 @@ describe("score", () => {
       max_tokens: 1,
       temperature: 0,
     });
-    // With topLogprobs: asks for that many and returns them best first (the actual token, rank 4, is not among them).
+    // With topLogprobs 1: one request; the alternatives are the top 1 (the actual token, rank 4, is not among them).
     const [withTop] = await backend.score("ab", [" c"], { topLogprobs: 1 });
     expect(withTop!.tokens[0]!.top).toEqual([{ token: 99, text: "!", logprob: -0.1 }]);
     expect(server.received[1]!.body.prompt_logprobs).toBe(1);
-    const [withTwo] = await backend.score("ab", [" c"], { topLogprobs: 2 });
-    expect(withTwo!.tokens[0]!.top?.map((t) => t.token)).toEqual([99, 12]);
-    expect(server.received[2]!.body.prompt_logprobs).toBe(2);
+  });
+
+  it("with prompt_logprobs and k > 1, takes the token from a k = 1 answer and the alternatives from a k answer", async () => {
+    // The actual token (12, " c") is the most likely here. With k = 3 vLLM returns the top 3 with no mark of which
+    // is the prompt's own token (and JSON.parse reorders number-like keys), so only the k = 1 answer tells.
+    const server = await mockServer((request, response) => {
+      const k = (request.body as { prompt_logprobs: number }).prompt_logprobs;
+      const entry =
+        k === 1
+          ? { "12": { logprob: -0.2, rank: 1, decoded_token: " c" } }
+          : {
+              "7": { logprob: -2.5, rank: 2, decoded_token: " d" },
+              "12": { logprob: -0.2, rank: 1, decoded_token: " c" },
+              "30": { logprob: -3, rank: 3, decoded_token: "!" },
+            };
+      json(response, 200, {
+        choices: [
+          {
+            index: 0,
+            text: "!",
+            logprobs: null,
+            prompt_logprobs: [null, { "11": { logprob: -1, rank: 1, decoded_token: "ab" } }, entry],
+          },
+        ],
+      });
+    });
+    const backend = createOpenAICompatibleBackend({
+      baseUrls: [server.url],
+      model: "m",
+      scoreMethod: "prompt-logprobs",
+      ...fast,
+    });
+    const [result] = await backend.score("ab", [" c"], { topLogprobs: 3 });
+    expect(result).toMatchObject({ logprob: -0.2, isGreedy: true });
+    expect(result!.tokens[0]).toMatchObject({ token: 12, text: " c", logprob: -0.2 });
+    expect(result!.tokens[0]!.top?.map((t) => t.token)).toEqual([12, 7, 30]);
+    expect(server.received.map((r) => (r.body as { prompt_logprobs: number }).prompt_logprobs)).toEqual([1, 3]);
   });
 
   it("throws a CapabilityError when the server's echo has no logprobs", async () => {

@@ -35,7 +35,8 @@ export interface GenerateOptions extends SamplingOptions {
 export function settledText(text: string, longestStop: number): string {
   let end = text.length;
   while (end > 0 && text.charCodeAt(end - 1) === 0xfffd) end--;
-  if (longestStop > 1) end = Math.min(end, text.length - (longestStop - 1));
+  // Counted from the end of the finished characters: the unfinished one may complete a stop string.
+  if (longestStop > 1) end -= longestStop - 1;
   return text.slice(0, Math.max(0, end));
 }
 

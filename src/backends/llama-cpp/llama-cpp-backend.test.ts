@@ -146,6 +146,8 @@ describe("LlamaCppBackend basics", () => {
     expect(settledText("abc\ufffd\ufffd", 0)).toBe("abc");
     expect(settledText("abcdef", 3)).toBe("abcd");
     expect(settledText("ab", 5)).toBe("");
+    // "c" plus the unfinished character could be the stop string "cé": "c" is held back too.
+    expect(settledText("abc\ufffd", 2)).toBe("ab");
   });
 
   it("logit bias steers and bans tokens", async () => {

@@ -60,6 +60,22 @@ describe("ThreadChooser", () => {
     expect(chooser.choices()).toEqual({ 1: 1 });
   });
 
+  it("still decides when sizes alternate between classes that use different thread counts", () => {
+    const chooser = new ThreadChooser([1, 2]);
+    drive(chooser, 16, 16, (threads) => (threads === 2 ? 1 : 5)); // the 16-token class chooses 2 threads
+    expect(chooser.choices()).toEqual({ 16: 2 });
+    // Now calls alternate: 16 tokens (2 threads) and 1 token (measuring): every call switches the thread count.
+    let last = 2;
+    for (let i = 0; i < 60 && chooser.choices()[1] === undefined; i++) {
+      for (const tokens of [16, 1]) {
+        const threads = chooser.choose(tokens);
+        chooser.record(tokens, threads, threads === 1 ? 1 : 3, threads === last ? 5 : 0);
+        last = threads;
+      }
+    }
+    expect(chooser.choices()).toEqual({ 16: 2, 1: 1 });
+  });
+
   it("measures again after 512 calls, so a change in load is noticed", () => {
     const chooser = new ThreadChooser([1, 2]);
     drive(chooser, 1, 16, (threads) => (threads === 1 ? 1 : 5));

@@ -15,12 +15,17 @@
 const samplesEach = 6;
 /** Calls right after a change of thread count that are not counted (idle workers of the old count still spin). */
 const settleCalls = 2;
+/** A size class stops discarding after this many calls (sizes alternating between classes that use different
+ * thread counts would otherwise switch before every call, and the measurement would never end). */
+const maxDiscarded = 8;
 /** Calls in a size class after which its choice is measured again. */
 const recheckEvery = 512;
 
 interface SizeClass {
   /** Recent ms per token by candidate thread count. */
   samples: Map<number, number[]>;
+  /** Calls not counted in the current measurement. */
+  discarded: number;
   chosen?: number;
   callsSinceChoice: number;
 }
@@ -36,7 +41,11 @@ export class ThreadChooser {
     const key = Math.min(5, Math.floor(Math.log2(Math.max(1, tokens))));
     let sizeClass = this.classes.get(key);
     if (!sizeClass) {
-      sizeClass = { samples: new Map(this.candidates.map((threads) => [threads, []])), callsSinceChoice: 0 };
+      sizeClass = {
+        samples: new Map(this.candidates.map((threads) => [threads, []])),
+        discarded: 0,
+        callsSinceChoice: 0,
+      };
       this.classes.set(key, sizeClass);
     }
     return sizeClass;
@@ -48,6 +57,7 @@ export class ThreadChooser {
     if (sizeClass.chosen !== undefined) {
       if (++sizeClass.callsSinceChoice < recheckEvery) return sizeClass.chosen;
       sizeClass.chosen = undefined;
+      sizeClass.discarded = 0;
       for (const samples of sizeClass.samples.values()) samples.length = 0;
     }
     // Still measuring: the first candidate that has too few samples, so each is measured in one run of calls.
@@ -62,7 +72,11 @@ export class ThreadChooser {
   record(tokens: number, threads: number, milliseconds: number, callsSinceSwitch = Number.POSITIVE_INFINITY): void {
     const sizeClass = this.classOf(tokens);
     const samples = sizeClass.samples.get(threads);
-    if (!samples || sizeClass.chosen !== undefined || callsSinceSwitch < settleCalls) return;
+    if (!samples || sizeClass.chosen !== undefined) return;
+    if (callsSinceSwitch < settleCalls && sizeClass.discarded < maxDiscarded) {
+      sizeClass.discarded++;
+      return;
+    }
     samples.push(milliseconds / Math.max(1, tokens));
     if ([...sizeClass.samples.values()].some((s) => s.length < samplesEach)) return;
     let best = this.candidates[0] as number;

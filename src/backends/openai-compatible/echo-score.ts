@@ -85,18 +85,32 @@ function alignFromLogprobs(choice: CompletionChoice, points: string[]): AlignedT
   });
 }
 
-/** vLLM `prompt_logprobs` (requested with `prompt_logprobs: 1`): per prompt token, the token itself and the top-1. */
-function alignFromPromptLogprobs(choice: CompletionChoice, points: string[]): AlignedToken[] | undefined {
+/** Best-first alternatives from a vLLM `prompt_logprobs` entry (token id -> {logprob, rank, decoded_token}). */
+function topFromPromptEntry(
+  entry: NonNullable<CompletionChoice["promptLogprobs"]>[number] | undefined,
+): AlignedToken["top"] {
+  return Object.entries(entry ?? {})
+    .sort((a, b) => (a[1].rank ?? Number.POSITIVE_INFINITY) - (b[1].rank ?? Number.POSITIVE_INFINITY))
+    .map(([id, value]) => ({ token: Number(id), text: value.decoded_token ?? "", logprob: value.logprob }));
+}
+
+/**
+ * vLLM `prompt_logprobs` requested with `prompt_logprobs: 1`: per prompt token, the token itself and, when it is not
+ * the most likely, the rank-1 token (with k > 1 the token itself cannot be told apart when it is among the top k, so
+ * alternatives come from a second answer, `alternatives`, requested with k).
+ */
+function alignFromPromptLogprobs(
+  choice: CompletionChoice,
+  points: string[],
+  alternatives?: CompletionChoice["promptLogprobs"],
+): AlignedToken[] | undefined {
   const entries = choice.promptLogprobs;
   if (!entries || entries.length === 0) return undefined;
-  const picked = entries.map((entry) => {
+  const picked = entries.map((entry, position) => {
     if (!entry) return null;
     const items = Object.entries(entry);
-    // With prompt_logprobs=1 the dict holds the actual token and, when different, the rank-1 token.
     const actual = items.length === 1 ? items[0]! : (items.find(([, value]) => value.rank !== 1) ?? items[0]!);
-    const top = [...items]
-      .sort((a, b) => (a[1].rank ?? Number.POSITIVE_INFINITY) - (b[1].rank ?? Number.POSITIVE_INFINITY))
-      .map(([id, value]) => ({ token: Number(id), text: value.decoded_token ?? "", logprob: value.logprob }));
+    const top = topFromPromptEntry(alternatives ? alternatives[position] : entry);
     return { id: Number(actual[0]), ...actual[1], greedy: items.length === 1 || actual[1].rank === 1, top };
   });
   const restLength = picked.reduce((sum, item) => sum + (item ? codePointLength(item.decoded_token ?? "") : 0), 0);
@@ -128,6 +142,8 @@ export function scoreFromEcho(
   serverUrl: string,
   /** Keep up to this many alternatives per token (`TokenLogprob.top`); 0 keeps none. */
   topLogprobs = 0,
+  /** vLLM: `prompt_logprobs` of the same text requested with k = `topLogprobs` (see alignFromPromptLogprobs). */
+  alternatives?: CompletionChoice["promptLogprobs"],
 ): ScoreResult {
   if (prompt.length === 0 && continuation.length > 0) {
     // The first token of an echoed text comes without a log-probability (and a leading BOS or SentencePiece
@@ -142,7 +158,7 @@ export function scoreFromEcho(
   const points = Array.from(choice.text.startsWith(full) ? choice.text : full);
   const promptLength = codePointLength(prompt);
   const fullLength = codePointLength(full);
-  const aligned = alignFromLogprobs(choice, points) ?? alignFromPromptLogprobs(choice, points);
+  const aligned = alignFromLogprobs(choice, points) ?? alignFromPromptLogprobs(choice, points, alternatives);
   if (!aligned)
     throw cannotScore(
       serverUrl,

@@ -260,15 +260,17 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
   async #scoreOne(prompt: string, continuation: string, signal: AbortSignal, top: number): Promise<ScoreResult> {
     const url = this.#pool.endpoints[0]!.baseUrl;
     const method = this.#options.scoreMethod ?? "echo";
-    const send = (maxTokens: number): Promise<CompletionsResponse> =>
+    // vLLM's prompt_logprobs with k > 1 hides which entry is the prompt's own token when it is among the top k, so
+    // the token comes from a k = 1 request and the alternatives from a second one.
+    const send = (maxTokens: number, k = method === "echo" ? Math.max(1, top) : 1): Promise<CompletionsResponse> =>
       this.#client.request({
         path: "/completions",
         body: {
           model: this.#options.model,
           prompt: prompt + continuation,
           ...(method === "echo"
-            ? { echo: true, logprobs: Math.max(1, top), max_tokens: maxTokens }
-            : { prompt_logprobs: Math.max(1, top), max_tokens: 1 }),
+            ? { echo: true, logprobs: k, max_tokens: maxTokens }
+            : { prompt_logprobs: k, max_tokens: 1 }),
           temperature: 0,
           ...(this.#options.returnTokenIds ? { return_tokens_as_token_ids: true } : {}),
         },
@@ -300,7 +302,9 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
     }
     const choice = response.choices[0];
     if (!choice) throw new BackendError(`${url} returned no choices for a scoring request`, { retryable: true });
-    return scoreFromEcho(choice, prompt, continuation, url, top);
+    const alternatives =
+      method === "prompt-logprobs" && top > 1 ? (await send(1, top)).choices[0]?.promptLogprobs : undefined;
+    return scoreFromEcho(choice, prompt, continuation, url, top, alternatives ?? undefined);
   }
 
   #scoreRejected(error: BackendError): Error {

@@ -51,11 +51,12 @@ export function registerChat(program: Command): void {
         rl.on("SIGINT", () => rl.close());
         try {
           // The line iterator keeps lines that arrive while an answer is being written (piped input).
-          process.stdout.write("you> ");
+          rl.setPrompt("you> ");
+          rl.prompt();
           for await (const line of rl) {
             if (line.trim() === "/exit") break;
             if (!line.trim()) {
-              process.stdout.write("you> ");
+              rl.prompt();
               continue;
             }
             history.push({ role: "user", content: line });
@@ -84,7 +85,8 @@ export function registerChat(program: Command): void {
             const answer = cleanAnswer(result!.completions[0]!.text);
             show(answer);
             history.push({ role: "assistant", content: answer });
-            process.stdout.write("\nyou> ");
+            process.stdout.write("\n");
+            rl.prompt();
           }
         } finally {
           rl.close();
