@@ -46,6 +46,28 @@ describe("dequantize on hand-made blocks", () => {
     }
   });
 
+  it("Q4_1, Q5_0 and Q5_1: a min added, and a fifth bit per element from a 32-bit word", () => {
+    const random = seededRandom(3);
+    for (const type of ["Q4_1", "Q5_0", "Q5_1"] as const) {
+      const withMin = type !== "Q5_0";
+      const five = type !== "Q4_1";
+      const block = new Uint8Array(ggmlBlockLayout[type].bytes);
+      for (let i = 0; i < block.length; i++) block[i] = Math.floor(random() * 256);
+      putHalf(block, 0, 0.5);
+      if (withMin) putHalf(block, 2, -1.25);
+      const highAt = withMin ? 4 : 2;
+      const quantsAt = highAt + (five ? 4 : 0);
+      const values = dequantize(type, block, 32);
+      for (let e = 0; e < 32; e++) {
+        const byte = block[quantsAt + (e % 16)]!;
+        let q = e < 16 ? byte & 0xf : byte >> 4;
+        if (five) q += ((block[highAt + (e >> 3)]! >> (e & 7)) & 1) * 16;
+        const expected = withMin ? 0.5 * q - 1.25 : 0.5 * (q - 16);
+        expect(values[e]).toBeCloseTo(expected, 6);
+      }
+    }
+  });
+
   it("Q4_K and Q5_K: 6-bit scales and mins per 32 elements, including the packed upper four", () => {
     for (const type of ["Q4_K", "Q5_K"] as const) {
       const five = type === "Q5_K";
@@ -98,6 +120,17 @@ describe("dequantize on hand-made blocks", () => {
 });
 
 describe("quantised weights in llama.cpp", () => {
+  const scales: Partial<Record<GgmlTypeName, number>> = {
+    Q4_0: 0.01,
+    Q4_1: 0.01,
+    Q5_0: 0.005,
+    Q5_1: 0.005,
+    Q8_0: 0.001,
+    Q4_K: 2e-4,
+    Q5_K: 1e-4,
+    Q6_K: 5e-5,
+  };
+
   /** Random blocks of `type` for `count` elements, with scales that keep the weights small. */
   function randomBlocks(type: GgmlTypeName, count: number, seed: number): Uint8Array {
     const { elements, bytes: size } = ggmlBlockLayout[type];
@@ -105,18 +138,19 @@ describe("quantised weights in llama.cpp", () => {
     const bytes = new Uint8Array((count / elements) * size);
     for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(random() * 256);
     for (let at = 0; at < bytes.length; at += size) {
-      const scale = () =>
-        (0.5 + random()) * { Q4_0: 0.01, Q8_0: 0.001, Q4_K: 2e-4, Q5_K: 1e-4, Q6_K: 5e-5 }[type as "Q4_0"];
+      const scale = () => (0.5 + random()) * scales[type]!;
       if (type === "Q6_K") putHalf(bytes, at + 208, scale());
       else putHalf(bytes, at, scale());
+      // The k-quants' dmin, or the min of Q4_1 and Q5_1 (about minus half the range, to centre the weights).
       if (type === "Q4_K" || type === "Q5_K") putHalf(bytes, at + 2, scale());
+      if (type === "Q4_1" || type === "Q5_1") putHalf(bytes, at + 2, -8 * scale());
     }
     return bytes;
   }
 
   it("gives the logits of the F32 model written from our dequantised weights", async () => {
     const { metadata, tensors } = buildTinyModel({ layers: 2, dim: 256, heads: 4, kvHeads: 2, ffn: 512, seed: 4 });
-    const types: GgmlTypeName[] = ["Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q8_0"];
+    const types: GgmlTypeName[] = ["Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"];
     let next = 0;
     const quantized = tensors.map((tensor, i) => {
       if (tensor.dims.length !== 2) return tensor;

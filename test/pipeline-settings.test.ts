@@ -3,14 +3,15 @@
  * earlier folders kept under <run>/previous/; options that only say how much to do keep the records; and going back
  * to earlier settings brings their records back without generating them again. Real engine, tiny model, stage 1 only.
  */
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatPipelineSummary } from "../src/cli/commands/run.js";
 import { writeTinyModel } from "../src/gguf/index.js";
 import { type LoadedPipelineConfig, parsePipelineConfig } from "../src/pipeline/pipeline-config.js";
 import { runPipeline } from "../src/pipeline/run-pipeline.js";
+import { readKeyFile, settingsKeyFile, switchStageFolders, writeKeyFile } from "../src/pipeline/stage-folders.js";
 import { readJsonl, readManifest } from "../src/run-store/index.js";
 
 let dir: string;
@@ -26,18 +27,22 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function loaded(selfInstruct: Record<string, unknown>): LoadedPipelineConfig {
+function loaded(
+  selfInstruct: Record<string, unknown>,
+  runName = "run",
+  selfAlign: Record<string, unknown> = { skip: true },
+): LoadedPipelineConfig {
   const config = parsePipelineConfig(
     {
       name: "settings",
       model: modelPath,
-      runDir: join(dir, "run"),
+      runDir: join(dir, runName),
       engine: { contextSize: 8192, sequences: 2, threads: 1 },
       report: false,
       stages: {
         "self-instruct": { maxRounds: 2, ...selfInstruct },
         "red-team": { skip: true },
-        "self-align": { skip: true },
+        "self-align": selfAlign,
         engrave: { skip: true },
         "verbose-clone": { skip: true },
       },
@@ -93,4 +98,72 @@ it("starts a stage afresh when its sampling changes, keeps records when only the
   expect(back.usage.completionTokens).toBe(0);
   expect(await stageOne(join(runDir, "self-instruct"))).toEqual(original);
   expect(await readdir(join(runDir, "previous"))).toHaveLength(1);
+});
+
+it("keeps every folder when pipeline.json is lost, and treats folders from before keys as matching once", async () => {
+  const runName = "lost-state";
+  const runDir = join(dir, runName);
+  const a = { target: 4, sampling: { maxTokens: 64 } };
+  const b = { target: 4, sampling: { maxTokens: 40 } };
+  await runPipeline({ loaded: loaded(a, runName) });
+  const original = await stageOne(join(runDir, "self-instruct"));
+  await runPipeline({ loaded: loaded(b, runName) });
+  const second = await stageOne(join(runDir, "self-instruct"));
+  // pipeline.json gone (a way people force a re-run): back to A, B's records are kept, A's come back.
+  await rm(join(runDir, "pipeline.json"));
+  const back = await runPipeline({ loaded: loaded(a, runName) });
+  expect(back.stages[0]?.restoredFrom).toBeDefined();
+  expect(await stageOne(join(runDir, "self-instruct"))).toEqual(original);
+  expect(await stageOne(join(back.stages[0]!.movedAside!, "self-instruct"))).toEqual(second);
+
+  // A folder without a key (made before keys were kept) is taken to match while the run is up to date, and labelled,
+  // so a later change of settings still moves it aside instead of reusing its records.
+  await rm(join(runDir, "self-instruct", ".settings-key"));
+  const same = await runPipeline({ loaded: loaded(a, runName) });
+  expect(same.stages[0]?.status).toBe("up-to-date");
+  const changed = await runPipeline({ loaded: loaded(b, runName) });
+  expect(changed.stages[0]?.movedAside).toBeDefined();
+  expect(changed.usage.completionTokens).toBe(0); // B's records came back from previous/
+});
+
+it("a skipped stage's edited options do not touch the stages after it", async () => {
+  const runName = "skipped-upstream";
+  const first = await runPipeline({
+    loaded: loaded({ target: 4, sampling: { maxTokens: 64 } }, runName, { sampling: { maxTokens: 8 } }),
+  });
+  expect(first.stages.map((stage) => stage.status)).toEqual(["ran", "skipped", "ran", "skipped", "skipped"]);
+  const edited = await runPipeline({
+    loaded: loaded({ skip: true, target: 4, sampling: { maxTokens: 40 } }, runName, { sampling: { maxTokens: 8 } }),
+  });
+  expect(edited.stages[2]).toMatchObject({ stage: "self-align", status: "up-to-date" });
+  expect(edited.stages[2]?.movedAside).toBeUndefined();
+});
+
+describe("switchStageFolders", () => {
+  it("never overwrites a kept folder, labels key-less folders, and restores what is missing", async () => {
+    const runDir = join(dir, "folders");
+    const write = async (folder: string, key: string | undefined, text: string) => {
+      await mkdir(join(runDir, folder), { recursive: true });
+      await writeFile(join(runDir, folder, "records.jsonl"), text);
+      if (key) await writeKeyFile(join(runDir, folder), settingsKeyFile, key);
+    };
+    // Settings x were used twice (an older copy is already kept under previous/).
+    await write("previous/st-xxxxxxxxxxxxxxxx/one", "x".repeat(20), "older x\n");
+    await write("one", "x".repeat(20), "newer x\n");
+    await write("two", undefined, "no key\n");
+    const moved = await switchStageFolders(runDir, "st", ["one", "two"], "y".repeat(20));
+    expect(moved.movedAside).toBe(join(runDir, "previous", "st-xxxxxxxxxxxxxxxx.2"));
+    expect(await readFile(join(runDir, "previous/st-xxxxxxxxxxxxxxxx/one/records.jsonl"), "utf8")).toBe("older x\n");
+    expect(await readFile(join(runDir, "previous/st-xxxxxxxxxxxxxxxx.2/one/records.jsonl"), "utf8")).toBe("newer x\n");
+    // "two" had no key: it is kept and labelled; "one" starts empty, labelled with the new key.
+    expect(await readKeyFile(join(runDir, "two"), settingsKeyFile)).toBe("y".repeat(20));
+    expect(await readKeyFile(join(runDir, "one"), settingsKeyFile)).toBe("y".repeat(20));
+    // Back to x: "one" comes back from its place; "two" (labelled y) moves aside.
+    await rm(join(runDir, "one"), { recursive: true });
+    const back = await switchStageFolders(runDir, "st", ["one", "two"], "x".repeat(20));
+    expect(back.restoredFrom).toBe(join(runDir, "previous", "st-xxxxxxxxxxxxxxxx"));
+    expect(await readFile(join(runDir, "one/records.jsonl"), "utf8")).toBe("older x\n");
+    expect(await readFile(join(runDir, "previous/st-yyyyyyyyyyyyyyyy/two/records.jsonl"), "utf8")).toBe("no key\n");
+    expect(await readFile(join(runDir, "previous/st-xxxxxxxxxxxxxxxx.2/one/records.jsonl"), "utf8")).toBe("newer x\n");
+  });
 });

@@ -9,7 +9,7 @@ import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readRecordsFile as readLines } from "./fixtures/stage-files.js";
 import { runMergeCommand } from "../src/cli/commands/merge.js";
-import { registerStage, runStageCommand } from "../src/cli/commands/stage.js";
+import { checkStageSettings, registerStage, runStageCommand } from "../src/cli/commands/stage.js";
 import { ConfigError } from "../src/errors/index.js";
 import { writeTinyModel } from "../src/gguf/index.js";
 import { openRun, parseShard } from "../src/run-store/index.js";
@@ -87,17 +87,24 @@ describe("selfalign stage", () => {
     await runStageCommand("self-instruct", options);
     const folder = join(run, "self-instruct");
     const manifest = JSON.parse(await readFile(join(folder, "manifest.json"), "utf8"));
-    expect(manifest.extra.settings).toEqual({ model: `llama-cpp:${model}`, sampling: { maxTokens: 16 } });
+    // Defaults are resolved: the seed and every sampling option are recorded.
+    expect(manifest.extra.settings).toMatchObject({
+      model: `llama-cpp:${model}`,
+      seed: 42,
+      sampling: { maxTokens: 16, temperature: 1 },
+    });
     const error = await runStageCommand("self-instruct", { ...options, maxTokens: 12, temperature: 0.5 }).catch(
       (caught: unknown) => caught,
     );
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).path).toBe(folder);
-    expect((error as Error).message).toContain(
-      'other settings (sampling: {"maxTokens":16} then, {"maxTokens":12,"temperature":0.5} now)',
+    expect((error as Error).message).toMatch(
+      /other settings \(sampling: \{.*"maxTokens":16.*\} then, \{.*"maxTokens":12.*\} now\)/,
     );
-    // The same settings resume; an amount option (target) may change.
-    await expect(runStageCommand("self-instruct", { ...options, target: 3 })).resolves.toMatch(/^self-instruct:/);
+    // The same settings resume, also when a default is given explicitly; an amount option (target) may change.
+    await expect(
+      runStageCommand("self-instruct", { ...options, target: 3, seed: 42, temperature: 1 }),
+    ).resolves.toMatch(/^self-instruct:/);
   });
 
   it("refuses self-align when no stage-1 prompts exist", async () => {
@@ -111,13 +118,37 @@ describe("selfalign stage", () => {
 });
 
 describe("selfalign merge", () => {
-  async function writeShard(runDir: string, stage: string, shard: string, records: Record<string, unknown>[]) {
+  async function writeShard(
+    runDir: string,
+    stage: string,
+    shard: string,
+    records: Record<string, unknown>[],
+    settings?: Record<string, unknown>,
+  ) {
     const parsed = parseShard(shard);
     const run = await openRun(runDir, { create: true, shard: parsed });
     const store = await run.stage(stage, { shard: parsed });
+    if (settings) await checkStageSettings(store, settings);
     for (const record of records) await store.appendRecord(record as { id: string });
     await run.close();
   }
+
+  it("refuses to merge shards made with different settings", async () => {
+    const runDir = join(dir, "merge-settings");
+    await writeShard(runDir, "self-instruct", "0/2", [{ id: "a1", instruction: "Name a colour." }], { t: 1 });
+    await writeShard(runDir, "self-instruct", "1/2", [{ id: "b1", instruction: "Name a fruit." }], { t: 0.5 });
+    const error = await runMergeCommand({ run: runDir, stage: "self-instruct" }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toMatch(
+      /made with different settings: .*shard-0-of-2: \{"t":1\}; .*shard-1-of-2: \{"t":0.5\}/,
+    );
+    // With the same settings the merge goes ahead and the merged folder keeps them.
+    await writeShard(runDir, "self-align", "0/2", [], { t: 1 });
+    await writeShard(runDir, "self-align", "1/2", [], { t: 1 });
+    await runMergeCommand({ run: runDir, stage: "self-align" });
+    const manifest = JSON.parse(await readFile(join(runDir, "self-align", "manifest.json"), "utf8"));
+    expect(manifest.extra.settings).toEqual({ t: 1 });
+  });
 
   it("re-applies ROUGE-L dedup across self-instruct shards and is idempotent", async () => {
     const runDir = join(dir, "merge-si");

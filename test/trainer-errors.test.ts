@@ -45,15 +45,17 @@ describe("embedded trainer input errors", () => {
   it("unsupported quantisation comes from the reader with a fix", async () => {
     const { metadata, tensors } = buildTinyModel({ dim: 32, heads: 4, kvHeads: 2, layers: 1 });
     const bytes = Buffer.from(encodeGguf({ metadata, tensors }));
-    // Patch blk.0.attn_q.weight's ggml type (after name, n_dims u32 and 2 u64 dims) to 3 = Q4_1 (not read here).
+    // Patch blk.0.attn_q.weight's ggml type (after name, n_dims u32 and 2 u64 dims) to 10 = Q2_K (not read here).
     const name = Buffer.from("blk.0.attn_q.weight");
     const at = bytes.indexOf(name) + name.length + 4 + 16;
     expect(bytes.readUInt32LE(at)).toBe(0);
-    bytes.writeUInt32LE(3, at);
-    const path = join(dir, "q4_1.gguf");
+    bytes.writeUInt32LE(10, at);
+    const path = join(dir, "q2_k.gguf");
     await writeFile(path, bytes);
     const error = await trainError(path, examples);
-    expect(error.message).toMatch(/ggml type 3.*supported: F32, F16, Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, BF16\).*Q4_K_M/);
+    expect(error.message).toMatch(
+      /ggml type 10.*supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, BF16\).*Q4_K_M/,
+    );
   });
 
   it("rank larger than a projection", async () => {

@@ -1,5 +1,6 @@
 /**
- * Dequantisation of ggml tensor data to F32: F32, F16, BF16, the legacy Q8_0 and Q4_0 blocks, and the k-quant
+ * Dequantisation of ggml tensor data to F32: F32, F16, BF16, the 32-element blocks Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1
+ * (llama.cpp falls back to these in k-quant files for rows that are not a multiple of 256), and the k-quant
  * super-blocks Q4_K, Q5_K and Q6_K (what Q4_K_M / Q5_K_M / Q6_K GGUF files hold), following the block layouts of
  * ggml-common.h and the arithmetic of ggml-quants.c.
  */
@@ -13,6 +14,9 @@ export const ggmlBlockLayout: Record<GgmlTypeName, { elements: number; bytes: nu
   BF16: { elements: 1, bytes: 2 },
   Q8_0: { elements: 32, bytes: 34 },
   Q4_0: { elements: 32, bytes: 18 },
+  Q4_1: { elements: 32, bytes: 20 },
+  Q5_0: { elements: 32, bytes: 22 },
+  Q5_1: { elements: 32, bytes: 24 },
   Q4_K: { elements: 256, bytes: 144 },
   Q5_K: { elements: 256, bytes: 176 },
   Q6_K: { elements: 256, bytes: 210 },
@@ -61,17 +65,32 @@ export function dequantize(type: GgmlTypeName, bytes: Uint8Array, count: number)
       }
       break;
     case "Q4_0":
-      // d (f16), then 16 bytes: element j in the low nibble of byte j, element j + 16 in its high nibble; x = d * (q - 8).
+    case "Q4_1":
+    case "Q5_0":
+    case "Q5_1": {
+      // d (f16), [Q4_1/Q5_1: min m (f16)], [Q5_0/Q5_1: 32 fifth bits, u32], then 16 bytes: element j in the low nibble
+      // of byte j, element j + 16 in its high nibble (fifth bits j and j + 16). Q4_0: x = d(q - 8); Q5_0: d(q - 16);
+      // with a min: x = d*q + m.
+      const withMin = type === "Q4_1" || type === "Q5_1";
+      const five = type === "Q5_0" || type === "Q5_1";
+      const size = ggmlBlockLayout[type].bytes;
+      const offset = withMin ? 0 : five ? 16 : 8;
+      const quantsAt = 2 + (withMin ? 2 : 0) + (five ? 4 : 0);
       for (let b = 0; b < blocks; b++) {
-        const at = b * 18;
+        const at = b * size;
         const d = half(at);
+        const m = withMin ? half(at + 2) : 0;
+        const high = five ? view.getUint32(at + (withMin ? 4 : 2), true) : 0;
         for (let j = 0; j < 16; j++) {
-          const q = bytes[at + 2 + j]!;
-          out[b * 32 + j] = d * ((q & 0xf) - 8);
-          out[b * 32 + j + 16] = d * ((q >> 4) - 8);
+          const q = bytes[at + quantsAt + j]!;
+          const q0 = (q & 0xf) | (five ? ((high >>> j) & 1) << 4 : 0);
+          const q1 = (q >> 4) | (five ? ((high >>> (j + 16)) & 1) << 4 : 0);
+          out[b * 32 + j] = d * (q0 - offset) + m;
+          out[b * 32 + j + 16] = d * (q1 - offset) + m;
         }
       }
       break;
+    }
     case "Q4_K":
     case "Q5_K": {
       // d, dmin (f16), 12 bytes of 6-bit scales and mins, [Q5_K: 32 bytes of fifth bits], 128 bytes of nibbles.

@@ -188,7 +188,7 @@ export class GgufFile {
     const typeName = ggmlTypeName(info.type);
     if (!typeName) {
       throw new ConfigError(
-        `tensor "${name}" has ggml type ${info.type}, which selfalign cannot dequantise (supported: ${Object.keys(ggmlTypes).join(", ")}). Use a GGUF in one of these types (e.g. a Q8_0, Q6_K or Q4_K_M file) or re-convert the model with --outtype f16`,
+        `tensor "${name}" has ggml type ${info.type}, which selfalign cannot dequantise (supported: ${Object.keys(ggmlTypes).join(", ")}). Use a GGUF in one of these types (F16, Q8_0, or a Q4_K_M/Q5_K_M/Q6_K file) or re-convert the model with --outtype f16`,
         { path: this.path, field: name },
       );
     }
@@ -199,7 +199,21 @@ export class GgufFile {
         { path: this.path, field: name },
       );
     const bytes = Buffer.alloc(byteLength);
-    await this.handle.read(bytes, 0, byteLength, this.header.dataOffset + info.offset);
+    // One read returns at most about 2 GiB: read until the tensor is whole.
+    for (let done = 0; done < byteLength; ) {
+      const { bytesRead } = await this.handle.read(
+        bytes,
+        done,
+        Math.min(byteLength - done, 1 << 30),
+        this.header.dataOffset + info.offset + done,
+      );
+      if (bytesRead === 0)
+        throw new ConfigError(
+          `tensor "${name}" ends past the end of the file (${done} of ${byteLength} bytes): the file is truncated; download it again`,
+          { path: this.path, field: name },
+        );
+      done += bytesRead;
+    }
     return dequantize(typeName, bytes, count);
   }
 

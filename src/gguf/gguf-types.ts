@@ -25,7 +25,19 @@ export type GgufValue =
   | { type: "array"; itemType: GgufScalarType; value: Array<string | number | boolean | bigint> };
 
 /** ggml tensor types this project reads (dequantising to F32; F32/F16 are also written from floats). */
-export const ggmlTypes = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q4_K: 12, Q5_K: 13, Q6_K: 14, BF16: 30 } as const;
+export const ggmlTypes = {
+  F32: 0,
+  F16: 1,
+  Q4_0: 2,
+  Q4_1: 3,
+  Q5_0: 6,
+  Q5_1: 7,
+  Q8_0: 8,
+  Q4_K: 12,
+  Q5_K: 13,
+  Q6_K: 14,
+  BF16: 30,
+} as const;
 export type GgmlTypeName = keyof typeof ggmlTypes;
 
 export function ggmlTypeName(id: number): GgmlTypeName | undefined {

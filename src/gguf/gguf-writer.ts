@@ -1,5 +1,5 @@
 import { writeFile } from "node:fs/promises";
-import { ggmlByteLength } from "./dequantize.js";
+import { ggmlBlockLayout, ggmlByteLength } from "./dequantize.js";
 import { float32ToFloat16Bits } from "./float16.js";
 import {
   GGUF_DEFAULT_ALIGNMENT,
@@ -108,6 +108,12 @@ class ByteSink {
 function tensorBytes(tensor: GgufTensorInput | GgufEncodedTensor): Uint8Array {
   const expected = tensorElementCount(tensor.dims);
   if ("bytes" in tensor) {
+    // llama.cpp quantises rows: the row length (dims[0]) must be a whole number of blocks.
+    const { elements } = ggmlBlockLayout[tensor.type];
+    if ((tensor.dims[0] ?? 0) % elements !== 0)
+      throw new Error(
+        `tensor ${tensor.name}: rows of ${tensor.dims[0]} are not whole ${tensor.type} blocks of ${elements}`,
+      );
     const length = ggmlByteLength(tensor.type, expected);
     if (length !== tensor.bytes.length)
       throw new Error(

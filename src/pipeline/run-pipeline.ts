@@ -3,7 +3,7 @@
  * verbose-clone, then the report. Every stage resumes where it stopped; a stage whose inputs and options are unchanged
  * since it finished is not run again, so re-running a finished run does nothing and says so.
  */
-import { access, mkdir, rename, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import type { LanguageModel } from "../backends/language-model.js";
@@ -41,6 +41,14 @@ import { runVerboseClone, verboseCloneStage } from "../stages/verbose-clone/run.
 import { EmbeddedTrainer } from "../training/embedded/embedded-trainer.js";
 import { HfTrainer } from "../training/hf/index.js";
 import type { Trainer, TrainOptions } from "../training/trainer.js";
+import {
+  labelStageFolders,
+  readKeyFile,
+  settingsKeyFile,
+  switchStageFolders,
+  trainKeyFile,
+  writeKeyFile,
+} from "./stage-folders.js";
 import {
   type LoadedPipelineConfig,
   type PipelineConfig,
@@ -80,13 +88,9 @@ export interface RunPipelineResult {
   reportPath?: string;
 }
 
-/**
- * <run>/pipeline.json: which stage finished with which fingerprint of its inputs and options, and which settings
- * key the records in each stage's folders were made with.
- */
+/** <run>/pipeline.json: which stage finished with which fingerprint of its inputs and options. */
 interface PipelineState {
   stages: Partial<Record<PipelineStageName, { fingerprint: string; finishedAt: string }>>;
-  keys?: Partial<Record<PipelineStageName, string>>;
 }
 
 /** The folders of a pipeline stage. */
@@ -110,9 +114,6 @@ const amountOptions: Record<PipelineStageName, string[]> = {
   // Its answers are kept per prompt (maxPrompts) and its training restarts on its own when `train` changes.
   "verbose-clone": ["skip", "maxPrompts", "train"],
 };
-
-/** Where the folders of records made with other settings are kept: <run>/previous/<stage>-<key>. */
-export const previousDirName = "previous";
 
 const hash = (value: unknown) => recordId("pipeline", value);
 
@@ -207,58 +208,11 @@ function trainerFor(config: TrainConfig): { trainer: Trainer; options: TrainOpti
 
 const pipelineStateSchema = z.object({
   stages: z.record(z.string(), z.object({ fingerprint: z.string(), finishedAt: z.string() })),
-  keys: z.record(z.string(), z.string()).optional(),
 });
 
 async function readState(runDir: string): Promise<PipelineState> {
   const value = await readJsonFile(join(runDir, "pipeline.json"));
   return value === undefined ? { stages: {} } : (pipelineStateSchema.parse(value) as PipelineState);
-}
-
-const exists = (path: string) =>
-  access(path).then(
-    () => true,
-    () => false,
-  );
-
-/**
- * Make a stage's folders hold records made with settings `key` only. Folders made with other settings (`previousKey`)
- * move to <run>/previous/<stage>-<previousKey>; folders kept there earlier for `key` move back. Nothing is deleted.
- */
-async function switchStageFolders(
-  runDir: string,
-  stage: PipelineStageName,
-  previousKey: string | undefined,
-  key: string,
-): Promise<{ movedAside?: string; restoredFrom?: string }> {
-  const folders = stageFolders[stage];
-  const aside = (k: string) => join(runDir, previousDirName, `${stage}-${k.slice(0, 16)}`);
-  const outcome: { movedAside?: string; restoredFrom?: string } = {};
-  if (previousKey !== undefined) {
-    const present = [];
-    for (const folder of folders) if (await exists(join(runDir, folder))) present.push(folder);
-    if (present.length > 0) {
-      const target = aside(previousKey);
-      // An older copy made with the same settings is superseded by this one.
-      await rm(target, { recursive: true, force: true });
-      await mkdir(target, { recursive: true });
-      for (const folder of present) await rename(join(runDir, folder), join(target, folder));
-      outcome.movedAside = target;
-    }
-  }
-  const stash = aside(key);
-  if (await exists(stash)) {
-    let restored = false;
-    for (const folder of folders) {
-      if ((await exists(join(stash, folder))) && !(await exists(join(runDir, folder)))) {
-        await rename(join(stash, folder), join(runDir, folder));
-        restored = true;
-      }
-    }
-    await rm(stash, { recursive: true, force: true });
-    if (restored) outcome.restoredFrom = stash;
-  }
-  return outcome;
 }
 
 export async function runPipeline(options: RunPipelineOptions): Promise<RunPipelineResult> {
@@ -286,7 +240,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
     });
     const state = await readState(runDir);
     const fingerprints: Partial<Record<PipelineStageName, string>> = {};
-    const keys: Partial<Record<PipelineStageName, string>> = {};
+    const keys: Partial<Record<PipelineStageName, string | undefined>> = {};
     const getGenerator = async () => {
       generator ??= prepared.serverSpec
         ? await createBackend(prepared.serverSpec, { ...(onProgress ? { onProgress } : {}) })
@@ -312,6 +266,14 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
     };
     for (const stage of pipelineStageNames) {
       const stageConfig = config.stages[stage];
+      const folders = stageFolders[stage];
+      if (stageConfig.skip) {
+        // Later stages depend on what a skipped stage's folders hold, not on its (unused) options.
+        fingerprints[stage] = state.stages[stage]?.fingerprint;
+        keys[stage] = await readKeyFile(join(runDir, folders[0]!), settingsKeyFile);
+        result.stages.push({ stage, status: "skipped" });
+        continue;
+      }
       fingerprints[stage] = hash({
         stage: stageConfig,
         model: config.model,
@@ -321,7 +283,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         upstream: upstream[stage].map((name) => fingerprints[name] ?? null),
       });
       // The settings that shape this stage's records (upstream by their own keys: more prompts upstream only adds).
-      keys[stage] =
+      const key =
         stage === engraveStage
           ? fingerprints[stage]
           : hash({
@@ -334,23 +296,15 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
               constitution: constitution.hash,
               upstream: upstream[stage].map((name) => keys[name] ?? null),
             });
-      if (stageConfig.skip) {
-        result.stages.push({ stage, status: "skipped" });
-        continue;
-      }
+      keys[stage] = key;
       if (state.stages[stage]?.fingerprint === fingerprints[stage]) {
+        // Same fingerprint, same settings: label folders from before keys were kept.
+        await labelStageFolders(runDir, folders, key);
         result.stages.push({ stage, status: "up-to-date", ...(await stageCounts(runDir, stage)) });
         continue;
       }
       result.alreadyFinished = false;
-      const key = keys[stage]!;
-      let switched: { movedAside?: string; restoredFrom?: string } = {};
-      if (state.keys?.[stage] !== key) {
-        // Run directories from before settings keys were recorded: their folders are taken as they are.
-        switched = await switchStageFolders(runDir, stage, state.keys?.[stage], key);
-        state.keys = { ...state.keys, [stage]: key };
-        await writeJsonAtomic(join(runDir, "pipeline.json"), state);
-      }
+      const switched = await switchStageFolders(runDir, stage, folders, key);
       const finishedBefore = state.stages[stage] !== undefined;
       if (finishedBefore) {
         // Finished before with other inputs or options. Forget the old fingerprint first, so an interruption of the
@@ -358,15 +312,18 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         delete state.stages[stage];
         await writeJsonAtomic(join(runDir, "pipeline.json"), state);
       }
-      // A training checkpoint made with other options is stale: train afresh. Engrave's folder moves aside whenever
-      // its options change (its key is its fingerprint), so a restored one matches; verbose-clone keeps its answers
-      // across training changes, so its checkpoint goes whenever it finished before or was restored.
-      const staleCheckpoint =
-        stage === engraveStage
-          ? finishedBefore && switched.restoredFrom === undefined
-          : stage === verboseCloneStage && (finishedBefore || switched.restoredFrom !== undefined);
-      if (staleCheckpoint)
-        await rm(join(sftFiles(join(runDir, stage)).adapterDir, "checkpoint"), { recursive: true, force: true });
+      if (stage === engraveStage || stage === verboseCloneStage) {
+        // A training checkpoint made with other training settings or data is stale: train afresh. Engrave's folder
+        // moves aside whenever its fingerprint changes; verbose-clone keeps its answers across training changes.
+        const options = config.stages[verboseCloneStage];
+        const trainKey =
+          stage === engraveStage ? key : hash({ key, train: options.train, maxPrompts: options.maxPrompts ?? null });
+        const folder = join(runDir, stage);
+        const recorded = await readKeyFile(folder, trainKeyFile);
+        if (recorded === undefined ? finishedBefore : recorded !== trainKey)
+          await rm(join(sftFiles(folder).adapterDir, "checkpoint"), { recursive: true, force: true });
+        await writeKeyFile(folder, trainKeyFile, trainKey);
+      }
       const summary = await runStage(stage, {
         run,
         prepared,

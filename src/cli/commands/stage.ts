@@ -9,10 +9,10 @@ import { type Constitution, defaultConstitutionDir, loadConstitution } from "../
 import { ConfigError } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import { openRun, parseShard, type Shard, type StageStore } from "../../run-store/index.js";
-import { runRedTeam } from "../../stages/red-team/run.js";
+import { questionSamplingDefaults, runRedTeam, topicSamplingDefaults } from "../../stages/red-team/run.js";
 import { readSelfAlignInputs } from "../../stages/self-align/inputs.js";
-import { runSelfAlign } from "../../stages/self-align/run.js";
-import { runSelfInstruct } from "../../stages/self-instruct/run.js";
+import { runSelfAlign, selfAlignSamplingDefaults } from "../../stages/self-align/run.js";
+import { runSelfInstruct, selfInstructSamplingDefaults } from "../../stages/self-instruct/run.js";
 import { withProgress } from "../with-progress.js";
 
 export const generationStages = ["self-instruct", "red-team", "self-align"] as const;
@@ -53,7 +53,8 @@ function positive(name: string, allowZero = false) {
 export async function checkStageSettings(store: StageStore, settings: Record<string, unknown>): Promise<void> {
   const canonical = JSON.parse(JSON.stringify(settings)) as Record<string, unknown>;
   const previous = store.manifest.extra.settings as Record<string, unknown> | undefined;
-  if (previous !== undefined) {
+  // A folder with no finished work yet takes the new settings (a run stopped before its first record).
+  if (previous !== undefined && store.doneIds().size > 0) {
     const changed = [...new Set([...Object.keys(previous), ...Object.keys(canonical)])].filter(
       (key) => JSON.stringify(previous[key]) !== JSON.stringify(canonical[key]),
     );
@@ -115,11 +116,16 @@ export async function runStageCommand(
     };
     const storeOptions = shard ? { shard } : {};
     // What shapes the records (options that only say how much to do are left out).
-    const settings = { model: modelSpec, seed: options.seed, sampling };
+    // Defaults resolved, so an option given with its default value counts as the same setting.
+    const settingsOf = (defaults: object) => ({
+      model: modelSpec,
+      seed: options.seed ?? 42,
+      sampling: { ...defaults, ...sampling },
+    });
     const batchSize = options.batchSize === undefined ? {} : { batchSize: options.batchSize };
     if (stage === "self-instruct") {
       const store = await run.stage("self-instruct", storeOptions);
-      await checkStageSettings(store, settings);
+      await checkStageSettings(store, settingsOf(selfInstructSamplingDefaults));
       const result = await runSelfInstruct({
         ...common,
         ...batchSize,
@@ -136,7 +142,11 @@ export async function runStageCommand(
     if (stage === "red-team") {
       const topicStore = await run.stage("red-team-topics", storeOptions);
       const store = await run.stage("red-team", storeOptions);
-      const redTeamSettings = { ...settings, maxTopicsPerType: options.maxTopicsPerType };
+      const redTeamSettings = {
+        ...settingsOf(questionSamplingDefaults),
+        topicSampling: topicSamplingDefaults,
+        maxTopicsPerType: options.maxTopicsPerType ?? null,
+      };
       await checkStageSettings(topicStore, redTeamSettings);
       await checkStageSettings(store, redTeamSettings);
       const result = await runRedTeam({
@@ -161,7 +171,7 @@ export async function runStageCommand(
       );
     }
     const store = await run.stage("self-align", storeOptions);
-    await checkStageSettings(store, settings);
+    await checkStageSettings(store, settingsOf(selfAlignSamplingDefaults));
     const result = await runSelfAlign({
       ...common,
       ...(options.batchSize === undefined ? {} : { concurrency: options.batchSize }),

@@ -3,8 +3,10 @@
  * not see: ROUGE-L dedup across all self-instruct shards (the reference only removed exact duplicates across
  * shards, method-spec A.11.8), one question per (type, topic) for red-team, one answer per prompt for self-align.
  */
+import { join } from "node:path";
 import type { SeedTask } from "../../constitution/constitution-schema.js";
 import { ConfigError } from "../../errors/index.js";
+import { readManifest } from "../../run-store/manifest.js";
 import { readStageAcrossShards } from "../../run-store/run-status.js";
 import type { Run } from "../../run-store/run.js";
 import type { StoreRecord } from "../../run-store/jsonl.js";
@@ -41,6 +43,20 @@ export async function mergeStage(options: MergeStageOptions): Promise<MergeStage
       },
     );
   }
+  // Shards run with other settings (`selfalign stage` keeps them in each folder's manifest) must not be mixed.
+  const settingsByShard = new Map<string, string[]>();
+  for (const part of shardParts) {
+    const settings = (await readManifest(join(part.dir, "manifest.json")))?.extra.settings;
+    if (settings === undefined) continue;
+    const text = JSON.stringify(settings);
+    settingsByShard.set(text, [...(settingsByShard.get(text) ?? []), part.dir]);
+  }
+  if (settingsByShard.size > 1) {
+    throw new ConfigError(
+      `the shards of "${stage}" were made with different settings: ${[...settingsByShard].map(([settings, dirs]) => `${dirs.join(", ")}: ${settings}`).join("; ")}. Re-run the odd shards with the same settings before merging`,
+      { path: run.dir },
+    );
+  }
   // The unsharded folder is the merge output and is read first: its records are the earlier merges' result. Shard
   // records follow in shard order, then file order; those it already holds (kept or dropped) are skipped.
   const store = await run.stage(stage);
@@ -67,6 +83,8 @@ export async function mergeStage(options: MergeStageOptions): Promise<MergeStage
     );
   }
   store.manifest.extra.mergedFrom = shardParts.map((part) => part.dir);
+  const [shared] = settingsByShard.keys();
+  if (shared !== undefined) store.manifest.extra.settings = JSON.parse(shared);
   await store.saveManifest();
   return {
     shards: shardParts.length,

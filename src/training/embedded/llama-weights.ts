@@ -106,7 +106,7 @@ function checkTensorTypes(file: GgufFile): void {
   for (const tensor of file.header.tensors) {
     if (ggmlTypeName(tensor.type) === undefined) {
       throw new ConfigError(
-        `tensor "${tensor.name}" has ggml type ${tensor.type}, which selfalign cannot dequantise (supported: ${Object.keys(ggmlTypes).join(", ")}). Use a GGUF in one of these types (e.g. a Q8_0, Q6_K or Q4_K_M file) or re-convert the model with --outtype f16`,
+        `tensor "${tensor.name}" has ggml type ${tensor.type}, which selfalign cannot dequantise (supported: ${Object.keys(ggmlTypes).join(", ")}). Use a GGUF in one of these types (F16, Q8_0, or a Q4_K_M/Q5_K_M/Q6_K file) or re-convert the model with --outtype f16`,
         { path: file.path, field: tensor.name },
       );
     }
