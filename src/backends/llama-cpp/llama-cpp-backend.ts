@@ -43,6 +43,7 @@ export interface LlamaCppBackendOptions {
    * Threads for decoding (batches under 64 tokens). Default "auto": per batch size, 1 thread and `batchThreads` are
    * each measured on a few decode calls and the faster is kept (on small VMs each multi-threaded decode call pays a
    * fixed synchronisation cost, so one sequence can decode faster on 1 thread; on real cores all of them win).
+   * With `deterministic`, the default is 1.
    */
   threads?: number | "auto";
   /** Threads for long prompt evaluation (batches of 64+ tokens). Default: the number of CPU cores. */
@@ -107,7 +108,8 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   const sequences = deterministic ? 1 : (options.sequences ?? 4);
   if (!Number.isInteger(sequences) || sequences < 1)
     throw new ConfigError(`sequences must be a positive integer, got ${sequences}`, { field: "sequences" });
-  const threads = options.threads ?? "auto";
+  // Deterministic runs keep one thread count for decoding (no measuring switches between counts).
+  const threads = options.threads ?? (deterministic ? 1 : "auto");
   const batchThreads = options.batchThreads ?? availableParallelism();
   for (const [field, value] of [
     ["threads", threads === "auto" ? 1 : threads],
