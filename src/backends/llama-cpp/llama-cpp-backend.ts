@@ -24,6 +24,7 @@ import { checkPromptFits, type GenerateOptions, type GenerateResult, generateOnS
 import { getSharedLlama, subscribeLlamaLogs } from "./llama-instance.js";
 import { resolveModelSource } from "./model-source.js";
 import {
+  DecodeGate,
   gatherSequencesStrategy,
   type NativeBatchStats,
   type NativeBatchTuning,
@@ -92,6 +93,8 @@ interface BackendParts {
   model: LlamaModel;
   context: LlamaContext;
   tuning: NativeBatchTuning;
+  /** Serialises the decode calls of the generation and scoring contexts. */
+  gate: DecodeGate;
   contextSize: number;
   threads: number | "auto";
   batchThreads: number;
@@ -172,7 +175,8 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         { cause: error },
       );
     }
-    const tuning = tuneNativeBatches(context, { decodeThreads: threads, batchThreads });
+    const gate = new DecodeGate();
+    const tuning = tuneNativeBatches(context, { decodeThreads: threads, batchThreads, gate });
     const loraId = adapters.map((a) => `+lora:${a.filePath}@${a.scale}`).join("");
     return new LlamaCppBackend({
       id: `llama-cpp:${options.model}${loraId}`,
@@ -180,6 +184,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
       model,
       context,
       tuning,
+      gate,
       contextSize,
       threads,
       batchThreads,
@@ -394,7 +399,11 @@ export class LlamaCppBackend implements LanguageModel {
         threads: Math.max(this.parts.threads === "auto" ? 1 : this.parts.threads, this.parts.batchThreads),
         lora: this.parts.lora,
       });
-      tuneNativeBatches(context, { decodeThreads: this.parts.threads, batchThreads: this.parts.batchThreads });
+      tuneNativeBatches(context, {
+        decodeThreads: this.parts.threads,
+        batchThreads: this.parts.batchThreads,
+        gate: this.parts.gate,
+      });
       return { context, sequence: context.getSequence() };
     })();
     return this.scoring;

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeTinyModel } from "../../gguf/index.js";
 import { type CompletionRequest, completeAll } from "../language-model.js";
 import { createLlamaCppBackend } from "./index.js";
-import { gatherSequencesStrategy, shareBatch, tuneNativeBatches } from "./native-batch.js";
+import { DecodeGate, gatherSequencesStrategy, shareBatch, tuneNativeBatches } from "./native-batch.js";
 
 /** A stand-in for node-llama-cpp's native context that records what reaches it. */
 class FakeNative {
@@ -117,6 +117,56 @@ describe("tuneNativeBatches (on a stand-in native context)", () => {
     expect(tuning.stats().threadChoices).toEqual({ 1: 4 });
     // A run of calls with each while measuring, then 4 threads for the rest and for the prompt batch.
     expect(native.threads).toEqual([1, 4]);
+  });
+
+  it("with a shared gate, two contexts never decode at the same time, and a failed decode does not block the next", async () => {
+    let running = 0;
+    let most = 0;
+    const slowNative = (fail: boolean) => {
+      const native = new FakeNative();
+      native.decodeBatch = async () => {
+        running++;
+        most = Math.max(most, running);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        running--;
+        if (fail) throw new Error("decode failed");
+      };
+      return native;
+    };
+    const gate = new DecodeGate();
+    const contexts = [fakeContext(slowNative(false)), fakeContext(slowNative(true))];
+    for (const context of contexts) tuneNativeBatches(context, { decodeThreads: 1, batchThreads: 1, gate });
+    const decodes = contexts.flatMap((context) => {
+      const ctx = (context as unknown as { _ctx: FakeNative })._ctx;
+      return [0, 1, 2].map(async () => {
+        ctx.initBatch(1);
+        ctx.addToBatch(0, 0, u32(1), u32(0));
+        return ctx.decodeBatch();
+      });
+    });
+    const outcomes = await Promise.allSettled(decodes);
+    expect(most).toBe(1);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual([
+      "fulfilled",
+      "fulfilled",
+      "fulfilled",
+      "rejected",
+      "rejected",
+      "rejected",
+    ]);
+    // Without the gate they overlap.
+    most = 0;
+    const ungated = [fakeContext(slowNative(false)), fakeContext(slowNative(false))];
+    for (const context of ungated) tuneNativeBatches(context, { decodeThreads: 1, batchThreads: 1 });
+    await Promise.all(
+      ungated.map((context) => {
+        const ctx = (context as unknown as { _ctx: FakeNative })._ctx;
+        ctx.initBatch(1);
+        ctx.addToBatch(0, 0, u32(1), u32(0));
+        return ctx.decodeBatch();
+      }),
+    );
+    expect(most).toBe(2);
   });
 
   it("leaves a context alone when node-llama-cpp's internals are not as expected", () => {

@@ -56,11 +56,28 @@ export interface NativeBatchStats {
   threadChoices: Record<number, number>;
 }
 
+/**
+ * Runs the decode calls of several contexts one at a time. Each call uses all the threads it was given, so two
+ * contexts of one engine (generation and scoring) decoding at once would only share the cores and get in each
+ * other's way.
+ */
+export class DecodeGate {
+  private last: Promise<unknown> = Promise.resolve();
+
+  run<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.last.then(work, work);
+    this.last = result.catch(() => undefined);
+    return result;
+  }
+}
+
 export interface NativeBatchThreads {
   /** Threads for decode batches (fewer than 64 tokens); "auto" measures 1 against `batchThreads` per batch size. */
   decodeThreads: number | "auto";
   /** Threads for prompt evaluation (64 tokens and more). */
   batchThreads: number;
+  /** Shared with the engine's other contexts, so that their decode calls do not overlap. */
+  gate?: DecodeGate;
 }
 
 export interface NativeBatchTuning {
@@ -159,13 +176,13 @@ export function tuneNativeBatches(context: LlamaContext, threadOptions: NativeBa
       stats.decodeCalls++;
       stats.decodedTokens += tokens;
       stats.callsBySize[tokens] = (stats.callsBySize[tokens] ?? 0) + 1;
-      const start = performance.now();
-      const decoding = decodeBatch();
-      if (!measured) return decoding;
-      return decoding.then((result) => {
-        chooser.record(tokens, threads, performance.now() - start, settled);
+      const decode = async () => {
+        const start = performance.now();
+        const result = await decodeBatch();
+        if (measured) chooser.record(tokens, threads, performance.now() - start, settled);
         return result;
-      });
+      };
+      return threadOptions.gate ? threadOptions.gate.run(decode) : decode();
     });
   } catch {
     for (const name of nativeMethods) delete (native as Record<string, unknown>)[name];
