@@ -38,7 +38,11 @@ export function registerServe(program: Command): void {
       positiveInteger("parallel"),
       4,
     )
-    .option("--threads <n>", "CPU threads", positiveInteger("threads"))
+    .option(
+      "--threads <n>",
+      "decode threads (default: measured per batch size, 1 against all cores)",
+      positiveInteger("threads"),
+    )
     .action(async (options) => {
       const apiKey = options.apiKeyEnv
         ? readSecretEnv(options.apiKeyEnv, { required: true, purpose: "selfalign serve --api-key-env" })
