@@ -9,10 +9,11 @@ import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readRecordsFile as readLines } from "./fixtures/stage-files.js";
 import { runMergeCommand } from "../src/cli/commands/merge.js";
-import { checkStageSettings, registerStage, runStageCommand } from "../src/cli/commands/stage.js";
+import { registerStage, runStageCommand } from "../src/cli/commands/stage.js";
 import { ConfigError } from "../src/errors/index.js";
 import { writeTinyModel } from "../src/gguf/index.js";
 import { openRun, parseShard } from "../src/run-store/index.js";
+import { checkStageSettings } from "../src/stages/shared/stage-settings.js";
 
 let dir: string;
 let model: string;

@@ -104,14 +104,13 @@ export function tuneNativeBatches(context: LlamaContext, threadOptions: NativeBa
   const { decodeThreads, batchThreads } = threadOptions;
   const chooser = decodeThreads === "auto" && batchThreads > 1 ? new ThreadChooser([1, batchThreads]) : undefined;
   const fixedDecodeThreads = decodeThreads === "auto" ? 1 : decodeThreads;
-  const stats: NativeBatchStats = {
+  const stats: Omit<NativeBatchStats, "threadChoices"> = {
     decodeCalls: 0,
     decodedTokens: 0,
     callsBySize: {},
     reorderedCalls: 0,
-    threadChoices: {},
   };
-  const snapshot = () => ({
+  const snapshot = (): NativeBatchStats => ({
     ...stats,
     callsBySize: { ...stats.callsBySize },
     threadChoices: chooser?.choices() ?? {},

@@ -8,11 +8,12 @@ import type { LanguageModel } from "../../backends/language-model.js";
 import { type Constitution, defaultConstitutionDir, loadConstitution } from "../../constitution/index.js";
 import { ConfigError } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
-import { openRun, parseShard, type Shard, type StageStore } from "../../run-store/index.js";
+import { openRun, parseShard, type Shard } from "../../run-store/index.js";
 import { questionSamplingDefaults, runRedTeam, topicSamplingDefaults } from "../../stages/red-team/run.js";
 import { readSelfAlignInputs } from "../../stages/self-align/inputs.js";
 import { runSelfAlign, selfAlignSamplingDefaults } from "../../stages/self-align/run.js";
 import { runSelfInstruct, selfInstructSamplingDefaults } from "../../stages/self-instruct/run.js";
+import { checkStageSettings } from "../../stages/shared/stage-settings.js";
 import { withProgress } from "../with-progress.js";
 
 export const generationStages = ["self-instruct", "red-team", "self-align"] as const;
@@ -43,30 +44,6 @@ function positive(name: string, allowZero = false) {
     }
     return parsed;
   };
-}
-
-/**
- * Refuse to add records made with other settings to a stage folder that holds some: record ids do not depend on
- * sampling, so a resumed stage would otherwise skip what it already has and silently mix two settings. The folder's
- * settings are kept in its manifest (`extra.settings`) when it is first used.
- */
-export async function checkStageSettings(store: StageStore, settings: Record<string, unknown>): Promise<void> {
-  const canonical = JSON.parse(JSON.stringify(settings)) as Record<string, unknown>;
-  const previous = store.manifest.extra.settings as Record<string, unknown> | undefined;
-  // A folder with no finished work yet takes the new settings (a run stopped before its first record).
-  if (previous !== undefined && store.doneIds().size > 0) {
-    const changed = [...new Set([...Object.keys(previous), ...Object.keys(canonical)])].filter(
-      (key) => JSON.stringify(previous[key]) !== JSON.stringify(canonical[key]),
-    );
-    if (changed.length === 0) return;
-    const describe = (value: unknown) => (value === undefined ? "unset" : JSON.stringify(value));
-    throw new ConfigError(
-      `${store.label} holds records made with other settings (${changed.map((key) => `${key}: ${describe(previous[key])} then, ${describe(canonical[key])} now`).join("; ")}); run with the earlier settings to resume, or use another --run directory (or move ${store.dir} away) to start afresh`,
-      { path: store.dir },
-    );
-  }
-  store.manifest.extra.settings = canonical;
-  await store.saveManifest();
 }
 
 /** Run one stage; used by the command and by tests. Returns a one-line summary. */

@@ -12,6 +12,7 @@ import type { Run } from "../../run-store/run.js";
 import type { StoreRecord } from "../../run-store/jsonl.js";
 import { DedupIndex } from "../../text/dedup-index.js";
 import { countPrincipleUsage } from "../self-align/principle-usage.js";
+import { stageSettingsOf } from "./stage-settings.js";
 
 export interface MergeStageOptions {
   run: Run;
@@ -46,7 +47,7 @@ export async function mergeStage(options: MergeStageOptions): Promise<MergeStage
   // Shards run with other settings (`selfalign stage` keeps them in each folder's manifest) must not be mixed.
   const settingsByShard = new Map<string, string[]>();
   for (const part of shardParts) {
-    const settings = (await readManifest(join(part.dir, "manifest.json")))?.extra.settings;
+    const settings = stageSettingsOf(await readManifest(join(part.dir, "manifest.json")));
     if (settings === undefined) continue;
     const text = JSON.stringify(settings);
     settingsByShard.set(text, [...(settingsByShard.get(text) ?? []), part.dir]);
