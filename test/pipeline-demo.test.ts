@@ -57,7 +57,7 @@ describe("selfalign demo pipeline", () => {
       ["verbose-clone", "ran"],
     ]);
     const engraveAdapter = result.adapters.engrave!;
-    const finalAdapter = result.adapters.final!;
+    const finalAdapter = result.finalAdapter!;
     expect((await stat(engraveAdapter)).size).toBeGreaterThan(0);
     expect((await stat(finalAdapter)).size).toBeGreaterThan(0);
     expect((await stat(result.reportPath!)).size).toBeGreaterThan(0);
@@ -67,7 +67,7 @@ describe("selfalign demo pipeline", () => {
       join(result.runDir, "verbose-clone-sft", "records.jsonl"),
     );
     expect(records.length).toBeGreaterThan(0);
-    const modelPath = loaded.config.model;
+    const modelPath = loaded.config.model as string;
     const meanLogprob = async (lora?: string) => {
       const backend = await createLlamaCppBackend({
         model: modelPath,
