@@ -107,6 +107,42 @@ describe("selfalign stage", () => {
     ).resolves.toMatch(/^self-instruct:/);
   });
 
+  it("runs the training stages too: engrave, then verbose-clone with the engraving adapter as its teacher", async () => {
+    const runDir = join(dir, "training-run");
+    const train = { trainBase: model, trainMaxSteps: 2, trainRank: 2, trainThreads: 1, trainBatchTokens: 1024 };
+    const engraved = await runStageCommand("engrave", { run: runDir, ...train });
+    expect(engraved).toMatch(/^engrave: \d+ examples \(\d+ identity\), 2 steps, final loss \d/);
+    const manifest = JSON.parse(await readFile(join(runDir, "engrave", "manifest.json"), "utf8"));
+    expect(manifest.extra.adapter).toBe(join(runDir, "engrave", "adapter", "adapter.gguf"));
+    const cloned = await runStageCommand("verbose-clone", {
+      run: runDir,
+      ...train,
+      maxPrompts: 2,
+      samplingMaxTokens: 160,
+    });
+    expect(cloned).toMatch(/^verbose-clone: kept \d+, rejected \d+; \d+ examples, final loss/);
+    const answers = await readLines(join(runDir, "verbose-clone", "records.jsonl"));
+    const rejected = await readLines(join(runDir, "verbose-clone", "rejected.jsonl"));
+    expect(answers.length + rejected.length).toBe(2);
+    for (const answer of answers) expect(String(answer.backend)).toContain(`+lora:${manifest.extra.adapter}`);
+  });
+
+  it("derives each stage's flags and help from its options schema", async () => {
+    const program = new Command().exitOverride();
+    registerStage(program);
+    const help = program.commands.find((c) => c.name() === "stage")!.commands.find((c) => c.name() === "red-team")!;
+    const text = help.helpInformation();
+    expect(text).toContain("--epochs <value>");
+    expect(text).toMatch(/--question-sampling-max-tokens <value>\s+max new tokens per completion \(default 384\)/);
+    expect(text).toMatch(/--topic-sampling-top-p <value>\s+nucleus sampling mass \(default 0\.98\)/);
+    await expect(
+      runStageCommand("red-team", { run: join(dir, "bad-flag"), model: `llama-cpp:${model}`, epochs: "zero" }),
+    ).rejects.toThrow(/--epochs expects a number, got "zero"/);
+    await expect(
+      runStageCommand("red-team", { run: join(dir, "bad-flag"), model: `llama-cpp:${model}`, epochs: 0 }),
+    ).rejects.toThrow(/--epochs: too small/);
+  });
+
   it("refuses self-align when no stage-1 prompts exist", async () => {
     await expect(
       runStageCommand("self-align", { run: join(dir, "empty-run"), model: `llama-cpp:${model}` }),

@@ -131,6 +131,11 @@ export interface StageDefinition<O = Record<string, unknown>> {
   models: readonly ModelRole[];
   /** Skipped unless the config turns it on. Default false. */
   skipByDefault?: boolean;
+  /**
+   * `selfalign stage` refuses to run it while its upstream stages have kept nothing (in a pipeline it runs anyway,
+   * and the run warns that a stage kept no records). Default false.
+   */
+  needsUpstreamRecords?: boolean;
   /** Short CLI flags kept for compatibility: flag (kebab-case, no dashes) -> option path ("sampling.maxTokens"). */
   flagAliases?: Readonly<Record<string, string>>;
   run(context: StageContext<O>): Promise<StageRunResult>;

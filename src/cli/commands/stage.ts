@@ -115,7 +115,7 @@ export async function runStageCommand(
     instance.options = parsedOptions;
     const byName = new Map(instances.map((one) => [one.name, one]));
 
-    if (definition.upstream.length > 0) {
+    if (definition.needsUpstreamRecords) {
       let inputs = 0;
       for (const upstream of instance.upstream) {
         const source = byName.get(upstream);

@@ -49,6 +49,7 @@ export const selfAlignDefinition = defineStage({
   options: selfAlignOptionsSchema,
   amountOptions: ["maxPrompts", "concurrency"],
   models: ["generator"],
+  needsUpstreamRecords: true,
   flagAliases: {
     target: "maxPrompts",
     "batch-size": "concurrency",
