@@ -163,6 +163,17 @@ export type RegistryEntry = StageDefinition | StageGroup;
 
 export const isGroup = (entry: RegistryEntry): entry is StageGroup => "kind" in entry && entry.kind === "group";
 
+/** The context's progress listener and abort signal, as the options objects of stage functions take them. */
+export function progressOptions(context: Pick<StageContext<unknown>, "onProgress" | "signal">): {
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+} {
+  return {
+    ...(context.onProgress ? { onProgress: context.onProgress } : {}),
+    ...(context.signal ? { signal: context.signal } : {}),
+  };
+}
+
 /** Define a stage with its options' type inferred from the schema. */
 export function defineStage<S extends ZodObject>(
   definition: Omit<StageDefinition<import("zod").infer<S>>, "options"> & { options: S },

@@ -8,20 +8,13 @@ import type { ReportPanel, ReportRecordView } from "../pipeline/stage-definition
 import { defaultRegistry, type StageRegistry, stageOfFolder } from "../pipeline/stage-registry.js";
 import { countVerbNouns, type VerbNounCounts } from "./instruction-diversity.js";
 
-/** One record as the browser shows it (kept or rejected). */
-export interface ReportRecord {
+/** One record as the browser shows it (kept or rejected): its stage's view of it, and where it stands. */
+export interface ReportRecord extends ReportRecordView {
   id: string;
   stage: string;
   kept: boolean;
   filter?: string;
   reason?: string;
-  instruction: string;
-  input: string;
-  thoughts: string;
-  output: string;
-  principles: string[];
-  questionType?: string;
-  topic?: string;
   /** The round of a repeated group (I-SHEEP) the record belongs to. */
   round?: number;
 }

@@ -1,6 +1,6 @@
 /** Stage 3 as data: principle engraving's options, the SFT record schema and report view. */
 import { z } from "zod";
-import { defineStage } from "../../pipeline/stage-definition.js";
+import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import { trainConfigSchema } from "../../pipeline/train-config.js";
 import { keptRecordSchema, rejectedRecordSchema } from "../shared/record-schemas.js";
 import { promptStyles } from "./prompt.js";
@@ -61,8 +61,7 @@ export const engraveDefinition = defineStage({
       trainer,
       base,
       trainOptions: { seed: context.seed, ...options },
-      ...(context.onProgress ? { onProgress: context.onProgress } : {}),
-      ...(context.signal ? { signal: context.signal } : {}),
+      ...progressOptions(context),
     });
     return {
       usage: { promptTokens: 0, completionTokens: 0 },

@@ -1,6 +1,6 @@
 /** Stage 1b as data: red-team's options, its two folders' record schemas, merge rule and report views. */
 import { z } from "zod";
-import { defineStage } from "../../pipeline/stage-definition.js";
+import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
@@ -89,8 +89,7 @@ export const redTeamDefinition = defineStage({
       store: await context.store(redTeamStage),
       constitution: context.constitution,
       seed: context.seed,
-      ...(context.onProgress ? { onProgress: context.onProgress } : {}),
-      ...(context.signal ? { signal: context.signal } : {}),
+      ...progressOptions(context),
     });
     const topics = Object.values(out.counts.topics).reduce((sum, n) => sum + n, 0);
     return {

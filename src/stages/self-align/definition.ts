@@ -1,6 +1,6 @@
 /** Stage 2 as data: self-align's options, record schemas, merge rule (one answer per prompt) and report view. */
 import { z } from "zod";
-import { defineStage } from "../../pipeline/stage-definition.js";
+import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { countPrincipleUsage } from "./principle-usage.js";
@@ -70,8 +70,7 @@ export const selfAlignDefinition = defineStage({
       ...(logitBias
         ? { logitBias: Object.fromEntries(Object.entries(logitBias).map(([token, bias]) => [Number(token), bias])) }
         : {}),
-      ...(context.onProgress ? { onProgress: context.onProgress } : {}),
-      ...(context.signal ? { signal: context.signal } : {}),
+      ...progressOptions(context),
     });
     return {
       usage: out.usage,

@@ -1,6 +1,6 @@
 /** Stage 1a as data: self-instruct's options, record schemas, merge rule and report view (see run.ts for the stage). */
 import { z } from "zod";
-import { defineStage, type MergeRule } from "../../pipeline/stage-definition.js";
+import { defineStage, progressOptions, type MergeRule } from "../../pipeline/stage-definition.js";
 import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { DedupIndex } from "../../text/dedup-index.js";
@@ -59,8 +59,7 @@ export const selfInstructDefinition = defineStage({
       store: await context.store(),
       constitution: context.constitution,
       seed: context.seed,
-      ...(context.onProgress ? { onProgress: context.onProgress } : {}),
-      ...(context.signal ? { signal: context.signal } : {}),
+      ...progressOptions(context),
     });
     return {
       usage: out.usage,

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { modelSpecSchema } from "../../backends/model-spec.js";
 import { ConfigError } from "../../errors/index.js";
-import { defineStage } from "../../pipeline/stage-definition.js";
+import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import { positiveInt, trainConfigSchema } from "../../pipeline/train-config.js";
 import { recordId } from "../../run-store/index.js";
 import { sftRecordSchema, sftReport } from "../engrave/definition.js";
@@ -86,8 +86,7 @@ export const verboseCloneDefinition = defineStage({
       seed: context.seed,
       sampling,
       beforeTraining: () => context.releaseModels(),
-      ...(context.onProgress ? { onProgress: context.onProgress } : {}),
-      ...(context.signal ? { signal: context.signal } : {}),
+      ...progressOptions(context),
     });
     return {
       usage: out.usage,
