@@ -128,6 +128,8 @@ export interface PreparedPipeline {
   serverSpec?: string;
   /** GGUF the trainer and verbose-clone teacher load. */
   trainBase?: string;
+  /** The command that runs this config, named in the dataset cards of the SFT sets. */
+  command?: string;
 }
 
 function needsTraining(config: PipelineConfig): boolean {
@@ -198,6 +200,7 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
     ...(modelPath ? { modelPath } : {}),
     ...(serverSpec ? { serverSpec } : {}),
     ...(trainBase ? { trainBase } : {}),
+    ...(loaded.path ? { command: `selfalign run ${loaded.path}` } : {}),
   };
 }
 
@@ -451,6 +454,7 @@ async function runStage(stage: PipelineStageName, context: StageContext): Promis
         answers,
         constitution,
         includeIdentity: options.includeIdentity,
+        ...(prepared.command ? { command: prepared.command } : {}),
         trainer,
         base: prepared.trainBase!,
         trainOptions: { seed: config.seed, ...trainOptions },
@@ -494,6 +498,7 @@ async function runStage(stage: PipelineStageName, context: StageContext): Promis
           base: prepared.trainBase!,
           trainOptions: { seed: config.seed, ...trainOptions },
           seed: config.seed,
+          ...(prepared.command ? { command: prepared.command } : {}),
           ...(options.sampling ? { sampling: options.sampling } : {}),
           ...common,
         });

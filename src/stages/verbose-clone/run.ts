@@ -61,6 +61,8 @@ export interface RunVerboseCloneOptions extends TrainAdapterOptions {
   filters?: VerboseFilterOptions;
   /** Base seed; each prompt's sampling seed derives from it. Default 42. */
   seed?: number;
+  /** The command that made the run, named in the SFT set's dataset card (README.md). Default: "not recorded". */
+  command?: string;
 }
 
 export interface RunVerboseCloneResult {
@@ -145,7 +147,9 @@ export async function runVerboseClone(options: RunVerboseCloneOptions): Promise<
       { path: store.dir },
     );
   }
-  await storeSftRecords(options.sftStore, sft, constitution);
+  await storeSftRecords(options.sftStore, sft, constitution, {
+    ...(options.command ? { command: options.command } : {}),
+  });
   const train = await trainAdapter(store, sft, sftFiles(store.dir).adapterDir, options);
   return {
     counts: { kept: kept.length, rejected: store.manifest.counts.rejected, examples: sft.length },
