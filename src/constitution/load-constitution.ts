@@ -101,12 +101,12 @@ export async function readConstitution(dir: string): Promise<ReadConstitutionRes
     if (isSeedListKey(key)) {
       const named = await readNamedSeedList(dir, key, { ...located, value });
       if (named) {
+        fileOrder.push(...(named.ok ? [named.source.file] : named.issues.map((issue) => issue.file)));
         if (!named.ok) {
           issues.push(...named.issues);
           continue;
         }
         issues.push(...named.warnings);
-        fileOrder.push(named.source.file);
         ({ value } = named.source);
         located = named.source;
       }
@@ -116,7 +116,7 @@ export async function readConstitution(dir: string): Promise<ReadConstitutionRes
       issues.push(...validated.issues);
       continue;
     }
-    parsed[key] = { ...located, data: validated.data };
+    parsed[key] = { file: located.file, lineOf: located.lineOf, fieldOf: located.fieldOf, data: validated.data };
   }
   const { principles, exemplars, redTeam, seedTasks, assistant } = parsed;
   const at = (entry: Located, path: PropertyKey[], message: string) =>

@@ -6,6 +6,7 @@ import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { writeParquetRows } from "../data/write-parquet.js";
 import { ConfigError } from "../errors/index.js";
 import { checkConstitution } from "./check-constitution.js";
 import { constitutionStats } from "./constitution-stats.js";
@@ -143,13 +144,16 @@ describe("seed tasks from the field's formats", () => {
         "data/seeds.json": JSON.stringify(plainRows, null, 2),
       },
       "Alpaca JSONL": { "seed-tasks.yaml": "tasks: ./seeds.jsonl\n", "seeds.jsonl": jsonl(plainRows) },
+      "Alpaca Parquet": { "seed-tasks.yaml": "tasks: ./train.parquet\n" },
       "our YAML in a file of its own": {
         "seed-tasks.yaml": "# shared with another project\ntasks: ./shared/seed-tasks.yaml\n",
         "shared/seed-tasks.yaml": tasksYaml,
       },
     };
     for (const [format, files] of Object.entries(variants)) {
-      const loaded = await loadConstitution(await constitutionWith(files));
+      const dir = await constitutionWith(files);
+      if (format === "Alpaca Parquet") await writeParquetRows(join(dir, "train.parquet"), plainRows);
+      const loaded = await loadConstitution(dir);
       expect(loaded.seedTasks, format).toEqual(ours.seedTasks);
       expect(loaded.hash, format).toBe(ours.hash);
       expect(constitutionStats(loaded), format).toEqual(constitutionStats(ours));

@@ -3,9 +3,9 @@
  * YAML files (`tasks:` of seed-tasks.yaml, `types:` of red-team.yaml):
  * - seed tasks: Self-Instruct / Alpaca seed JSONL (`{id, name, instruction, instances: [{input, output}],
  *   is_classification}`; only the first instance seeds prompts, as in the reference), plain `{instruction, input,
- *   output}` rows as a JSON array or JSON Lines, or our own seed-tasks.yaml;
- * - red-team seeds: `{topic, question_type, question}` rows, one per question type (JSON Lines or a JSON array), or our
- *   own red-team.yaml.
+ *   output}` rows, or our own seed-tasks.yaml;
+ * - red-team seeds: `{topic, question_type, question}` rows, one per question type, or our own red-team.yaml.
+ * Rows may come as JSON Lines, a JSON array or a Parquet file (see data-rows.ts).
  * Each converted field remembers where it was written, so a problem found later names the line and the field as
  * written in that file (`instances[0].input`, not `tasks[3].input`).
  */
@@ -14,7 +14,7 @@ import { Document, isMap, isSeq } from "yaml";
 import { z } from "zod";
 import { parseYamlSource } from "../config/yaml-source.js";
 import { describeZodIssues } from "../config/zod-issues.js";
-import { type DataRows, readDataRows, rowFileFormatOf } from "../data/data-rows.js";
+import { type DataRows, readDataRows } from "../data/data-rows.js";
 import { isSelfalignError } from "../errors/index.js";
 import type { ConstitutionIssue } from "./constitution-issue.js";
 import { formatFieldPath } from "./constitution-issue.js";
@@ -31,10 +31,11 @@ export const seedListFields = { seedTasks: "tasks", redTeam: "types" } as const 
 export const seedFileFormats = {
   seedTasks:
     "seed tasks as Self-Instruct JSONL ({id, name, instruction, instances: [{input, output}], is_classification} " +
-    "per line), plain {instruction, input, output} rows (.json array or .jsonl), or a seed-tasks.yaml (`tasks:`)",
+    "per line), plain {instruction, input, output} rows (.jsonl, a .json array or .parquet), or a seed-tasks.yaml " +
+    "(`tasks:`)",
   redTeam:
-    "red-team seed questions as {topic, question_type, question} rows, one per question type (.jsonl or a .json " +
-    "array), or a red-team.yaml (`types:`)",
+    "red-team seed questions as {topic, question_type, question} rows, one per question type (.jsonl, a .json " +
+    "array or .parquet), or a red-team.yaml (`types:`)",
 } as const satisfies Record<SeedListKey, string>;
 
 /** A seed list read from a file, in the shape of our YAML file (`{tasks: [...]}`), not yet validated by its schema. */
@@ -51,8 +52,10 @@ export type ReadSeedListResult =
   | { ok: true; source: SeedListSource; warnings: ConstitutionIssue[] }
   | { ok: false; issues: ConstitutionIssue[] };
 
+// Null where a Parquet column has no value in that row, as for a field a JSON row leaves out.
 const optionalText = z.string().nullable().optional();
-const rowId = z.union([z.string(), z.number()]).optional();
+const rowId = z.union([z.string(), z.number()]).nullable().optional();
+const optionalFlag = z.boolean().nullable().optional();
 
 // Field names as the public files spell them; fields we do not use (Self-Instruct's `name`, cluster ids) are ignored.
 const selfInstructRowSchema = z.looseObject({
@@ -61,14 +64,14 @@ const selfInstructRowSchema = z.looseObject({
   instances: z
     .array(z.looseObject({ input: optionalText, output: optionalText }))
     .min(1, "needs at least one instance"),
-  is_classification: z.boolean().optional(),
+  is_classification: optionalFlag,
 });
 const plainTaskRowSchema = z.looseObject({
   id: rowId,
   instruction: z.string(),
   input: optionalText,
   output: optionalText,
-  is_classification: z.boolean().optional(),
+  is_classification: optionalFlag,
 });
 const redTeamRowSchema = z.looseObject({
   id: rowId,
@@ -108,14 +111,14 @@ function convertTaskRow(value: Record<string, unknown>, index: number): Converte
   const output = present(first?.output);
   return {
     item: {
-      id: row.id === undefined ? `task-${String(index + 1).padStart(3, "0")}` : kebabIdOf(String(row.id)),
+      id: row.id == null ? `task-${String(index + 1).padStart(3, "0")}` : kebabIdOf(String(row.id)),
       instruction: row.instruction,
       ...(input === undefined ? {} : { input }),
       ...(output === undefined ? {} : { output }),
       isClassification: row.is_classification ?? false,
     },
     fields: {
-      id: row.id === undefined ? [] : ["id"],
+      id: row.id == null ? [] : ["id"],
       instruction: ["instruction"],
       input: selfInstruct ? ["instances", 0, "input"] : ["input"],
       output: selfInstruct ? ["instances", 0, "output"] : ["output"],
@@ -132,13 +135,13 @@ function convertRedTeamRow(value: Record<string, unknown>): ConvertedRow | z.Zod
   const label = row.question_type.replace(/^\s*questions that require\s+/i, "");
   return {
     item: {
-      id: kebabIdOf(row.id === undefined ? label : String(row.id)),
+      id: kebabIdOf(row.id == null ? label : String(row.id)),
       label: row.question_type,
       seedTopic: row.topic,
       seedQuestion: row.question,
     },
     fields: {
-      id: row.id === undefined ? ["question_type"] : ["id"],
+      id: row.id == null ? ["question_type"] : ["id"],
       label: ["question_type"],
       seedTopic: ["topic"],
       seedQuestion: ["question"],
@@ -154,12 +157,6 @@ export async function readSeedList(key: SeedListKey, path: string): Promise<Read
   const listField = seedListFields[key];
   const expected = seedFileFormats[key];
   if (/\.ya?ml$/i.test(path)) return readYamlSeedList(path, listField, expected);
-  if (rowFileFormatOf(path) === "parquet") {
-    return {
-      ok: false,
-      issues: [{ severity: "error", file: path, message: `Parquet is not read here; expected ${expected}` }],
-    };
-  }
   let rows: DataRows;
   try {
     rows = await readDataRows(path, { expected });
