@@ -11,9 +11,6 @@ import { readRunInfo } from "../run-store/run.js";
 import { readStageRecords } from "../stages/shared/stage-records.js";
 import { writeParquetDataset } from "./write-dataset.js";
 
-export const exportFormats = ["parquet"] as const;
-export type ExportFormat = (typeof exportFormats)[number];
-
 export interface ExportStageOptions {
   /** Folder to write. Default `<run>/exports/<stage>`. */
   out?: string;

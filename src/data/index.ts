@@ -9,13 +9,7 @@ export {
   rowFileFormats,
 } from "./data-rows.js";
 export { type DatasetCardFile, type DatasetCardOptions, renderDatasetCard } from "./dataset-card.js";
-export {
-  type ExportFormat,
-  type ExportStageOptions,
-  type ExportStageResult,
-  exportFormats,
-  exportStage,
-} from "./export-stage.js";
+export { type ExportStageOptions, type ExportStageResult, exportStage } from "./export-stage.js";
 export {
   type PromptFileFormat,
   type PromptRecord,

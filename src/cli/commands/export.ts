@@ -1,6 +1,8 @@
 import type { Command } from "commander";
-import { type ExportFormat, exportFormats, exportStage } from "../../data/export-stage.js";
 import { ConfigError } from "../../errors/index.js";
+
+// The export module (and the Parquet writer) is loaded when the command runs, not at start-up.
+const exportFormats = ["parquet"] as const;
 
 /** `selfalign export <run> --stage <name>`: a stage's kept records as Parquet with a dataset card. */
 export function registerExport(program: Command): void {
@@ -19,7 +21,7 @@ export function registerExport(program: Command): void {
           field: "format",
         });
       }
-      const format = options.format as ExportFormat;
+      const format = options.format;
       const command = [
         "selfalign export",
         run,
@@ -27,6 +29,7 @@ export function registerExport(program: Command): void {
         `--format ${format}`,
         ...(options.out ? [`--out ${options.out}`] : []),
       ].join(" ");
+      const { exportStage } = await import("../../data/export-stage.js");
       const result = await exportStage(run, options.stage, { ...(options.out ? { out: options.out } : {}), command });
       process.stdout.write(`wrote ${result.records} records to ${result.parquet}, card ${result.card}\n`);
     });
