@@ -272,6 +272,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         engine: { seed: config.seed, ...config.engine },
         resolvePath: (path) => resolveConfigPath(options.loaded, path),
         pool,
+        ...(options.loaded.path ? { command: `selfalign run ${options.loaded.path}` } : {}),
         onProgress: dispatch,
         ...(signal ? { signal } : {}),
       });

@@ -134,6 +134,8 @@ export interface StageContextParams {
   engine?: Record<string, unknown>;
   resolvePath?: (path: string) => string;
   pool: ModelPool;
+  /** The command that made the run (for dataset cards). */
+  command?: string;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -242,6 +244,7 @@ export function createStageContext(params: StageContextParams): StageContext<Rec
           : new (await import("../training/embedded/embedded-trainer.js")).EmbeddedTrainer();
       return { trainer, options: options as TrainOptions, base: params.trainBase };
     },
+    ...(params.command ? { command: params.command } : {}),
     releaseModels: () => pool.close(),
     ...(params.onProgress ? { onProgress: params.onProgress } : {}),
     ...(params.signal ? { signal: params.signal } : {}),

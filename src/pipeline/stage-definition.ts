@@ -74,6 +74,8 @@ export interface StageContext<O> {
   trainBase?: string;
   /** The training base (a local GGUF, or what `trainer: hf` reads) and the configured trainer. */
   trainer(train: TrainConfig): Promise<{ trainer: Trainer; options: TrainOptions; base: string }>;
+  /** The command that made this run (named in dataset cards), when known. */
+  command?: string;
   /** Close every model (before training, to free their memory). */
   releaseModels(): Promise<void>;
   onProgress?: ProgressListener;

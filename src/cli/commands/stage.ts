@@ -167,6 +167,7 @@ export async function runStageCommand(
       ...(generator ? { generator } : {}),
       ...(trainBase ? { trainBase } : {}),
       pool,
+      command: `selfalign stage ${definition.name} --run ${options.run}${shard ? ` --shard ${options.shard}` : ""}`,
       ...progress,
     });
     const result = await definition.run(context);

@@ -85,6 +85,7 @@ export const verboseCloneDefinition = defineStage({
       trainOptions: { seed: context.seed, ...options },
       seed: context.seed,
       sampling,
+      ...(context.command ? { command: context.command } : {}),
       beforeTraining: () => context.releaseModels(),
       ...progressOptions(context),
     });
