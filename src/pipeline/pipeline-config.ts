@@ -62,6 +62,8 @@ export function pipelineConfigSchemaFor(registry: StageRegistry) {
     stages: z.strictObject(Object.fromEntries(registry.map((entry) => [entry.name, entrySchema(entry)]))).prefault({}),
     /** Write report.html at the end. Default true. */
     report: z.boolean().default(true),
+    /** Also write each stage folder's kept records as Parquet with a dataset card, under <run>/exports/. Default true. */
+    datasets: z.boolean().default(true),
   });
 }
 

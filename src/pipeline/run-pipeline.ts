@@ -283,6 +283,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         await recordWarnings(run, mainFolder(instance), [...stageWarnings]);
         stageWarnings = undefined;
       }
+      if (config.datasets) await exportDatasets(runDir, instance, options.loaded.path);
       result.usage.promptTokens += outcome.usage.promptTokens;
       result.usage.completionTokens += outcome.usage.completionTokens;
       const counts = await folderCounts(runDir, instance);
@@ -314,6 +315,16 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
   }
   if (config.report) result.reportPath = (await writeReport({ runDir, registry: prepared.registry })).path;
   return result;
+}
+
+/** Each folder's kept records as a dataset (Parquet + card) under <run>/exports/<folder>/. */
+async function exportDatasets(runDir: string, instance: StageInstance, configPath: string | undefined) {
+  const { exportStage } = await import("../data/export-stage.js");
+  for (const folder of instance.folders.values()) {
+    const { parts } = await readStageStatus(runDir, folder);
+    if (!parts.some((part) => part.manifest.counts.kept > 0)) continue;
+    await exportStage(runDir, folder, configPath ? { command: `selfalign run ${configPath}` } : {});
+  }
 }
 
 /** Keep the warnings a stage run raised in its main folder's manifest (deduplicated, newest last). */

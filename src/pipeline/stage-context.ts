@@ -3,7 +3,7 @@
  * real folder names), the models it asks for by role (created once, shared, closed together), upstream records
  * validated by their stage's schemas, and the trainer. One wiring for both commands.
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { BackendConfig } from "../backends/backend-config.js";
 import type { LanguageModel } from "../backends/language-model.js";
 import { type ModelSpec, resolveModelSpec } from "../backends/model-spec.js";
@@ -245,6 +245,7 @@ export function createStageContext(params: StageContextParams): StageContext<Rec
       return { trainer, options: options as TrainOptions, base: params.trainBase };
     },
     ...(params.command ? { command: params.command } : {}),
+    resolvePath: (path) => (params.resolvePath ? params.resolvePath(path) : resolve(path)),
     releaseModels: () => pool.close(),
     ...(params.onProgress ? { onProgress: params.onProgress } : {}),
     ...(params.signal ? { signal: params.signal } : {}),

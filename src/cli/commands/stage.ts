@@ -115,7 +115,11 @@ export async function runStageCommand(
     instance.options = parsedOptions;
     const byName = new Map(instances.map((one) => [one.name, one]));
 
-    if (definition.needsUpstreamRecords) {
+    const needsInputs =
+      typeof definition.needsUpstreamRecords === "function"
+        ? definition.needsUpstreamRecords(parsedOptions)
+        : definition.needsUpstreamRecords === true;
+    if (needsInputs) {
       let inputs = 0;
       for (const upstream of instance.upstream) {
         const source = byName.get(upstream);
