@@ -6,6 +6,8 @@
  *   openai:http://host:8000/v1#model-name      an OpenAI-compatible server
  *   openai:http://a/v1,http://b/v1#model       several replicas, load-balanced
  * A bare `*.gguf` path or `hf:` URI means llama-cpp; a bare `http(s)://...#model` means openai.
+ * Objects: a full config (`{ type: "openai", baseUrls, model, ... }`), or a spec string with options of that
+ * backend (`{ spec: "openai:http://host/v1#m", apiKeyEnv: "KEY", timeoutMs: 600000, contextSize: 8192 }`).
  */
 import { z } from "zod";
 import { ConfigError } from "../errors/index.js";
@@ -13,6 +15,7 @@ import type { ProgressListener } from "../progress/progress-event.js";
 import type { LanguageModel } from "./language-model.js";
 import { createLlamaCppBackend } from "./llama-cpp/index.js";
 import { createOpenAICompatibleBackend } from "./openai-compatible/index.js";
+import { serverKinds } from "./openai-compatible/server-info.js";
 
 export const backendTypes = ["llama-cpp", "openai"] as const;
 export type BackendType = (typeof backendTypes)[number];
@@ -53,7 +56,12 @@ export const openaiBackendConfigSchema = z
     maxRetries: z.number().int().nonnegative().optional(),
     initialBackoffMs: z.number().nonnegative().optional(),
     maxBackoffMs: z.number().nonnegative().optional(),
+    /** The server's context window; default: read from its `/v1/models` (else 4096). */
+    contextSize: positiveInt.optional(),
+    /** Older name of contextSize. */
     maxContext: positiveInt.optional(),
+    /** Which server it is (decides the grammar field); default: detected. */
+    serverKind: z.enum(serverKinds).optional(),
     returnTokenIds: z.boolean().optional(),
     scoreMethod: z.enum(["echo", "prompt-logprobs"]).optional(),
     extraBody: z.record(z.string(), z.unknown()).optional(),
@@ -103,6 +111,33 @@ export function parseBackendSpec(spec: string): BackendConfig {
   throw new ConfigError(`backend "${spec}" is not recognised; ${specForms}`, { field: "backend" });
 }
 
+/** A spec string plus options of the backend it names (`{ spec: "openai:...#m", apiKeyEnv: "KEY" }`). */
+export type BackendSpecObject = { spec: string } & Record<string, unknown>;
+
+/** A model as a config may name it: a spec string, a spec with options, or a full config object. */
+export type ModelReference = string | BackendSpecObject | BackendConfig;
+
+/** Turn any model reference into a validated config (no engine is started). */
+export function resolveBackendConfig(reference: ModelReference, source = "backend config"): BackendConfig {
+  if (typeof reference === "string") return parseBackendSpec(reference);
+  if (reference && typeof reference === "object" && "spec" in reference) {
+    const { spec, ...options } = reference as BackendSpecObject;
+    if (typeof spec !== "string")
+      throw new ConfigError(`${source}: field "spec" must be a backend string such as openai:http://host/v1#model`, {
+        field: "spec",
+      });
+    const base = parseBackendSpec(spec);
+    for (const key of ["type", "baseUrls", "model"] as const) {
+      if (key in options)
+        throw new ConfigError(`${source}: field "${key}" comes from "spec"; give it there, not beside it`, {
+          field: key,
+        });
+    }
+    return validateBackendConfig({ ...base, ...options }, source);
+  }
+  return validateBackendConfig(reference, source);
+}
+
 /** Validate a config object; a ConfigError names the first bad field. */
 export function validateBackendConfig(config: unknown, source = "backend config"): BackendConfig {
   const parsed = backendConfigSchema.safeParse(config);
@@ -123,16 +158,39 @@ export interface CreateBackendOptions {
   onProgress?: ProgressListener;
 }
 
-/** Create a backend from a string (`llama-cpp:./m.gguf`, `openai:http://host/v1#name`) or a config object. */
-export async function createBackend(
-  spec: string | BackendConfig,
-  options: CreateBackendOptions = {},
-): Promise<LanguageModel> {
-  const config = typeof spec === "string" ? parseBackendSpec(spec) : validateBackendConfig(spec);
+/**
+ * Create a backend from a string (`llama-cpp:./m.gguf`, `openai:http://host/v1#name`), a spec with options, or a
+ * config object. A server is asked once what it is (its context window, which grammar field it reads) unless the
+ * config says both; a server that cannot say leaves the defaults, with a warning.
+ */
+export async function createBackend(spec: ModelReference, options: CreateBackendOptions = {}): Promise<LanguageModel> {
+  const config = resolveBackendConfig(spec);
   if (config.type === "llama-cpp") {
     const { type: _type, ...llamaOptions } = config;
     return createLlamaCppBackend({ ...llamaOptions, onProgress: options.onProgress });
   }
   const { type: _type, ...openaiOptions } = config;
-  return createOpenAICompatibleBackend({ ...openaiOptions, onProgress: options.onProgress });
+  const backend = createOpenAICompatibleBackend({ ...openaiOptions, onProgress: options.onProgress });
+  const contextGiven = config.contextSize !== undefined || config.maxContext !== undefined;
+  if (!contextGiven || config.serverKind === undefined) {
+    try {
+      const info = await backend.serverInfo();
+      if (!contextGiven && info.contextSize === undefined)
+        warn(
+          options,
+          `${backend.id}: the server does not report its context window; assuming 4096 tokens (set contextSize)`,
+        );
+    } catch (error) {
+      warn(
+        options,
+        `${backend.id}: could not ask the server what it serves (${(error as Error).message}); ` +
+          `${contextGiven ? "" : "assuming a 4096-token context (set contextSize); "}a grammar may be ignored (set serverKind)`,
+      );
+    }
+  }
+  return backend;
+}
+
+function warn(options: CreateBackendOptions, text: string): void {
+  options.onProgress?.({ type: "message", level: "warn", text });
 }
