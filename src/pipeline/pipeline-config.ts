@@ -9,6 +9,7 @@ import { parseYamlSource } from "../config/yaml-source.js";
 import { describeZodIssues } from "../config/zod-issues.js";
 import { formatFieldPath } from "../constitution/constitution-issue.js";
 import { ConfigError } from "../errors/index.js";
+import { hfBaseSchema, hfTrainerOptionsSchema } from "../training/hf/hf-trainer-options.js";
 import { learningRateSchedules, overlongPolicies } from "../training/trainer.js";
 
 const positiveInt = z.number().int().positive();
@@ -49,6 +50,8 @@ export const trainConfigSchema = z.strictObject({
   checkpointEvery: z.number().int().min(0).optional(),
   kernel: z.enum(["auto", "ts", "wasm", "blas"]).optional(),
   threads: positiveInt.optional(),
+  /** `trainer: hf` only: how to launch it (GPUs, machines, rank, Python, DeepSpeed/FSDP, env; see HfTrainerOptions). */
+  hf: hfTrainerOptionsSchema.optional(),
 });
 export type TrainConfig = z.infer<typeof trainConfigSchema>;
 
@@ -64,6 +67,11 @@ export const pipelineConfigSchema = z.strictObject({
   model: z.string().min(1, "name the base model: a .gguf path, an hf: URI or an openai: URL"),
   /** GGUF the trainer loads when `model` is a server URL. Default: the `model` file itself. */
   trainBase: z.string().optional(),
+  /**
+   * `trainer: hf`: the base model in Hugging Face form (a folder or a hub id), which transformers trains; the
+   * adapter is then converted to a GGUF LoRA for `trainBase`, so later stages run it on llama.cpp.
+   */
+  hfBase: hfBaseSchema.optional(),
   /** Constitution folder, or "default" for the one shipped with selfalign. */
   constitution: z.string().default("default"),
   /** Default runs/<name>, relative to the config file. */
@@ -139,6 +147,25 @@ export const pipelineConfigSchema = z.strictObject({
   report: z.boolean().default(true),
 });
 export type PipelineConfig = z.infer<typeof pipelineConfigSchema>;
+
+/** Rules across fields: `trainer: hf` needs `hfBase`; an `hf` block needs `trainer: hf`. */
+const checkedPipelineConfigSchema = pipelineConfigSchema.superRefine((config, context) => {
+  for (const stage of ["engrave", "verbose-clone"] as const) {
+    const { skip, train } = config.stages[stage];
+    if (train.trainer === "hf" && !skip && config.hfBase === undefined)
+      context.addIssue({
+        code: "custom",
+        path: ["hfBase"],
+        message: `stages.${stage}.train.trainer is hf: set hfBase to the base model in Hugging Face form (a folder or hub id); transformers cannot train a GGUF`,
+      });
+    if (train.trainer !== "hf" && train.hf !== undefined)
+      context.addIssue({
+        code: "custom",
+        path: ["stages", stage, "train", "hf"],
+        message: "hf options are given but the trainer is embedded; set `trainer: hf` or remove the hf block",
+      });
+  }
+});
 export type PipelineStageName = keyof PipelineConfig["stages"];
 export const pipelineStageNames = ["self-instruct", "red-team", "self-align", "engrave", "verbose-clone"] as const;
 
@@ -156,7 +183,7 @@ export function parsePipelineConfig(
   file = "config",
   lineOf: (path: ReadonlyArray<PropertyKey>) => number | undefined = () => undefined,
 ): PipelineConfig {
-  const parsed = pipelineConfigSchema.safeParse(value);
+  const parsed = checkedPipelineConfigSchema.safeParse(value);
   if (parsed.success) return parsed.data;
   const [first, ...rest] = describeZodIssues(parsed.error.issues, value, pipelineConfigSchema);
   const field = formatFieldPath(first!.path);

@@ -39,7 +39,7 @@ import { readStageRecords } from "../stages/shared/stage-records.js";
 import { runSelfInstruct, selfInstructStage } from "../stages/self-instruct/run.js";
 import { runVerboseClone, verboseCloneStage } from "../stages/verbose-clone/run.js";
 import { EmbeddedTrainer } from "../training/embedded/embedded-trainer.js";
-import { HfTrainer } from "../training/hf/index.js";
+import { HfGgufTrainer, resolveHfBase } from "../training/hf/index.js";
 import type { Trainer, TrainOptions } from "../training/trainer.js";
 import {
   labelStageFolders,
@@ -128,6 +128,8 @@ export interface PreparedPipeline {
   serverSpec?: string;
   /** GGUF the trainer and verbose-clone teacher load. */
   trainBase?: string;
+  /** `trainer: hf`: the Hugging Face form of the base (a folder, resolved, or a hub id). */
+  hfBase?: string;
 }
 
 function needsTraining(config: PipelineConfig): boolean {
@@ -191,6 +193,7 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
       );
     }
   }
+  const hfBase = config.hfBase === undefined ? undefined : resolveHfBase(config.hfBase, loaded.baseDir);
   return {
     config,
     runDir: runDirOf(loaded),
@@ -198,12 +201,22 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
     ...(modelPath ? { modelPath } : {}),
     ...(serverSpec ? { serverSpec } : {}),
     ...(trainBase ? { trainBase } : {}),
+    ...(hfBase ? { hfBase } : {}),
   };
 }
 
-function trainerFor(config: TrainConfig): { trainer: Trainer; options: TrainOptions } {
-  const { trainer, ...options } = config;
-  return { trainer: trainer === "hf" ? new HfTrainer() : new EmbeddedTrainer(), options };
+/** The stage's trainer. `hf` trains `hfBase` on GPUs and converts the adapter to GGUF for the stage's GGUF base. */
+export function trainerFor(
+  config: TrainConfig,
+  hfBase: string | undefined,
+): { trainer: Trainer; options: TrainOptions } {
+  const { trainer, hf, ...options } = config;
+  if (trainer !== "hf") return { trainer: new EmbeddedTrainer(), options };
+  if (hfBase === undefined)
+    throw new ConfigError("trainer hf needs hfBase, the base model in Hugging Face form (a folder or hub id)", {
+      field: "hfBase",
+    });
+  return { trainer: new HfGgufTrainer({ ...hf, hfBase }), options };
 }
 
 const pipelineStateSchema = z.object({
@@ -445,7 +458,7 @@ async function runStage(stage: PipelineStageName, context: StageContext): Promis
         output: r.output,
         ended: r.endedTurn,
       }));
-      const { trainer, options: trainOptions } = trainerFor(options.train);
+      const { trainer, options: trainOptions } = trainerFor(options.train, prepared.hfBase);
       const out = await runEngrave({
         store: await run.stage(engraveStage),
         answers,
@@ -483,7 +496,7 @@ async function runStage(stage: PipelineStageName, context: StageContext): Promis
             instruction: exchange.user,
           })),
         ].slice(0, options.maxPrompts);
-        const { trainer, options: trainOptions } = trainerFor(options.train);
+        const { trainer, options: trainOptions } = trainerFor(options.train, prepared.hfBase);
         const out = await runVerboseClone({
           teacher,
           store: await run.stage(verboseCloneStage),
