@@ -160,7 +160,7 @@ export class HfTrainer implements Trainer {
       return { adapterPath: peftDir, peftDir, steps: 0, finalLoss: Number.NaN, lossCurve: [], worker: true };
     }
     return {
-      // The GPU path writes a PEFT adapter; GGUF conversion is done from it by the export module when needed.
+      // The GPU path writes a PEFT adapter; HfGgufTrainer converts it to a GGUF LoRA where llama.cpp needs one.
       adapterPath: peftDir,
       peftDir,
       steps: last?.step ?? totalSteps,
