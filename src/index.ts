@@ -34,6 +34,9 @@ export {
   type OpenAICompatibleBackendOptions,
   parseRetryAfter,
   type RetryEvent,
+  type ServerInfo,
+  type ServerKind,
+  serverKinds,
 } from "./backends/openai-compatible/index.js";
 export {
   type BackendConfig,
@@ -42,9 +45,12 @@ export {
   backendTypes,
   type CreateBackendOptions,
   createBackend,
+  type BackendSpecObject,
   type LlamaCppBackendConfig,
+  type ModelReference,
   type OpenAIBackendConfig,
   parseBackendSpec,
+  resolveBackendConfig,
   validateBackendConfig,
 } from "./backends/registry.js";
 export { type StartServerOptions, type StartServerResult, startServer } from "./serve/server.js";

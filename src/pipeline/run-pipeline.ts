@@ -93,6 +93,8 @@ export interface PreparedPipeline {
   generator: BackendConfig;
   /** GGUF the trainers (and a default teacher) load. */
   trainBase?: string;
+  /** `trainer: hf`: the Hugging Face form of the base (a folder, resolved, or a hub id). */
+  hfBase?: string;
 }
 
 const uses = (instance: StageInstance, ...roles: string[]) =>
@@ -152,10 +154,13 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
       );
     }
   }
+  const { resolveHfBase } = await import("../training/hf/hf-trainer-options.js");
+  const hfBase = config.hfBase === undefined ? undefined : resolveHfBase(config.hfBase, loaded.baseDir);
   return {
     config,
     registry,
     instances,
+    ...(hfBase ? { hfBase } : {}),
     runDir: runDirOf(loaded),
     constitution,
     generator,
@@ -269,6 +274,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         seed: config.seed,
         generator: prepared.generator,
         ...(prepared.trainBase ? { trainBase: prepared.trainBase } : {}),
+        ...(prepared.hfBase ? { hfBase: prepared.hfBase } : {}),
         engine: { seed: config.seed, ...config.engine },
         resolvePath: (path) => resolveConfigPath(options.loaded, path),
         pool,

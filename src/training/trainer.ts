@@ -118,6 +118,11 @@ export interface TrainResult {
   steps: number;
   finalLoss: number;
   lossCurve: LossPoint[];
+  /**
+   * True on a machine other than the main one of a multi-machine run: it took part in training, but the adapter,
+   * the progress and the loss are on the main machine (rank 0), and `adapterPath` names where it is written there.
+   */
+  worker?: boolean;
 }
 
 export interface Trainer {

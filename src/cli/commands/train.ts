@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { z } from "zod";
 import { ConfigError } from "../../errors/index.js";
 import { parseJsonLines, readDataFile, validateData } from "../../eval/data/read-data-file.js";
-import { HfTrainer, hfTrainerOptionsSchema } from "../../training/hf/index.js";
+import { HfGgufTrainer, HfTrainer, hfTrainerOptionsSchema } from "../../training/hf/index.js";
 import { kernelNames } from "../../training/embedded/kernels/kernel.js";
 import { parseLoraTargets } from "../../training/embedded/lora.js";
 import {
@@ -49,8 +49,14 @@ export async function readSftJsonl(path: string): Promise<SftExample[]> {
 export function registerTrain(program: Command): void {
   program
     .command("train")
-    .description("Train a LoRA adapter on prompt/completion JSONL with the embedded CPU trainer (loss on completions).")
-    .requiredOption("--base <path>", "base model .gguf (llama, mistral, qwen2 architectures)")
+    .description(
+      "Train a LoRA adapter on prompt/completion JSONL (loss on completions): on this machine's CPU, or with " +
+        "--trainer hf on GPUs (transformers + peft under accelerate, one or several machines).",
+    )
+    .requiredOption(
+      "--base <path>",
+      "base model: a .gguf (llama, mistral, qwen2 architectures); with --trainer hf a Hugging Face folder or hub id",
+    )
     .requiredOption("--data <path>", "training data: JSONL of {prompt, completion}")
     .requiredOption("--out <dir>", "output folder: adapter.gguf, peft/, checkpoint/, loss.jsonl")
     .option("--rank <n>", "LoRA rank", number("rank", true), defaults.rank)
@@ -122,8 +128,28 @@ export function registerTrain(program: Command): void {
     )
     .option("--hf-mode <mode>", "hf trainer: single-gpu | multi-gpu | multi-node")
     .option("--hf-gpus <n>", "hf trainer: GPUs per machine", number("hf-gpus", true))
-    .option("--hf-distributed <backend>", "hf trainer: how to spread a model over GPUs (see python/configs)")
-    .action(async (flags) => {
+    .option("--hf-distributed <backend>", "hf trainer: ddp | deepspeed-zero3 | fsdp (see python/configs)")
+    .option("--machines <n>", "hf trainer, multi-node: machines taking part", number("machines", true))
+    .option(
+      "--machine-rank <n>",
+      "hf trainer, multi-node: this machine's rank (0 = main)",
+      number("machine-rank", true),
+    )
+    .option("--main-process-ip <address>", "hf trainer, multi-node: address of the rank-0 machine")
+    .option("--main-process-port <port>", "hf trainer, multi-node: its port (default 29500)", number("port", true))
+    .option("--batch-size <n>", "hf trainer: sequences per micro-batch per GPU (default 4)", number("batch-size", true))
+    .option("--mixed-precision <mode>", "hf trainer: bf16 | fp16 | no (default bf16; fp16 on GPUs without bf16)")
+    .option("--python <path>", "hf trainer: Python with torch, transformers, peft, accelerate (default python3)")
+    .option(
+      "--env <name=value>",
+      "hf trainer: environment for the training processes, e.g. NCCL_SOCKET_IFNAME=eth0 (repeatable)",
+      (value: string, all: string[] = []) => [...all, value],
+    )
+    .option(
+      "--gguf <path>",
+      "hf trainer: the base as .gguf; the PEFT adapter is converted to <out>/adapter.gguf for it",
+    )
+    .action(async (flags, command: Command) => {
       const examples = await readSftJsonl(flags.data);
       const options: TrainOptions = {
         rank: flags.rank,
@@ -154,24 +180,33 @@ export function registerTrain(program: Command): void {
         activationCheckpointing:
           flags.activationCheckpointing === "auto" ? "auto" : flags.activationCheckpointing === "on",
       };
+      if (flags.trainer === "hf") {
+        // The CPU trainer's own settings: only passed on (and warned about) when given on the command line.
+        const cpuOnly = { checkpointEvery: "checkpointEvery", batchTokens: "batchTokens", kernel: "kernel" } as const;
+        for (const [flag, option] of Object.entries(cpuOnly))
+          if (command.getOptionValueSource(flag) === "default") delete options[option];
+      }
       const controller = new AbortController();
       const onSigint = () => controller.abort();
       process.once("SIGINT", onSigint);
       try {
         // Loaded here, not at the top: the embedded trainer pulls in node-llama-cpp.
         const { EmbeddedTrainer } = await import("../../training/embedded/embedded-trainer.js");
-        const trainer =
-          flags.trainer === "hf"
-            ? new HfTrainer(
-                parseHfTrainerOptions({
-                  ...(flags.hfMode ? { mode: flags.hfMode } : {}),
-                  ...(flags.hfGpus ? { gpusPerMachine: flags.hfGpus } : {}),
-                  ...(flags.hfDistributed ? { distributed: flags.hfDistributed } : {}),
-                }),
-              )
-            : new EmbeddedTrainer();
+        const hfFlags = hfFlagValues(flags);
+        if (flags.trainer !== "hf" && (Object.keys(hfFlags).length > 0 || flags.gguf)) {
+          const given = hfFlagNames.filter(([, field]) => field in hfFlags).map(([name]) => `--${name}`);
+          throw new ConfigError(
+            `${[...given, ...(flags.gguf ? ["--gguf"] : [])].join(", ")} configure the GPU trainer; add --trainer hf`,
+          );
+        }
+        const hfOptions = flags.trainer === "hf" ? parseHfTrainerOptions(hfFlags) : undefined;
+        const trainer = !hfOptions
+          ? new EmbeddedTrainer()
+          : flags.gguf
+            ? new HfGgufTrainer({ ...hfOptions, hfBase: flags.base })
+            : new HfTrainer(hfOptions);
         const result = await trainer.train({
-          base: flags.base,
+          base: hfOptions && flags.gguf ? flags.gguf : flags.base,
           examples,
           output: flags.out,
           options,
@@ -187,13 +222,55 @@ export function registerTrain(program: Command): void {
             }
           },
         });
-        process.stdout.write(
-          `wrote ${result.adapterPath} and ${result.peftDir}/ after ${result.steps} steps (final loss ${result.finalLoss.toFixed(4)})\n`,
-        );
+        if (result.worker) {
+          process.stdout.write(
+            `this machine (rank ${hfOptions?.machineRank}) trained as a worker; the main machine (rank 0) reports ` +
+              `the progress and writes the adapter to ${result.peftDir}/${flags.gguf ? ` and ${result.adapterPath}` : ""}\n`,
+          );
+        } else {
+          process.stdout.write(
+            `wrote ${result.adapterPath}${result.adapterPath === result.peftDir ? "" : ` and ${result.peftDir}/`} after ${result.steps} steps (final loss ${result.finalLoss.toFixed(4)})\n`,
+          );
+        }
       } finally {
         process.off("SIGINT", onSigint);
       }
     });
+}
+
+/** CLI flag -> field of the hf trainer's options (the schema's names). */
+const hfFlagNames = [
+  ["hf-mode", "mode"],
+  ["hf-gpus", "gpusPerMachine"],
+  ["hf-distributed", "distributed"],
+  ["machines", "machines"],
+  ["machine-rank", "machineRank"],
+  ["main-process-ip", "mainProcessIp"],
+  ["main-process-port", "mainProcessPort"],
+  ["batch-size", "batchSize"],
+  ["mixed-precision", "mixedPrecision"],
+  ["python", "python"],
+  ["env", "env"],
+] as const;
+
+/** The hf trainer's fields given on the command line (`--env A=1 --env B=2` -> { env: { A: "1", B: "2" } }). */
+function hfFlagValues(flags: Record<string, unknown>): Record<string, unknown> {
+  const camel = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  const values: Record<string, unknown> = {};
+  for (const [name, field] of hfFlagNames) {
+    const value = flags[camel(name)];
+    if (value === undefined) continue;
+    if (field === "env") {
+      const env: Record<string, string> = {};
+      for (const pair of value as string[]) {
+        const at = pair.indexOf("=");
+        if (at <= 0) throw new ConfigError(`--env: expected NAME=value, got "${pair}"`, { field: "env" });
+        env[pair.slice(0, at)] = pair.slice(at + 1);
+      }
+      values.env = env;
+    } else values[field] = value;
+  }
+  return values;
 }
 
 /** Validate hf trainer flags with the trainer's own schema, naming the flag on error. */
@@ -201,9 +278,9 @@ function parseHfTrainerOptions(value: Record<string, unknown>) {
   const parsed = hfTrainerOptionsSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new ConfigError(`--hf-${String(issue.path[0] ?? "option")}: ${issue.message}`, {
-      field: String(issue.path[0]),
-    });
+    const field = String(issue.path[0] ?? "option");
+    const name = hfFlagNames.find(([, f]) => f === field)?.[0] ?? field;
+    throw new ConfigError(`--${name}: ${issue.message}`, { field });
   }
   return parsed.data;
 }

@@ -45,9 +45,13 @@ export const promptsFileSchema = z
     path: z.string().min(1).describe("the prompt file"),
     format: z.enum(promptFileFormats).optional().describe("default: from the file name"),
     fields: z
-      .strictObject({ instruction: z.string().optional(), input: z.string().optional(), messages: z.string().optional() })
+      .strictObject({
+        instruction: z.string().optional(),
+        input: z.string().optional(),
+        messages: z.string().optional(),
+      })
       .optional()
-      .describe("columns named otherwise, e.g. {\"input\": \"context\"}"),
+      .describe('columns named otherwise, e.g. {"input": "context"}'),
   })
   .optional()
   .describe('a prompt file to answer instead of the stage-1 prompts (JSON, e.g. {"path": "prompts.jsonl"})');

@@ -19,12 +19,14 @@ import { readLlamaModelConfig } from "../embedded/llama-weights.js";
 import type { LlamaConfig } from "../embedded/model-config.js";
 import { writeGgufLora } from "./gguf-lora.js";
 import { ggufToHfRows, hfToGgufRows } from "./qk-permutation.js";
-import { readSafetensors, writeSafetensors } from "./safetensors.js";
+import { readSafetensors, type SafetensorsDtype, writeSafetensors } from "./safetensors.js";
 
 export interface PeftExportOptions {
   /** adapter_config.json base_model_name_or_path. */
   baseModelName: string;
   dropout: number;
+  /** Storage type of the LoRA tensors. Default "F32" (what train_lora.py saves; F16/BF16 as other tools do). */
+  dtype?: SafetensorsDtype;
 }
 
 /** Whether convert_hf_to_gguf.py permuted q/k for this architecture (llama-style adjacent-pair RoPE). */
@@ -52,9 +54,10 @@ export async function writePeftAdapter(
   const tensors = adapter.modules.flatMap((m) => {
     const h = heads(config, m.target);
     const b = h !== undefined && hasPermutedQk(config) ? ggufToHfRows(asFloat32(m.b), h, adapter.rank) : asFloat32(m.b);
+    const dtype = options.dtype ?? "F32";
     return [
-      { name: peftTensorName(m, "A"), shape: [adapter.rank, m.nIn], data: asFloat32(m.a) },
-      { name: peftTensorName(m, "B"), shape: [m.nOut, adapter.rank], data: b },
+      { name: peftTensorName(m, "A"), shape: [adapter.rank, m.nIn], data: asFloat32(m.a), dtype },
+      { name: peftTensorName(m, "B"), shape: [m.nOut, adapter.rank], data: b, dtype },
     ];
   });
   await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
@@ -77,7 +80,7 @@ export async function writePeftAdapter(
   await writeFile(join(dir, "adapter_config.json"), `${JSON.stringify(adapterConfig, null, 2)}\n`);
 }
 
-/** Read a PEFT LoRA into GGUF order (q/k lora_B permuted for llama-style RoPE). */
+/** Read a PEFT LoRA (F32, F16 or BF16 tensors) into GGUF order (q/k lora_B permuted for llama-style RoPE). */
 export async function readPeftAdapter(dir: string, config: LlamaConfig): Promise<LoraAdapter> {
   const configPath = join(dir, "adapter_config.json");
   let raw: { r?: number; lora_alpha?: number; peft_type?: string; use_rslora?: boolean };

@@ -155,8 +155,12 @@ export class HfTrainer implements Trainer {
     }
     const last = lossCurve.at(-1);
     onProgress?.({ type: "stage-end", stage: "train", done: last?.step ?? 0 });
+    if (isWorker(this.options)) {
+      // Only the main process reports and saves: this machine has no loss curve and no adapter of its own.
+      return { adapterPath: peftDir, peftDir, steps: 0, finalLoss: Number.NaN, lossCurve: [], worker: true };
+    }
     return {
-      // The GPU path writes a PEFT adapter; GGUF conversion is done from it by the export module when needed.
+      // The GPU path writes a PEFT adapter; HfGgufTrainer converts it to a GGUF LoRA where llama.cpp needs one.
       adapterPath: peftDir,
       peftDir,
       steps: last?.step ?? totalSteps,
@@ -164,6 +168,11 @@ export class HfTrainer implements Trainer {
       lossCurve,
     };
   }
+}
+
+/** A machine other than rank 0 of a multi-node run. */
+export function isWorker(options: HfLaunchOptions): boolean {
+  return options.mode === "multi-node" && (options.machineRank ?? 0) > 0;
 }
 
 /** Options of the shared TrainOptions that the GPU script does not implement: a warning, not an error. */
