@@ -72,6 +72,8 @@ export { EmbeddedTrainer, type EmbeddedTrainerOptions } from "./training/embedde
 export { type LoraAdapter, type LoraTarget, loraTargets } from "./training/embedded/lora.js";
 export { supportedArchitectures as embeddedTrainerArchitectures } from "./training/embedded/model-config.js";
 export { readGgufLora, writeGgufLora } from "./training/export/gguf-lora.js";
+export { RewardModel, type RewardModelOptions } from "./training/reward/reward-model.js";
+export { type RewardModelInfo, rewardModelInfoSchema } from "./training/reward/reward-model-info.js";
 export { convertPeftToGgufLora, readPeftAdapter, writePeftAdapter } from "./training/export/peft-adapter.js";
 export { readSafetensors, writeSafetensors } from "./training/export/safetensors.js";
 export { createLlamaCppBackend, LlamaCppBackend, type LlamaCppBackendOptions } from "./backends/llama-cpp/index.js";
