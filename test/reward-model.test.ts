@@ -38,7 +38,8 @@ describe("reward model", () => {
   let result: TrainResult;
   let out: string;
 
-  it("learns a marker-word preference: held-out accuracy >= 90%, logged at each eval step", async () => {
+  // Trained once; the tests below read its results and its folder.
+  beforeAll(async () => {
     out = join(dir, "rm");
     result = await new EmbeddedTrainer().train({
       kind: "reward",
@@ -59,6 +60,9 @@ describe("reward model", () => {
         checkpointEvery: 0,
       },
     });
+  });
+
+  it("learns a marker-word preference: held-out accuracy >= 90%, logged at each eval step", async () => {
     const first = result.evalCurve[0]!;
     const last = result.evalCurve.at(-1)!;
     expect(first.step).toBe(0);
@@ -125,7 +129,9 @@ describe("reward model", () => {
     const right = heldOut.slice(0, 12).filter((_, k) => served[2 * k]! > served[2 * k + 1]!).length;
     expect(right).toBeGreaterThanOrEqual(10);
   });
+});
 
+describe("reward model training, killed", () => {
   it("a kill -9 during training, then resume, gives the loss and eval curves, adapter and head of an uninterrupted run", async () => {
     const whole = await trainKillTestReward(basePath, join(dir, "whole"));
     expect(whole.steps).toBe(14);

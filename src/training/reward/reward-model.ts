@@ -16,7 +16,7 @@ import { type RewardModelInfo, rewardModelFile, rewardModelInfoSchema } from "./
 export interface RewardModelOptions {
   /** The base GGUF. Default: where it was at training time (reward-model.json `basePath`). */
   base?: string;
-  /** Tokens per scored text at most. Default: the base model's context length. */
+  /** Tokens per scored text at most. Default: the base model's context length, at most 4096 (an F32 KV cache). */
   contextSize?: number;
   /** Default: llama.cpp's choice. */
   threads?: number;
@@ -88,7 +88,7 @@ export class RewardModel {
       const exact = options.exact ?? true;
       // `_embeddings` is the option node-llama-cpp's own embedding context passes; that context takes no LoRA.
       const context = await model.createContext({
-        contextSize: options.contextSize ?? model.trainContextSize,
+        contextSize: options.contextSize ?? Math.min(model.trainContextSize, 4096),
         sequences: 1,
         lora: { adapters: [{ filePath: resolveIn(dir, info.adapter), scale: 1 }] },
         ...(options.threads === undefined ? {} : { threads: options.threads }),
