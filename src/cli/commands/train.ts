@@ -2,18 +2,28 @@ import type { Command } from "commander";
 import { z } from "zod";
 import { ConfigError } from "../../errors/index.js";
 import { parseJsonLines, readDataFile, validateData } from "../../eval/data/read-data-file.js";
+import type { ProgressEvent } from "../../progress/progress-event.js";
+import { describeMetrics } from "../progress-renderer.js";
 import { HfGgufTrainer, HfTrainer, hfTrainerOptionsSchema } from "../../training/hf/index.js";
 import { kernelNames } from "../../training/embedded/kernels/kernel.js";
 import { parseLoraTargets } from "../../training/embedded/lora.js";
 import {
   learningRateSchedules,
   overlongPolicies,
+  type PreferenceExample,
+  type PreferenceOptions,
+  preferenceLosses,
+  preferenceOptionDefaults,
   type SftExample,
+  staleCheckpointPolicies,
   type TrainOptions,
+  type TrainRequest,
+  trainKinds,
   trainOptionDefaults as defaults,
 } from "../../training/trainer.js";
 
 const sftExampleSchema = z.object({ prompt: z.string(), completion: z.string() });
+const preferenceExampleSchema = z.object({ prompt: z.string(), chosen: z.string(), rejected: z.string() });
 
 function number(name: string, integer: boolean) {
   return (value: string): number => {
@@ -46,19 +56,70 @@ export async function readSftJsonl(path: string): Promise<SftExample[]> {
   );
 }
 
+/** Read prompt/chosen/rejected JSONL (the preference and reward kinds), with the same rules as readSftJsonl. */
+export async function readPreferenceJsonl(path: string): Promise<PreferenceExample[]> {
+  const expected = 'one {"prompt": string, "chosen": string, "rejected": string} per line';
+  const text = await readDataFile(path, expected);
+  return parseJsonLines(text, path, expected).map(({ line, value }) =>
+    validateData(preferenceExampleSchema, value, { path, line }, expected),
+  );
+}
+
 export function registerTrain(program: Command): void {
   program
     .command("train")
     .description(
-      "Train a LoRA adapter on prompt/completion JSONL (loss on completions): on this machine's CPU, or with " +
-        "--trainer hf on GPUs (transformers + peft under accelerate, one or several machines).",
+      "Train a LoRA adapter: SFT on prompt/completion JSONL (loss on completions), DPO or a reward model on " +
+        "prompt/chosen/rejected JSONL, on this machine's CPU, or (SFT) with --trainer hf on GPUs (transformers + peft " +
+        "under accelerate, one or several machines).",
     )
     .requiredOption(
       "--base <path>",
       "base model: a .gguf (llama, mistral, qwen2 architectures); with --trainer hf a Hugging Face folder or hub id",
     )
-    .requiredOption("--data <path>", "training data: JSONL of {prompt, completion}")
+    .requiredOption(
+      "--data <path>",
+      "training data: JSONL of {prompt, completion} (sft) or {prompt, chosen, rejected} (preference, reward)",
+    )
     .requiredOption("--out <dir>", "output folder: adapter.gguf, peft/, checkpoint/, loss.jsonl")
+    .option(
+      "--kind <kind>",
+      "sft | preference (DPO / IPO against a frozen reference) | reward (LoRA + scalar head, pairwise loss)",
+      oneOf("kind", trainKinds),
+      "sft",
+    )
+    .option("--eval-data <path>", "held-out examples in the same format, evaluated into eval.jsonl")
+    .option(
+      "--eval-fraction <x>",
+      "share of --data held out for evaluation (seeded), 0 to 0.5",
+      number("eval-fraction", false),
+      defaults.evalFraction,
+    )
+    .option(
+      "--eval-every <n>",
+      "evaluate every N steps (and at the start and end)",
+      number("eval-every", true),
+      defaults.evalEvery,
+    )
+    .option("--init-adapter <path>", "start from this adapter (GGUF LoRA, PEFT folder or a training's output folder)")
+    .option("--beta <x>", "preference: DPO beta", number("beta", false), preferenceOptionDefaults.beta)
+    .option(
+      "--preference-loss <name>",
+      `preference: ${preferenceLosses.join(" | ")}`,
+      oneOf("preference-loss", preferenceLosses),
+      preferenceOptionDefaults.loss,
+    )
+    .option(
+      "--label-smoothing <x>",
+      "preference: conservative DPO's label noise, in [0, 0.5)",
+      number("label-smoothing", false),
+      preferenceOptionDefaults.labelSmoothing,
+    )
+    .option(
+      "--reference <ref>",
+      "preference: frozen reference: init (the starting adapter, or the base) | base | <adapter path>",
+      preferenceOptionDefaults.reference,
+    )
     .option("--rank <n>", "LoRA rank", number("rank", true), defaults.rank)
     .option("--alpha <x>", "LoRA alpha (scale = alpha / rank)", number("alpha", false), defaults.alpha)
     .option("--dropout <p>", "LoRA dropout", number("dropout", false), defaults.dropout)
@@ -121,6 +182,12 @@ export function registerTrain(program: Command): void {
     )
     .option("--resume", "continue from <out>/checkpoint", false)
     .option(
+      "--stale-checkpoint <policy>",
+      "a checkpoint made with other settings or data: restart (set it aside in <out>/stale-checkpoints/) | error",
+      oneOf("stale-checkpoint", staleCheckpointPolicies),
+      defaults.staleCheckpoint,
+    )
+    .option(
       "--trainer <name>",
       "embedded (this machine's CPU) | hf (transformers + peft via accelerate on GPUs)",
       oneOf("trainer", ["embedded", "hf"] as const),
@@ -150,7 +217,6 @@ export function registerTrain(program: Command): void {
       "hf trainer: the base as .gguf; the PEFT adapter is converted to <out>/adapter.gguf for it",
     )
     .action(async (flags, command: Command) => {
-      const examples = await readSftJsonl(flags.data);
       const options: TrainOptions = {
         rank: flags.rank,
         alpha: flags.alpha,
@@ -177,6 +243,9 @@ export function registerTrain(program: Command): void {
         kernel: flags.kernel,
         threads: flags.threads,
         resume: flags.resume,
+        staleCheckpoint: flags.staleCheckpoint,
+        evalFraction: flags.evalFraction,
+        evalEvery: flags.evalEvery,
         activationCheckpointing:
           flags.activationCheckpointing === "auto" ? "auto" : flags.activationCheckpointing === "on",
       };
@@ -205,23 +274,30 @@ export function registerTrain(program: Command): void {
           : flags.gguf
             ? new HfGgufTrainer({ ...hfOptions, hfBase: flags.base })
             : new HfTrainer(hfOptions);
-        const result = await trainer.train({
+        const common = {
           base: hfOptions && flags.gguf ? flags.gguf : flags.base,
-          examples,
           output: flags.out,
           options,
+          ...(flags.initAdapter ? { initAdapter: flags.initAdapter } : {}),
           signal: controller.signal,
-          onProgress: (event) => {
+          onProgress: (event: ProgressEvent) => {
             if (event.type === "train-step") {
               const rate = event.tokensPerSecond === undefined ? "" : ` ${event.tokensPerSecond.toFixed(0)} tok/s`;
+              const pairs =
+                event.accuracy === undefined
+                  ? ""
+                  : ` accuracy ${event.accuracy.toFixed(2)} margin ${(event.margin ?? 0).toFixed(3)}`;
               process.stdout.write(
-                `step ${event.step}/${event.totalSteps} loss ${event.loss.toFixed(4)} lr ${event.learningRate.toExponential(2)}${rate}\n`,
+                `step ${event.step}/${event.totalSteps} loss ${event.loss.toFixed(4)}${pairs} lr ${event.learningRate.toExponential(2)}${rate}\n`,
               );
+            } else if (event.type === "train-eval") {
+              process.stdout.write(`eval at step ${event.step}/${event.totalSteps}: ${describeMetrics(event)}\n`);
             } else if (event.type === "message") {
               process.stderr.write(`${event.level}: ${event.text}\n`);
             }
           },
-        });
+        };
+        const result = await trainer.train(await trainRequest(flags, common));
         if (result.worker) {
           process.stdout.write(
             `this machine (rank ${hfOptions?.machineRank}) trained as a worker; the main machine (rank 0) reports ` +
@@ -283,4 +359,27 @@ function parseHfTrainerOptions(value: Record<string, unknown>) {
     throw new ConfigError(`--${name}: ${issue.message}`, { field });
   }
   return parsed.data;
+}
+
+/** The request of the chosen kind: the data read and validated in that kind's format. */
+async function trainRequest(
+  flags: Record<string, unknown>,
+  common: Omit<TrainRequest, "kind" | "examples" | "evalExamples">,
+): Promise<TrainRequest> {
+  const evalData = flags.evalData as string | undefined;
+  if (flags.kind === "sft") {
+    const examples = await readSftJsonl(flags.data as string);
+    return { ...common, kind: "sft", examples, ...(evalData ? { evalExamples: await readSftJsonl(evalData) } : {}) };
+  }
+  const examples = await readPreferenceJsonl(flags.data as string);
+  const evalExamples = evalData ? { evalExamples: await readPreferenceJsonl(evalData) } : {};
+  if (flags.kind === "reward") return { ...common, kind: "reward", examples, ...evalExamples };
+  const reference = String(flags.reference);
+  const preference: PreferenceOptions = {
+    beta: flags.beta as number,
+    loss: flags.preferenceLoss as PreferenceOptions["loss"],
+    labelSmoothing: flags.labelSmoothing as number,
+    reference: reference === "init" || reference === "base" ? reference : { adapter: reference },
+  };
+  return { ...common, kind: "preference", examples, ...evalExamples, preference };
 }

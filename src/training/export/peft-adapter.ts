@@ -27,7 +27,16 @@ export interface PeftExportOptions {
   dropout: number;
   /** Storage type of the LoRA tensors. Default "F32" (what train_lora.py saves; F16/BF16 as other tools do). */
   dtype?: SafetensorsDtype;
+  /**
+   * A reward model's head ([hidden] weights): the adapter is then a sequence-classification one, as PEFT saves a
+   * LoRA on LlamaForSequenceClassification (num_labels 1): task_type SEQ_CLS, the head in `modules_to_save`, stored
+   * as `base_model.model.score.weight` [1, hidden].
+   */
+  score?: Float32Array;
 }
+
+/** Where PEFT stores a sequence-classification head saved through `modules_to_save`. */
+export const peftScoreTensorName = "base_model.model.score.weight";
 
 /** Whether convert_hf_to_gguf.py permuted q/k for this architecture (llama-style adjacent-pair RoPE). */
 export function hasPermutedQk(config: Pick<LlamaConfig, "architecture" | "ropeMode">): boolean {
@@ -60,10 +69,12 @@ export async function writePeftAdapter(
       { name: peftTensorName(m, "B"), shape: [m.nOut, adapter.rank], data: b, dtype },
     ];
   });
+  if (options.score)
+    tensors.push({ name: peftScoreTensorName, shape: [1, options.score.length], data: options.score, dtype: "F32" });
   await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
   const adapterConfig = {
     peft_type: "LORA",
-    task_type: "CAUSAL_LM",
+    task_type: options.score ? "SEQ_CLS" : "CAUSAL_LM",
     base_model_name_or_path: options.baseModelName,
     r: adapter.rank,
     lora_alpha: adapter.alpha,
@@ -73,7 +84,7 @@ export async function writePeftAdapter(
     fan_in_fan_out: false,
     inference_mode: true,
     init_lora_weights: true,
-    modules_to_save: null,
+    modules_to_save: options.score ? ["score"] : null,
     use_rslora: false,
     use_dora: false,
   };
