@@ -9,10 +9,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import type { z } from "zod";
 import type { LanguageModel } from "../backends/language-model.js";
-import { AbortedError, CapabilityError, ConfigError, isSelfalignError } from "../errors/index.js";
+import { AbortedError, CapabilityError, ConfigError, ContextLengthError, isSelfalignError } from "../errors/index.js";
 import { handleChatCompletions } from "./chat-completions.js";
 import { handleCompletions, type ServeContext } from "./completions.js";
 import { HttpError, invalidRequest, sendError, sendJson } from "./openai-error.js";
+import { checkRequestTokenIds, contextLengthHttpError } from "./request-limits.js";
 import {
   chatCompletionsRequestSchema,
   completionsRequestSchema,
@@ -106,6 +107,7 @@ function parseJsonBody<S extends z.ZodType>(raw: Buffer, schema: S): z.infer<S> 
 /** Maps an error thrown while handling a request to the HTTP error the client sees. */
 function toHttpError(error: unknown): HttpError {
   if (error instanceof HttpError) return error;
+  if (error instanceof ContextLengthError) return contextLengthHttpError(error, "prompt");
   if (error instanceof CapabilityError || error instanceof ConfigError)
     return new HttpError(400, error.message, { code: "unsupported" });
   if (isSelfalignError(error)) return new HttpError(500, error.message, { code: "backend_error" });
@@ -184,6 +186,7 @@ export async function startServer(options: StartServerOptions): Promise<StartSer
         method: "POST",
         run: async () => {
           const body = parseJsonBody(await readBody(request, maxBodyBytes), detokenizeRequestSchema);
+          checkRequestTokenIds(context.model, body.tokens, "tokens");
           const content = await context.model.detokenize(body.tokens);
           sendJson(response, 200, { content, prompt: content });
         },
