@@ -14,6 +14,8 @@ export interface TokenUsage {
   completionTokens: number;
   /** Prompt tokens that were actually evaluated (the rest came from a reused KV-cache prefix). Embedded only. */
   evaluatedPromptTokens?: number;
+  /** Failed attempts that were retried before this answer came (HTTP backend); absent means none. */
+  retries?: number;
 }
 
 /** An n-gram repetition penalty (Dromedary's uni/bi/tri/quad-token frequency penalties): for every n-gram already

@@ -259,6 +259,13 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
         } else update(task, false);
         return;
       }
+      case "request-retry": {
+        // A warning: retries cost time and, on a paid API, money. One line each, with the reason.
+        printLine(
+          `warning: retry ${event.attempt}/${event.maxRetries} in ${(event.delayMs / 1000).toFixed(1)}s: ${event.reason}`,
+        );
+        return;
+      }
       case "message": {
         if (event.level === "info" && logLevel === "warn") return;
         printLine(event.level === "warn" ? `warning: ${event.text}` : event.text);

@@ -72,7 +72,7 @@ export interface OpenAICompatibleBackendOptions {
   extraBody?: Record<string, unknown>;
   /** Called before each retry with the delay chosen (backoff or the server's `retry-after`) and the reason. */
   onRetry?: (event: RetryEvent) => void;
-  /** Receives warnings (unsupported options), each kind once. */
+  /** Receives warnings (unsupported options), each kind once, and a `request-retry` event before each retry. */
   onProgress?: ProgressListener;
 }
 
@@ -81,6 +81,11 @@ export interface OpenAICompatibleBackend extends LanguageModel {
   models(): Promise<Array<{ id: string; maxModelLen?: number }>>;
   /** Requests sent to each base URL so far (attempts, including retries). */
   requestCounts(): Array<{ baseUrl: string; sent: number }>;
+  /**
+   * Retries made so far by every request of this backend (scoring and tokenising included). The retries behind
+   * one completion or chat reply are also in its `usage.retries`.
+   */
+  retryCount(): number;
 }
 
 function positiveInteger(value: number, field: string): number {
@@ -125,7 +130,10 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
       maxBackoffMs: nonNegative(options.maxBackoffMs ?? 30_000, "maxBackoffMs"),
     },
     apiKey,
-    options.onRetry,
+    (event) => {
+      options.onRetry?.(event);
+      options.onProgress?.({ type: "request-retry", ...event });
+    },
   );
   return new OpenAICompatibleModel(options, client, pool);
 }
@@ -157,6 +165,10 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
       maxContext: this.#options.maxContext ?? 4096,
       parallel: this.#pool.capacity,
     };
+  }
+
+  retryCount(): number {
+    return this.#client.retries;
   }
 
   requestCounts(): Array<{ baseUrl: string; sent: number }> {
@@ -219,7 +231,7 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
 
   async #completeOne(request: CompletionRequest, index: number, signal: AbortSignal): Promise<CompletionResult> {
     const n = request.n ?? 1;
-    const response = await this.#client.request({
+    const { value: response, retries } = await this.#client.requestCounted({
       path: "/completions",
       body: { model: this.#options.model, prompt: request.prompt, n, ...this.#samplingBody(request) },
       parse: parseCompletionsResponse,
@@ -239,7 +251,7 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
         finishReason: choice.finishReason,
         tokenCount: choice.logprobs ? choice.logprobs.tokens.length : splitEvenly(completionTokens, n, i),
       })),
-      usage: { promptTokens: response.usage?.promptTokens ?? 0, completionTokens },
+      usage: { promptTokens: response.usage?.promptTokens ?? 0, completionTokens, ...(retries > 0 ? { retries } : {}) },
     };
   }
 
@@ -356,7 +368,7 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
   async chat(messages: ChatMessage[], options: SamplingOptions & CompleteOptions = {}): Promise<ChatResult> {
     this.#checkOpen();
     const { signal, ...sampling } = options;
-    const response = await this.#client.request({
+    const { value: response, retries } = await this.#client.requestCounted({
       path: "/chat/completions",
       body: { model: this.#options.model, messages, ...this.#samplingBody(sampling) },
       parse: parseChatResponse,
@@ -368,6 +380,7 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
       usage: {
         promptTokens: response.usage?.promptTokens ?? 0,
         completionTokens: response.usage?.completionTokens ?? 0,
+        ...(retries > 0 ? { retries } : {}),
       },
     };
   }
