@@ -2,8 +2,10 @@
  * `selfalign serve` against requests a hostile or careless client sends, on a tiny GGUF written here: token ids
  * outside the vocabulary (llama.cpp aborts the whole process on one), prompts longer than the context, `max_tokens`
  * beyond it, chat log-probabilities, and completion log-probabilities of text that is not valid UTF-8. Each is
- * answered (a 400 where the request cannot be served) and the server keeps serving.
+ * answered (a 400 where the request cannot be served) and the server keeps serving. Then the CLI's limits: the
+ * body limit, the access log and the adapter flag.
  */
+import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -335,3 +337,78 @@ describe("log-probabilities", () => {
     expect(spelled.includes(stop!)).toBe(false);
   });
 });
+
+describe("selfalign serve (CLI): body limit, access log, adapter flag", () => {
+  const cli = (args: string[]) =>
+    spawn(process.execPath, ["--import", "tsx", "src/cli/cli.ts", "serve", "--model", modelPath, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+
+  it("takes --max-body and --log-requests: a 413 beyond the limit, a line per request with status, tokens and ms", async () => {
+    const child = cli(["--port", "0", "--parallel", "1", "--threads", "1", "--max-body", "2k", "--log-requests"]);
+    let stdout = "";
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString();
+          const match = /(http:\/\/127\.0\.0\.1:\d+\/v1)/.exec(stdout);
+          if (match) resolve(match[1]!);
+        });
+        child.on("exit", (code) => reject(new Error(`serve exited early (${code}): ${stderr}`)));
+      });
+      const send = (body: string) =>
+        fetch(`${url}/completions`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      expect((await send(JSON.stringify({ prompt: "x".repeat(3000) }))).status).toBe(413);
+      // Under the limit but over 1 KiB (an ignored field pads it).
+      const answer = await send(
+        JSON.stringify({ prompt: "x y", max_tokens: 3, temperature: 0, user: "u".repeat(1500) }),
+      );
+      expect(answer.status).toBe(200);
+      const { usage } = (await answer.json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
+      expect((await fetch(`${url}/models`)).status).toBe(200);
+      const lines = () => stderr.split("\n");
+      await expect.poll(() => lines().filter((line) => line.startsWith("GET /v1/models")).length).toBe(1);
+      expect(lines()).toContainEqual(expect.stringMatching(/^POST \/v1\/completions 413 \d+ms$/));
+      expect(lines()).toContainEqual(
+        expect.stringMatching(
+          new RegExp(
+            `^POST /v1/completions 200 prompt_tokens=${usage.prompt_tokens} completion_tokens=${usage.completion_tokens} \\d+ms$`,
+          ),
+        ),
+      );
+      expect(lines()).toContainEqual(expect.stringMatching(/^GET \/v1\/models 200 \d+ms$/));
+    } finally {
+      const exited = new Promise((resolve) => child.on("exit", resolve));
+      child.kill("SIGINT");
+      await exited;
+    }
+  });
+
+  it("names the adapter flag --adapter, as chat and eval do, and still takes --lora", async () => {
+    const help = await run(cli(["--help"]));
+    expect(help.stdout).toContain("--adapter <path[:scale]>");
+    expect(help.stdout).not.toContain("--lora");
+    for (const flag of ["--adapter", "--lora"]) {
+      const missing = join(dir, `missing-${flag.slice(2)}.gguf`);
+      const result = await run(cli([flag, missing, "--port", "0"]));
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toContain(`LoRA adapter not found: expected a GGUF adapter file at ${missing}`);
+    }
+  });
+});
+
+function run(child: ReturnType<typeof spawn>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  return new Promise((resolve) => child.on("exit", (code) => resolve({ code, stdout, stderr })));
+}

@@ -8,7 +8,7 @@
 import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import type { ChatMessage, TextProgress } from "../backends/language-model.js";
-import { checkModelName, type ServeContext, samplingFrom, writeSse } from "./completions.js";
+import { checkModelName, type RequestUsage, type ServeContext, samplingFrom, writeSse } from "./completions.js";
 import { HttpError } from "./openai-error.js";
 import { answeringContextLength } from "./request-limits.js";
 import type { ChatCompletionsRequest } from "./request-schemas.js";
@@ -18,6 +18,7 @@ export async function handleChatCompletions(
   context: ServeContext,
   response: ServerResponse,
   signal: AbortSignal,
+  counted: RequestUsage = {},
 ): Promise<void> {
   checkModelName(body.model, context);
   if (body.logprobs || (body.top_logprobs !== undefined && body.top_logprobs !== null)) {
@@ -75,6 +76,8 @@ export async function handleChatCompletions(
     );
     usage.prompt_tokens += index === 0 ? result.usage.promptTokens : 0;
     usage.completion_tokens += result.usage.completionTokens;
+    counted.promptTokens = usage.prompt_tokens;
+    counted.completionTokens = usage.completion_tokens;
     const finishReason = result.finishReason === "length" ? "length" : "stop";
     if (stream) {
       open();

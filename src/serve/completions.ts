@@ -29,6 +29,12 @@ export interface ServeContext {
   modelName: string;
 }
 
+/** Tokens a request has used so far, for the access log (filled in as results arrive). */
+export interface RequestUsage {
+  promptTokens?: number;
+  completionTokens?: number;
+}
+
 interface CompletionChoice {
   index: number;
   text: string;
@@ -113,6 +119,7 @@ export async function handleCompletions(
   context: ServeContext,
   response: ServerResponse,
   signal: AbortSignal,
+  counted: RequestUsage = {},
 ): Promise<void> {
   checkModelName(body.model, context);
   const { model } = context;
@@ -200,6 +207,7 @@ export async function handleCompletions(
     }
     for (let i = 0; i < prompts.length; i++) {
       usage.prompt_tokens += await model.countTokens(prompts[i]!);
+      counted.promptTokens = usage.prompt_tokens;
       await finishPrompt(
         i,
         Array.from({ length: n }, () => ({ text: "", finishReason: "length" })),
@@ -212,6 +220,8 @@ export async function handleCompletions(
       for await (const result of model.complete(requests, { signal, onText: streamText })) {
         usage.prompt_tokens += result.usage.promptTokens;
         usage.completion_tokens += result.usage.completionTokens;
+        counted.promptTokens = usage.prompt_tokens;
+        counted.completionTokens = usage.completion_tokens;
         await finishPrompt(result.index, result.completions);
       }
     });
