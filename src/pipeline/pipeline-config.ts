@@ -148,6 +148,8 @@ export interface LoadedPipelineConfig {
   path?: string;
   /** Folder relative paths in the config are resolved against. */
   baseDir: string;
+  /** 1-based line of a field in the config file, when it was read from one (for errors about its values). */
+  lineOf?: (path: ReadonlyArray<PropertyKey>) => number | undefined;
 }
 
 /** Validate a config object; `file` names the source in errors. */
@@ -182,7 +184,7 @@ export async function loadPipelineConfig(path: string): Promise<LoadedPipelineCo
     throw new ConfigError(issue.message, { path, ...(issue.line !== undefined ? { line: issue.line } : {}) });
   }
   const config = parsePipelineConfig(parsed.source.value ?? {}, path, parsed.source.lineOf);
-  return { config, path, baseDir: dirname(resolve(path)) };
+  return { config, path, baseDir: dirname(resolve(path)), lineOf: parsed.source.lineOf };
 }
 
 /** Resolve a path from the config against the config's folder (hf: URIs and URLs are left alone). */

@@ -7,9 +7,8 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import type { LanguageModel } from "../backends/language-model.js";
-import { resolveModelSource } from "../backends/llama-cpp/model-source.js";
 import { createLlamaCppBackend } from "../backends/llama-cpp/index.js";
-import { createBackend, parseBackendSpec } from "../backends/registry.js";
+import { createBackend } from "../backends/registry.js";
 import {
   type Constitution,
   checkConstitution,
@@ -17,7 +16,7 @@ import {
   formatConstitutionIssue,
   loadConstitution,
 } from "../constitution/index.js";
-import { AbortedError, ConfigError, isSelfalignError } from "../errors/index.js";
+import { ConfigError } from "../errors/index.js";
 import type { ProgressListener } from "../progress/progress-event.js";
 import { packageVersion } from "../package-root.js";
 import { writeReport } from "../report/index.js";
@@ -58,6 +57,7 @@ import {
   runDirOf,
   type TrainConfig,
 } from "./pipeline-config.js";
+import { resolvePipelineModels } from "./resolve-models.js";
 
 export interface RunPipelineOptions {
   loaded: LoadedPipelineConfig;
@@ -148,49 +148,11 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
       { path: constitutionDir },
     );
   }
-  const model = resolveConfigPath(loaded, config.model);
-  const isServer = /^(openai|openai-compatible):|^https?:/.test(config.model);
-  let modelPath: string | undefined;
-  let serverSpec: string | undefined;
-  if (isServer) {
-    parseBackendSpec(config.model); // validates the URL form
-    serverSpec = config.model;
-  } else {
-    const source = config.model.startsWith("llama-cpp:")
-      ? resolveConfigPath(loaded, config.model.slice("llama-cpp:".length))
-      : model;
-    try {
-      modelPath = await resolveModelSource(source, {
-        ...(onProgress ? { onProgress } : {}),
-        ...(signal ? { signal } : {}),
-      });
-    } catch (error) {
-      if (!isSelfalignError(error) || error instanceof AbortedError) throw error;
-      // Point at the config, where the model is chosen, rather than at a CLI flag.
-      const message = error.message.replace(/\s*\(--model [^)]*\)/, "");
-      throw new ConfigError(`${message}\nTo use a local file, set \`model:\` in the config to its path.`, {
-        path: loaded.path ?? "config",
-        field: "model",
-        cause: error,
-      });
-    }
-  }
-  let trainBase: string | undefined;
-  if (needsTraining(config)) {
-    if (config.trainBase) {
-      trainBase = await resolveModelSource(resolveConfigPath(loaded, config.trainBase), {
-        ...(onProgress ? { onProgress } : {}),
-        ...(signal ? { signal } : {}),
-      });
-    } else if (modelPath) {
-      trainBase = modelPath;
-    } else {
-      throw new ConfigError(
-        "engrave and verbose-clone train on a local GGUF, but `model` is a server URL: set `trainBase` to the base model's .gguf (or hf: URI), or skip those stages",
-        { path: loaded.path ?? "config", field: "trainBase" },
-      );
-    }
-  }
+  const { modelPath, serverSpec, trainBase } = await resolvePipelineModels(loaded, {
+    training: needsTraining(config),
+    ...(onProgress ? { onProgress } : {}),
+    ...(signal ? { signal } : {}),
+  });
   return {
     config,
     runDir: runDirOf(loaded),

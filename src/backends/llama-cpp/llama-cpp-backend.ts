@@ -157,7 +157,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     } catch (error) {
       throwIfAborted(options.signal);
       throw new BackendError(
-        `could not load model ${modelPath}: ${error instanceof Error ? error.message : String(error)}. Expected a GGUF model file that llama.cpp supports.`,
+        `could not load model ${modelPath}: ${(error instanceof Error ? error.message : String(error)).replace(/[.\s]+$/, "")}; expected a GGUF model that llama.cpp supports (a known architecture, from a llama.cpp of this version or older)`,
         { path: modelPath, cause: error },
       );
     }
