@@ -77,3 +77,14 @@ export async function resolvePipelineModels(
   }
   return models;
 }
+
+/**
+ * The model the run's adapters go on, as the config names it (a GGUF path resolved against the config's folder, or
+ * an hf: URI), for `chat` and `serve`; undefined when `model` is a server and no `trainBase` is set.
+ */
+export function baseModelOf(loaded: LoadedPipelineConfig): string | undefined {
+  const { model, trainBase } = loaded.config;
+  const base = trainBase ?? model;
+  if (/^(openai|openai-compatible):|^https?:/.test(base)) return undefined;
+  return resolveConfigPath(loaded, base.startsWith("llama-cpp:") ? base.slice("llama-cpp:".length) : base);
+}

@@ -50,8 +50,8 @@ function topFromDict(entry: Record<string, number> | null | undefined): AlignedT
 const cannotScore = (serverUrl: string, what: string) =>
   new CapabilityError(
     `${serverUrl} cannot score text: ${what}. Scoring needs a completions endpoint that returns log-probabilities of ` +
-      "echoed prompt tokens (vLLM, llama.cpp server with echo, `selfalign serve`). Use the embedded backend " +
-      "(`llama-cpp:<model.gguf>`) or serve the model with vLLM to run score-based evaluations.",
+      "echoed prompt tokens (vLLM, `selfalign serve`; llama.cpp's server gives none). Use the embedded backend " +
+      "(`llama-cpp:<model.gguf>`), or serve the model with vLLM or `selfalign serve`, to run score-based evaluations.",
   );
 
 function alignFromLogprobs(choice: CompletionChoice, points: string[]): AlignedToken[] | undefined {

@@ -64,8 +64,9 @@ export interface OpenAICompatibleBackendOptions {
    */
   returnTokenIds?: boolean;
   /**
-   * How `score` asks for log-probabilities: "echo" (`echo: true, logprobs: 1`; OpenAI legacy, vLLM, llama.cpp
-   * server, `selfalign serve`) or "prompt-logprobs" (vLLM's `prompt_logprobs: 1`). Default "echo".
+   * How `score` asks for log-probabilities: "echo" (`echo: true, logprobs: 1`; OpenAI legacy, vLLM, `selfalign
+   * serve`) or "prompt-logprobs" (vLLM's `prompt_logprobs: 1`). Default "echo". llama.cpp's server gives no
+   * log-probabilities for prompt tokens, so it cannot score either way (a CapabilityError says so).
    */
   scoreMethod?: "echo" | "prompt-logprobs";
   /** Extra fields merged into every completions and chat request body (server-specific options). */
