@@ -23,6 +23,11 @@ export const samplingConfigSchema = z.strictObject({
     .array(z.strictObject({ n: positiveInt, penalty: z.number() }))
     .optional()
     .describe('Dromedary n-gram penalties (JSON, e.g. [{"n":3,"penalty":1}])'),
+  grammar: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("a GBNF grammar the output must match: a .gbnf file, or the grammar itself (off by default)"),
 });
 export type SamplingConfig = z.infer<typeof samplingConfigSchema>;
 
