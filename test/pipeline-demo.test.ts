@@ -11,13 +11,11 @@ import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
 import { afterAll, describe, expect, it } from "vitest";
 import { completeAll } from "../src/backends/language-model.js";
 import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
-import { AbortedError } from "../src/errors/index.js";
 import { seededRandom } from "../src/gguf/index.js";
 import { formatPipelineSummary } from "../src/cli/commands/run.js";
 import { prepareDemo } from "../src/pipeline/demo.js";
 import { collectReportData } from "../src/report/index.js";
 import { runPipeline } from "../src/pipeline/run-pipeline.js";
-import type { ProgressEvent } from "../src/progress/progress-event.js";
 import { readJsonl } from "../src/run-store/index.js";
 
 const root = join(process.cwd(), ".tmp", `pipeline-test-${process.pid}`);
