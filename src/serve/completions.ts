@@ -155,13 +155,17 @@ export async function handleCompletions(
   };
 
   if (maxTokens === 0) {
-    for (let i = 0; i < prompts.length; i++) {
-      usage.prompt_tokens += await model.countTokens(prompts[i]!);
-      await finishPrompt(
-        i,
-        Array.from({ length: n }, () => ({ text: "", finishReason: "length" })),
-      );
-    }
+    // All prompts at once: the embedded engine scores calls made together in shared decodes.
+    const counts = await Promise.all(prompts.map((prompt) => model.countTokens(prompt)));
+    usage.prompt_tokens += counts.reduce((sum, count) => sum + count, 0);
+    await Promise.all(
+      prompts.map((_, i) =>
+        finishPrompt(
+          i,
+          Array.from({ length: n }, () => ({ text: "", finishReason: "length" })),
+        ),
+      ),
+    );
   } else {
     const requests: CompletionRequest[] = prompts.map((prompt) => ({ ...sampling, prompt, n }));
     const streamText = stream && !wantLogprobs ? onText : undefined;
