@@ -103,11 +103,16 @@ const torchRate = (() => {
       console.log(`pytorch (${python}): failed: ${(run.stderr ?? "").trim().split("\n").at(-1)}`);
       return undefined;
     }
-    const result = JSON.parse(line) as { tokens_per_second: number; torch: string; threads: number };
+    const result = JSON.parse(line) as {
+      tokens_per_second: number;
+      cpu_tokens_per_second: number;
+      torch: string;
+      threads: number;
+    };
     console.log(
-      `pytorch ${result.torch} (${python}, CPU, ${result.threads} threads): ${result.tokens_per_second.toFixed(1)} tokens/s wall-clock, same shape, batch and loss`,
+      `pytorch ${result.torch} (${python}, CPU, ${result.threads} threads): ${result.tokens_per_second.toFixed(1)} tokens/s wall-clock, ${result.cpu_tokens_per_second.toFixed(1)} tokens/s per ${result.threads} busy cores (CPU-time based); same shape, batch and loss`,
     );
-    return result.tokens_per_second;
+    return { wall: result.tokens_per_second, cpu: result.cpu_tokens_per_second };
   }
   console.log('pytorch: skipped (`python3 -c "import torch"` fails; on Debian: apt-get install python3-torch)');
   return undefined;
@@ -156,7 +161,7 @@ for (const name of values.kernels.split(",") as Array<KernelName | "auto">) {
   const wall = steps.reduce((a, s) => a + s.wall, 0);
   const cpu = steps.reduce((a, s) => a + s.cpu, 0);
   console.log(
-    `${name}${name === "auto" ? ` (${resolved})` : ""}: ${(tokens / wall).toFixed(1)} tokens/s wall-clock${torchRate ? ` (${(tokens / wall / torchRate).toFixed(2)}x PyTorch${name === "wasm" ? "; target >= 0.9" : ""})` : ""}, ${((tokens * threads) / cpu).toFixed(1)} tokens/s per ${threads} busy cores (CPU-time based), over ${steps.length} steps of ${stepTokens} tokens; CPU utilisation ${((100 * cpu) / (wall * threads)).toFixed(0)}%; total wall ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    `${name}${name === "auto" ? ` (${resolved})` : ""}: ${(tokens / wall).toFixed(1)} tokens/s wall-clock${torchRate ? ` (${(tokens / wall / torchRate.wall).toFixed(2)}x PyTorch${name === "wasm" ? "; target >= 0.9" : ""})` : ""}, ${((tokens * threads) / cpu).toFixed(1)} tokens/s per ${threads} busy cores (CPU-time based${torchRate ? `: ${((tokens * threads) / cpu / torchRate.cpu).toFixed(2)}x PyTorch's` : ""}), over ${steps.length} steps of ${stepTokens} tokens; CPU utilisation ${((100 * cpu) / (wall * threads)).toFixed(0)}%; total wall ${((performance.now() - started) / 1000).toFixed(1)} s`,
   );
 }
 console.log(`peak RSS: ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);

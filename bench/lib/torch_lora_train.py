@@ -1,7 +1,7 @@
 """LoRA training speed of PyTorch on CPU, for bench/train.ts to compare with: the same LLaMA shape (RMSNorm, RoPE,
 grouped-query causal attention, SwiGLU), frozen random F32 weights, LoRA of one rank on q, k, v and o, loss on the
 completion tokens only, AdamW, forward + backward + step. Prints one JSON line: tokens/s over the steps after the
-first (which warms up allocators and threads). Written for this benchmark; needs only torch (Debian: python3-torch).
+first (which warms up allocators and threads), wall-clock and per CPU-second × threads. Written for this benchmark; needs only torch (Debian: python3-torch).
 """
 
 import argparse
@@ -94,8 +94,10 @@ def main():
     labels = tokens[:, 1:].clone()
     labels[:, : args.seq // 4] = -100
     times = []
+    cpu_times = []
     for _ in range(args.steps + 1):
         start = time.perf_counter()
+        cpu_start = time.process_time()
         x = embedding[tokens[:, :-1]]
         for block in blocks:
             x = block(x, cos, sin, mask)
@@ -105,9 +107,13 @@ def main():
         loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     measured = times[1:]
     step_tokens = args.batch * (args.seq - 1)
+    # Tokens per CPU-second times threads: the rate with the cores to itself, when other processes share them.
+    cpu_rate = step_tokens * len(measured) * args.threads / sum(cpu_times[1:])
     print(json.dumps({"tokens_per_second": step_tokens * len(measured) / sum(measured), "steps": len(measured),
+                      "cpu_tokens_per_second": cpu_rate,
                       "step_tokens": step_tokens, "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
 
