@@ -12,7 +12,8 @@ import { readEnv } from "../../src/config/env.js";
 
 /** The llama.cpp release node-llama-cpp bundles, and where its source bundle is. */
 function bundledRelease(): { tag: string; bundle: string } {
-  const llamaDir = join(dirname(createRequire(import.meta.url).resolve("node-llama-cpp/package.json")), "llama");
+  // The package exports no package.json: find its root from the entry point (dist/index.js).
+  const llamaDir = join(dirname(createRequire(import.meta.url).resolve("node-llama-cpp")), "..", "llama");
   const info = JSON.parse(readFileSync(join(llamaDir, "llama.cpp.info.json"), "utf8")) as { tag: string };
   return { tag: info.tag, bundle: join(llamaDir, "gitRelease.bundle") };
 }
