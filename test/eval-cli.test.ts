@@ -296,5 +296,10 @@ describe("selfalign eval", () => {
     const missing = await selfalign("eval", "hhh", "--model", "a.gguf", "--data", "nowhere");
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/nowhere: not found; expected a BIG-bench task\.json/);
+    const nothingToJudge = await selfalign("eval", "judge-single", "--judge", "b.gguf", "--data", "question.jsonl");
+    expect(nothingToJudge.code).toBe(1);
+    expect(nothingToJudge.stderr).toBe(
+      "selfalign: judge-single needs --answers <file>, or --model <spec> to generate the answers to judge\n",
+    );
   });
 });

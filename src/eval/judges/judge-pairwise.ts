@@ -13,6 +13,7 @@ import { type EvalResult, evalResultHead } from "../eval-result.js";
 import { type EvalOutcome, evaluateItems } from "../evaluate-items.js";
 import { indexAnswers } from "./answer-index.js";
 import { toFastChatPairwiseJudgments } from "./fastchat-judgments.js";
+import { answersToJudge, judgeOptions, loadJudgeTask } from "./judge-task.js";
 import { pairwiseMessages } from "./judge-prompts.js";
 import {
   chatMessageSchema,
@@ -20,10 +21,7 @@ import {
   type JudgeOptions,
   judgedTurnId,
   judgedTurns,
-  judgeOptions,
   judgeOrSkip,
-  loadJudgeTask,
-  answersToJudge,
   noParsedJudgmentWarning,
   openJudgeCache,
 } from "./judge-single.js";
@@ -242,13 +240,7 @@ export const judgePairwiseEval = defineEval({
     withModels(context, (open) =>
       runItemEval(loaded.paths, async (store) => {
         const run = { store, onProgress: context.onProgress, signal: context.signal };
-        const { answers, modelId, notes, warnings } = await answersToJudge(
-          loaded,
-          options,
-          "judge-pairwise",
-          open,
-          run,
-        );
+        const { answers, modelId, notes, warnings } = await answersToJudge(loaded, options, open, run);
         const judge = await open(options.judge);
         const result = await judgePairwise({
           ...run,
