@@ -59,45 +59,52 @@ export const outputOptions = {
   out: z.string().optional().meta({
     description:
       "result file (default eval.json); per-item records are kept in <out name>-items/ beside it, so a stopped eval run again continues",
-    value: "<path>",
+    placeholder: "<path>",
   }),
   run: z.string().optional().meta({
     description: "run directory: write <run>/eval/<name>.json, where `selfalign report <run>` picks it up",
-    value: "<dir>",
+    placeholder: "<dir>",
   }),
   name: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a file name such as "hhh-adapter" (letters, digits, ".", "-", "_")')
     .optional()
-    .meta({ description: "with --run: the result's name under <run>/eval/ (default: the task)", value: "<name>" }),
+    .meta({
+      description: "with --run: the result's name under <run>/eval/ (default: the task)",
+      placeholder: "<name>",
+    }),
   concurrency: z
     .number()
     .int()
     .min(1, "must be at least 1")
     .optional()
-    .meta({ description: "requests in flight (default: the backend's parallelism)" }),
+    .meta({ description: "requests in flight (default: the backend's parallelism)", placeholder: "<n>" }),
 };
 
-/** The data files: one, or several for tasks that merge files. */
-export function dataOption(several: boolean) {
-  const list = z.array(z.string()).min(1, "is required: the benchmark file to evaluate on");
-  return {
-    data: (several ? list : list.max(1, "takes one file here")).meta({
-      description: several ? "data file or folder (repeatable)" : "data file",
-      value: "<path>",
-    }),
-  };
-}
+/** The data file of a task that reads one. */
+export const dataOption = {
+  data: z
+    .string({ message: "is required: the benchmark file to evaluate on" })
+    .meta({ description: "data file", placeholder: "<path>" }),
+};
+
+/** The data files or folders of a task that merges several. */
+export const dataFilesOption = {
+  data: z
+    .array(z.string(), { message: "is required: the benchmark files to evaluate on" })
+    .min(1, "is required: the benchmark files to evaluate on")
+    .meta({ description: "data file or folder", placeholder: "<path>", repeatable: true }),
+};
 
 export const modelOptions = {
   model: z.string({ message: "is required: the model under test, e.g. --model m.gguf" }).meta({
     description: "model under test: llama-cpp:<m.gguf>, <m.gguf>, openai:<url>#<name>",
-    value: "<spec>",
+    placeholder: "<spec>",
   }),
   adapter: z
     .string()
     .optional()
-    .meta({ description: "LoRA adapter GGUF loaded on the embedded model", value: "<path>" }),
+    .meta({ description: "LoRA adapter GGUF loaded on the embedded model", placeholder: "<path>" }),
 };
 
 export const promptStyles = ["concise", "verbose", "plain"] as const;
@@ -106,12 +113,12 @@ export const promptStyles = ["concise", "verbose", "plain"] as const;
 export const promptOptions = {
   constitution: z.string().optional().meta({
     description: "constitution whose assistant format wraps prompts (default: the built-in one)",
-    value: "<dir>",
+    placeholder: "<dir>",
   }),
-  promptStyle: z
-    .enum(promptStyles)
-    .default("concise")
-    .meta({ description: "concise | verbose (constitution prompts) | plain (built-in template)", value: "<style>" }),
+  promptStyle: z.enum(promptStyles).default("concise").meta({
+    description: "prompt wrapping: the constitution's concise or verbose format, or the built-in plain template",
+    placeholder: "<style>",
+  }),
 };
 
 export async function promptTemplateFor(options: {

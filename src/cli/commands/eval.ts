@@ -1,15 +1,16 @@
 /**
  * `selfalign eval <task>`: one subcommand per definition in the eval registry, its flags and help made from the
- * definition's options schema. This file names no task.
+ * definition's options schema (as `selfalign stage` does, through zod-flags). This file names no task.
  */
 import type { Command } from "commander";
+import type { z } from "zod";
 import type { LanguageModel } from "../../backends/language-model.js";
 import { ConfigError } from "../../errors/index.js";
 import type { EvalDefinition } from "../../eval/eval-definition.js";
 import { evalRegistry } from "../../eval/registry.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
-import { addSchemaOptions, parseSchemaOptions } from "../schema-flags.js";
 import { withProgress } from "../with-progress.js";
+import { addSchemaFlags, type SchemaFlag, schemaFlags, valuesFromFlags } from "../zod-flags.js";
 
 /** Open a model spec with an optional adapter (embedded backend only). */
 async function openModel(
@@ -34,14 +35,25 @@ async function openModel(
 
 const shownWarnings = 5;
 
+/** The options the flags describe, through the definition's schema; the first problem names its flag. */
+export function evalOptions(schema: z.ZodObject, flags: SchemaFlag[], parsed: Record<string, unknown>): unknown {
+  const result = schema.safeParse(valuesFromFlags(parsed, flags));
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const flag = flags.find((one) => one.path.join(".") === issue.path.map(String).join("."))?.flag;
+  // The message names the flag itself (a `field` would print it a second time).
+  throw new ConfigError(flag ? `--${flag}: ${issue.message}` : issue.message);
+}
+
 function register(parent: Command, definition: EvalDefinition): void {
   const command = parent.command(definition.name).description(definition.description);
   for (const argument of definition.arguments ?? []) command.argument(`<${argument.name}>`, argument.description);
-  addSchemaOptions(command, definition.options);
+  const flags = schemaFlags(definition.options);
+  addSchemaFlags(command, flags);
   command.action(async (...received: unknown[]) => {
     // commander passes the positional arguments, then the options object, then the command.
     const args = received.slice(0, definition.arguments?.length ?? 0) as string[];
-    const options = parseSchemaOptions(definition.options, command.opts());
+    const options = evalOptions(definition.options, flags, command.opts());
     const loaded = await definition.load(options, args);
     const output = await withProgress((onProgress, signal) =>
       definition.run(loaded, options, {

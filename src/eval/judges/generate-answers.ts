@@ -205,16 +205,20 @@ export function parseCategoryTemperatures(value: string): Record<string, number>
 /** The options of answer generation, shared by `generate-answers` and the judges (when they generate). */
 export const answerOptions = {
   ...promptOptions,
-  temperature: z.number().min(0, "must be 0 or more").default(0.7).meta({ description: "answer sampling temperature" }),
+  temperature: z
+    .number()
+    .min(0, "must be 0 or more")
+    .default(0.7)
+    .meta({ description: "answer sampling temperature", placeholder: "<n>" }),
   maxTokens: z
     .number()
     .int()
     .min(1, "must be at least 1")
     .default(512)
-    .meta({ description: "answer max new tokens per turn" }),
+    .meta({ description: "answer max new tokens per turn", placeholder: "<n>" }),
   categoryTemperatures: z.string().optional().meta({
     description: 'answer temperature by question category: "mt-bench" (FastChat\'s) or JSON like \'{"math": 0}\'',
-    value: "<spec>",
+    placeholder: "<spec>",
   }),
   shots: z
     .number()
@@ -222,14 +226,14 @@ export const answerOptions = {
     .min(0)
     .max(answerExamples.length, `must be from 0 to ${answerExamples.length}`)
     .default(0)
-    .meta({ description: "worked exchanges before each question (Dromedary used 2 on Vicuna)" }),
+    .meta({ description: "worked exchanges before each question (Dromedary used 2 on Vicuna)", placeholder: "<n>" }),
   modelId: z
     .string()
     .optional()
-    .meta({ description: "model_id written with generated answers (default: the backend id)", value: "<name>" }),
+    .meta({ description: "model_id written with generated answers (default: the backend id)", placeholder: "<name>" }),
   answersOut: z.string().optional().meta({
     description: "where generated answers are written as FastChat jsonl (default answers-<out name>.jsonl)",
-    value: "<path>",
+    placeholder: "<path>",
   }),
 };
 
@@ -242,7 +246,7 @@ type AnswerOptions = z.infer<z.ZodObject<typeof answerOptions>> & { adapter?: st
 export async function generateAnswersInto(
   model: LanguageModel,
   questions: readonly FastChatQuestion[],
-  options: AnswerOptions & { data: string[]; concurrency?: number | undefined },
+  options: AnswerOptions & { data: string; concurrency?: number | undefined },
   paths: EvalPaths,
   run: EvalRunOptions,
 ): Promise<{ result: EvalResult<GeneratedAnswer>; note: string }> {
@@ -250,7 +254,7 @@ export async function generateAnswersInto(
     ...run,
     model,
     questions,
-    data: options.data,
+    data: [options.data],
     promptTemplate: await promptTemplateFor(options),
     sampling: { temperature: options.temperature, maxTokens: options.maxTokens },
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
@@ -270,10 +274,10 @@ export async function generateAnswersInto(
 export const generateAnswersEval = defineEval({
   name: "generate-answers",
   description: "answers of --model to a FastChat question.jsonl, written to --answers-out",
-  options: z.object({ ...modelOptions, ...dataOption(false), ...answerOptions, ...outputOptions }),
+  options: z.object({ ...modelOptions, ...dataOption, ...answerOptions, ...outputOptions }),
   async load(options) {
     const paths = await evalPaths(options, "generate-answers");
-    return { questions: await loadFastChatQuestions(options.data[0]!), paths };
+    return { questions: await loadFastChatQuestions(options.data), paths };
   },
   run: ({ questions, paths }, options, context) =>
     withModels(context, async (open) => {

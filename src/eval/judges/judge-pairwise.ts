@@ -227,8 +227,8 @@ export const judgePairwiseEval = defineEval({
     ...judgeOptions,
     baseline: z
       .string({ message: "is required: the FastChat answer jsonl of the model compared against" })
-      .meta({ description: "FastChat answer jsonl of the model compared against", value: "<path>" }),
-    baselineId: z.string().optional().meta({ description: "model_id to pick from --baseline", value: "<name>" }),
+      .meta({ description: "FastChat answer jsonl of the model compared against", placeholder: "<path>" }),
+    baselineId: z.string().optional().meta({ description: "model_id to pick from --baseline", placeholder: "<name>" }),
   }),
   async load(options) {
     return {
@@ -250,7 +250,7 @@ export const judgePairwiseEval = defineEval({
           baselineAnswers: loaded.baselineAnswers,
           cache: options.cache ?? join(dirname(loaded.paths.out), "judge-cache.jsonl"),
           sampling: { temperature: 0, maxTokens: options.judgeMaxTokens },
-          data: [...options.data, ...(options.answers ? [options.answers] : []), options.baseline],
+          data: [options.data, ...(options.answers ? [options.answers] : []), options.baseline],
           ...(modelId ? { modelId } : {}),
           ...(options.baselineId ? { baselineModelId: options.baselineId } : {}),
           ...(options.concurrency ? { concurrency: options.concurrency } : {}),

@@ -242,7 +242,7 @@ export const judgeSingleEval = defineEval({
           answers,
           cache: options.cache ?? join(dirname(loaded.paths.out), "judge-cache.jsonl"),
           sampling: { temperature: 0, maxTokens: options.judgeMaxTokens },
-          data: [...options.data, ...(options.answers ? [options.answers] : [])],
+          data: [options.data, ...(options.answers ? [options.answers] : [])],
           ...(modelId ? { modelId } : {}),
           ...(options.concurrency ? { concurrency: options.concurrency } : {}),
         });

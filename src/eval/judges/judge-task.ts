@@ -16,33 +16,33 @@ export const judgeOptions = {
     .string({ message: "is required: the judge model, e.g. --judge openai:http://127.0.0.1:8000/v1#judge" })
     .meta({
       description: "judge model (chat): llama-cpp:<m.gguf> or openai:<url>#<name>",
-      value: "<spec>",
+      placeholder: "<spec>",
     }),
-  ...dataOption(false),
+  ...dataOption,
   answers: z.string().optional().meta({
     description: "FastChat answer jsonl of the model under test (instead of generating them with --model)",
-    value: "<path>",
+    placeholder: "<path>",
   }),
   model: modelOptions.model.optional(),
   adapter: modelOptions.adapter,
   ...answerOptions,
   modelId: z.string().optional().meta({
     description: "model_id to pick from --answers, or to write with generated answers",
-    value: "<name>",
+    placeholder: "<name>",
   }),
   judgeMaxTokens: z
     .number()
     .int()
     .min(1, "must be at least 1")
     .default(512)
-    .meta({ description: "judge output tokens (judge temperature is 0)" }),
+    .meta({ description: "judge output tokens (judge temperature is 0)", placeholder: "<n>" }),
   cache: z
     .string()
     .optional()
-    .meta({ description: "judge cache JSONL (default judge-cache.jsonl beside the result)", value: "<path>" }),
+    .meta({ description: "judge cache JSONL (default judge-cache.jsonl beside the result)", placeholder: "<path>" }),
   judgmentsOut: z.string().optional().meta({
     description: "FastChat-format judgment jsonl (default judgments-<out name>.jsonl)",
-    value: "<path>",
+    placeholder: "<path>",
   }),
   ...outputOptions,
 };
@@ -56,7 +56,7 @@ export async function loadJudgeTask(options: JudgeTaskOptions, task: string) {
   }
   const paths = await evalPaths(options, task);
   return {
-    questions: await loadFastChatQuestions(options.data[0]!),
+    questions: await loadFastChatQuestions(options.data),
     answers: options.answers === undefined ? undefined : await loadFastChatAnswers(options.answers),
     paths,
   };

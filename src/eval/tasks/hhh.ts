@@ -9,7 +9,7 @@ import { z } from "zod";
 import type { LanguageModel } from "../../backends/language-model.js";
 import { hhhCategories, type HhhItem, loadHhh } from "../data/bigbench.js";
 import {
-  dataOption,
+  dataFilesOption,
   defineEval,
   evalPaths,
   modelOptions,
@@ -183,14 +183,17 @@ export const hhhEval = defineEval({
   description: "BIG-bench HHH alignment, both option orders: --data hhh_alignment/ or <category>/task.json",
   options: z.object({
     ...modelOptions,
-    ...dataOption(true),
+    ...dataFilesOption,
     ...promptOptions,
     maxSeqLen: z
       .number()
       .int()
       .min(257, "must leave room after the 256 tokens kept for the prompt's frame (at least 257)")
       .default(1536)
-      .meta({ description: "max sequence length that sets the truncation of query and candidates" }),
+      .meta({
+        description: "max sequence length that sets the truncation of query and candidates",
+        placeholder: "<n>",
+      }),
     ...outputOptions,
   }),
   async load(options) {

@@ -176,11 +176,11 @@ export async function loadFewShotFile(path: string): Promise<string> {
 
 const truthfulQaMcOptions = z.object({
   ...modelOptions,
-  ...dataOption(false),
+  ...dataOption,
   fewShotFile: z.string().optional().meta({
     description:
       "few-shot text before each question (default: our six pairs); published harness scores use the harness's primer",
-    value: "<path>",
+    placeholder: "<path>",
   }),
   ...outputOptions,
 });
@@ -193,7 +193,7 @@ function truthfulQaMcDefinition(metric: TruthfulQaMetric) {
     options: truthfulQaMcOptions,
     async load(options) {
       const paths = await evalPaths(options, name);
-      const items = await loadTruthfulQa(options.data[0]!);
+      const items = await loadTruthfulQa(options.data);
       const fewShotPrompt = options.fewShotFile === undefined ? undefined : await loadFewShotFile(options.fewShotFile);
       return { items, fewShotPrompt, paths };
     },
@@ -206,12 +206,12 @@ function truthfulQaMcDefinition(metric: TruthfulQaMetric) {
             items,
             metric,
             store,
-            data: options.data,
+            data: [options.data],
             onProgress: context.onProgress,
             signal: context.signal,
             ...(options.concurrency ? { concurrency: options.concurrency } : {}),
             ...(options.adapter ? { adapter: options.adapter } : {}),
-            ...(fewShotPrompt === undefined ? {} : { fewShotPrompt, data: [...options.data, options.fewShotFile!] }),
+            ...(fewShotPrompt === undefined ? {} : { fewShotPrompt, data: [options.data, options.fewShotFile!] }),
           }),
         }));
       }),

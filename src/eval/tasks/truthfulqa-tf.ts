@@ -141,10 +141,10 @@ export async function runTruthfulQaTf(options: TruthfulQaTfOptions): Promise<Eva
 export const truthfulQaTfEval = defineEval({
   name: "truthfulqa-tf",
   description: "TruthfulQA by the paper's true/false ranking over all MC1 candidates",
-  options: z.object({ ...modelOptions, ...dataOption(false), ...promptOptions, ...outputOptions }),
+  options: z.object({ ...modelOptions, ...dataOption, ...promptOptions, ...outputOptions }),
   async load(options) {
     const paths = await evalPaths(options, "truthfulqa-tf");
-    return { items: await loadTruthfulQa(options.data[0]!), paths };
+    return { items: await loadTruthfulQa(options.data), paths };
   },
   run: ({ items, paths }, options, context) =>
     withModels(context, async (open) => {
@@ -156,7 +156,7 @@ export const truthfulQaTfEval = defineEval({
           items,
           promptTemplate,
           store,
-          data: options.data,
+          data: [options.data],
           onProgress: context.onProgress,
           signal: context.signal,
           ...(options.concurrency ? { concurrency: options.concurrency } : {}),
