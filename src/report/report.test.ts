@@ -78,7 +78,7 @@ describe("report data", () => {
       },
     ]);
     expect(data.evaluations).toEqual([
-      { name: join("eval", "eval-hhh.json"), task: "hhh", metrics: { accuracy: 0.625, harmless: 0.5 } },
+      { name: join("eval", "hhh.json"), task: "hhh", metrics: { accuracy: 0.625, harmless: 0.5, n: 8 } },
     ]);
   });
 
