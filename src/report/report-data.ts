@@ -200,10 +200,16 @@ export async function collectReportData(
   const topics = new Map<string, Map<string, number>>();
   for (const record of records) {
     // Coverage comes from the red-team stages themselves (topics and questions), not from later stages' answers.
-    if (!feeds(record, "red-team-coverage") || record.questionType === undefined || record.topic === undefined)
+    // Only kept records: a rejected topic is not a topic of the run, a rejected question covers nothing.
+    if (
+      !record.kept ||
+      !feeds(record, "red-team-coverage") ||
+      record.questionType === undefined ||
+      record.topic === undefined
+    )
       continue;
     const row = topics.get(record.questionType) ?? new Map<string, number>();
-    const isQuestion = record.kept && record.instruction !== "" && record.instruction !== record.topic;
+    const isQuestion = record.instruction !== "" && record.instruction !== record.topic;
     row.set(record.topic, (row.get(record.topic) ?? 0) + (isQuestion ? 1 : 0));
     topics.set(record.questionType, row);
   }
