@@ -79,7 +79,7 @@ export const questionGrammar = [
 
 /**
  * Self-align: internal thoughts that open with the constitution's sentence and cite one or two principles by number
- * and name, then the answer (six sentences, past the length filter), then the next user turn (the stop string).
+ * and name, then the answer (four sentences, past the length filter), then the next user turn (the stop string).
  */
 export function selfAlignGrammar(
   principles: readonly Pick<Principle, "number" | "name">[],
@@ -90,7 +90,7 @@ export function selfAlignGrammar(
   return [
     `root ::= ${gbnfLiteral(` ${thoughtOpening} `)} "The user asks about the " w " and the " w ". I should follow rules " rule (", " rule)? "." ${gbnfLiteral(`\n\n${generationName}: `)} answer "\\n\\nUser:"`,
     `rule ::= ${choice(rules)}`,
-    "answer ::= s s s s s s",
+    "answer ::= s s s s",
     's ::= "The " w " keeps the " w " and the " w " close to the " w ". "',
     wordRule,
   ].join("\n");
@@ -99,7 +99,7 @@ export function selfAlignGrammar(
 /** Verbose cloning: a long teacher answer in two paragraphs, then the next user turn (the stop string). */
 export const verboseGrammar = [
   'root ::= "\\n" para "\\n\\n" para "\\n\\n### User"',
-  "para ::= s s s s",
+  "para ::= s s s",
   's ::= "Every " w " needs a " w ", and the " w " shapes the " w ". "',
   wordRule,
 ].join("\n");

@@ -87,7 +87,7 @@ export async function prepareDemo(options: DemoOptions = {}): Promise<LoadedPipe
           topicSampling: { maxTokens: 96, grammar: files.topics },
           questionSampling: { maxTokens: 720, grammar: files.questions },
         },
-        "self-align": { maxPrompts: 8, sampling: { maxTokens: 420, grammar: files.selfAlign } },
+        "self-align": { maxPrompts: 6, sampling: { maxTokens: 420, grammar: files.selfAlign } },
         engrave: { train },
         "verbose-clone": { maxPrompts: 8, sampling: { maxTokens: 420, grammar: files.verbose }, train },
       },
