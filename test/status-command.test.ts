@@ -1,10 +1,11 @@
 /** `selfalign status <run>` as a user runs it: the real CLI in a child process over a run written by the store. */
-import { execFile } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { execFile, spawnSync } from "node:child_process";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { expect, it } from "vitest";
+import { parse } from "yaml";
 import { openRun } from "../src/run-store/index.js";
 
 const cli = join(import.meta.dirname, "..", "src", "cli", "cli.ts");
@@ -63,4 +64,28 @@ it("prints per-stage counts, rejections by filter, token usage, shards and the l
   expect(missing.stderr).toBe(
     `selfalign: ${join(dir, "nope")}: run directory does not exist; give the folder a run writes to (e.g. runs/demo)\n`,
   );
+});
+
+it("shows a stale lock as free, on one line, and finds the run of a project folder that init made", async () => {
+  const project = await mkdtemp(join(tmpdir(), "selfalign-status-init-"));
+  const init = spawnSync(process.execPath, ["--import", "tsx", cli, "init", project], { encoding: "utf8" });
+  expect(init.status).toBe(0);
+  const config = parse(await readFile(join(project, "selfalign.yaml"), "utf8")) as { name: string; runDir?: string };
+  expect(config.runDir).toBeUndefined();
+  const runDir = resolve(project, "runs", config.name);
+  const run = await openRun(runDir, { create: true });
+  await (await run.stage("self-instruct")).appendRecord({ id: "p0" });
+  await run.close();
+  const deadPid = Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"]).stdout);
+  await writeFile(join(runDir, ".lock"), JSON.stringify({ pid: deadPid, hostname: hostname(), startedAt: "2020" }));
+
+  for (const target of [project, join(project, "selfalign.yaml"), runDir]) {
+    const shown = await status(target);
+    expect(shown.code).toBe(0);
+    const locks = shown.stdout.split("\n").filter((line) => line.startsWith("  lock "));
+    expect(locks).toEqual([
+      `  lock         free: stale ${join(runDir, ".lock")} left by a process that is gone (the next run takes it over)`,
+    ]);
+    expect(shown.stdout).toMatch(/^self-instruct +1 +0 /m);
+  }
 });

@@ -230,12 +230,17 @@ describe("embedded trainer", () => {
     ).rejects.toBeInstanceOf(AbortedError);
     const state = JSON.parse(await readFile(join(out, "checkpoint", "state.json"), "utf8"));
     expect(state.step).toBe(3);
+    const messages: string[] = [];
     const resumed = await new EmbeddedTrainer().train({
       base: basePath,
       examples,
       output: out,
       options: { ...options, resume: true },
+      onProgress: (e) => {
+        if (e.type === "message") messages.push(e.text);
+      },
     });
+    expect(messages).toContain(`resuming training at step 3 from ${join(out, "checkpoint")}`);
     expect(resumed.lossCurve).toEqual(whole.lossCurve);
     expect(await readFile(join(out, "loss.jsonl"), "utf8")).toBe(
       await readFile(join(dir, "whole", "loss.jsonl"), "utf8"),

@@ -153,6 +153,17 @@ describe("live mode (a TTY)", () => {
     renderer.close();
     expect(stream.text.endsWith("\n")).toBe(true);
   });
+
+  it("names the stage that trains, one bar per stage", () => {
+    const { stream, emit } = setup("plain", {}, 1000);
+    emit({ type: "train-step", stage: "engrave", step: 1, totalSteps: 1, loss: 2, learningRate: 0.0001 });
+    emit({ type: "train-eval", stage: "verbose-clone", step: 1, totalSteps: 1, loss: 1.5 });
+    emit({ type: "train-step", stage: "verbose-clone", step: 1, totalSteps: 1, loss: 1, learningRate: 0.0001 });
+    expect(stream.text).toContain("engrave train: done, 1 steps in");
+    expect(stream.text).toContain("verbose-clone train: held-out at step 1/1: loss 1.5000");
+    expect(stream.text).toContain("verbose-clone train: done, 1 steps in");
+    expect(stream.text).not.toMatch(/^train:/m);
+  });
 });
 
 describe("mode", () => {

@@ -235,8 +235,9 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
         return;
       }
       case "train-step": {
-        const key = "train";
-        const task = tasks.get(key) ?? startTask(key, "train", "steps", event.totalSteps, event.step - 1);
+        const label = event.stage ? `${event.stage} train` : "train";
+        const key = `train:${label}`;
+        const task = tasks.get(key) ?? startTask(key, label, "steps", event.totalSteps, event.step - 1);
         task.done = event.step;
         task.total = event.totalSteps;
         const speed = event.tokensPerSecond !== undefined ? `  ${Math.round(event.tokensPerSecond)} tok/s` : "";
@@ -245,7 +246,7 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
         if (logLevel === "warn") return;
         if (event.step >= event.totalSteps) {
           const seconds = (now() - task.startedAt) / 1000;
-          endTask(key, `train: done, ${event.totalSteps} steps in ${formatDuration(seconds)}, final ${task.detail}`);
+          endTask(key, `${label}: done, ${event.totalSteps} steps in ${formatDuration(seconds)}, final ${task.detail}`);
         } else update(task, false);
         return;
       }
@@ -262,7 +263,9 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
       }
       case "train-eval": {
         if (logLevel === "warn") return;
-        printLine(`train: held-out at step ${event.step}/${event.totalSteps}: ${describeMetrics(event)}`);
+        printLine(
+          `${event.stage ? `${event.stage} train` : "train"}: held-out at step ${event.step}/${event.totalSteps}: ${describeMetrics(event)}`,
+        );
         return;
       }
       case "request-retry": {

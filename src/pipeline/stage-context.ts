@@ -169,6 +169,16 @@ async function adapterIn(runDir: string, folder: string): Promise<string | undef
 
 export function createStageContext(params: StageContextParams): StageContext<Record<string, unknown>> {
   const { instance, instances, run, pool } = params;
+  // Training progress says which stage trains.
+  const forward = params.onProgress;
+  const onProgress: ProgressListener | undefined = forward
+    ? (event) =>
+        forward(
+          (event.type === "train-step" || event.type === "train-eval") && event.stage === undefined
+            ? { ...event, stage: instance.name }
+            : event,
+        )
+    : undefined;
   const definition = instance.definition;
   const runDir = run.dir;
   /** The instance that runs `stage` as seen from this one: the same round's member, else the top-level stage. */
@@ -239,7 +249,7 @@ export function createStageContext(params: StageContextParams): StageContext<Rec
       const config = await resolveModelSpec(spec, {
         ...(params.resolvePath ? { resolvePath: params.resolvePath } : {}),
         ...(params.engine ? { engine: params.engine } : {}),
-        ...(params.onProgress ? { onProgress: params.onProgress } : {}),
+        ...(onProgress ? { onProgress } : {}),
         ...(params.signal ? { signal: params.signal } : {}),
         field: `stages.${definition.name}`,
       });
@@ -264,7 +274,7 @@ export function createStageContext(params: StageContextParams): StageContext<Rec
     ...(params.command ? { command: params.command } : {}),
     resolvePath: (path) => (params.resolvePath ? params.resolvePath(path) : resolve(path)),
     releaseModels: () => pool.close(),
-    ...(params.onProgress ? { onProgress: params.onProgress } : {}),
+    ...(onProgress ? { onProgress } : {}),
     ...(params.signal ? { signal: params.signal } : {}),
   };
   return context;

@@ -5,6 +5,8 @@ export type ProgressEvent =
   | { type: "stage-end"; stage: string; done: number; kept?: number; rejected?: number }
   | {
       type: "train-step";
+      /** The stage that trains (set by the pipeline; absent for a plain `selfalign train`). */
+      stage?: string;
       step: number;
       totalSteps: number;
       loss: number;
@@ -15,7 +17,15 @@ export type ProgressEvent =
       /** Pairs kinds: mean reward of chosen minus rejected. */
       margin?: number;
     }
-  | { type: "train-eval"; step: number; totalSteps: number; loss: number; accuracy?: number; margin?: number }
+  | {
+      type: "train-eval";
+      stage?: string;
+      step: number;
+      totalSteps: number;
+      loss: number;
+      accuracy?: number;
+      margin?: number;
+    }
   | { type: "download-progress"; file: string; downloadedBytes: number; totalBytes?: number }
   | {
       /** A request to a server failed and is tried again after `delayMs` (the HTTP backend). */

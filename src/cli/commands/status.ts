@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { type RunStatus, readRunStatus } from "../../run-store/index.js";
 import { ConfigError } from "../../errors/index.js";
 import { stat } from "node:fs/promises";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 
 const number = (value: number) => Math.round(value).toLocaleString("en-US");
 
@@ -28,7 +28,8 @@ export function formatRunStatus(status: RunStatus): string {
     for (const [role, id] of Object.entries(info.backends ?? {})) lines.push(`  backend      ${role}: ${id}`);
   }
   const held = status.locks.filter((lock) => lock.alive !== false);
-  if (held.length === 0) lines.push("  lock         free (no process is writing this run)");
+  const stale = status.locks.filter((lock) => lock.alive === false);
+  if (held.length === 0 && stale.length === 0) lines.push("  lock         free (no process is writing this run)");
   for (const lock of held) {
     const holder = lock.holder!;
     const state = lock.alive ? "held" : "held (cannot check: other host)";
@@ -36,8 +37,8 @@ export function formatRunStatus(status: RunStatus): string {
       `  lock         ${state} by process ${holder.pid} on ${holder.hostname} since ${holder.startedAt} (${lock.path})`,
     );
   }
-  for (const lock of status.locks.filter((lock) => lock.alive === false)) {
-    lines.push(`  lock         stale ${lock.path} (its process is gone; the next run takes it over)`);
+  for (const lock of stale) {
+    lines.push(`  lock         free: stale ${lock.path} left by a process that is gone (the next run takes it over)`);
   }
   lines.push("");
   if (status.stages.length === 0) {
@@ -80,14 +81,27 @@ export function formatRunStatus(status: RunStatus): string {
   return `${lines.join("\n")}\n`;
 }
 
+/**
+ * The run directory `selfalign status` reads: the folder given, or, for a config file or a project folder that
+ * `selfalign init` made (it holds selfalign.yaml), the run directory of that config.
+ */
+export async function runDirectoryOf(path: string): Promise<string> {
+  const info = await stat(path).catch(() => undefined);
+  const config = info?.isFile() ? path : info?.isDirectory() ? join(path, "selfalign.yaml") : undefined;
+  if (config === undefined || !(await stat(config).catch(() => undefined))?.isFile()) return path;
+  if (info?.isDirectory() && (await stat(join(path, "run.json")).catch(() => undefined))) return path;
+  const { loadPipelineConfig, runDirOf } = await import("../../pipeline/pipeline-config.js");
+  return runDirOf(await loadPipelineConfig(config));
+}
+
 export function registerStatus(program: Command): void {
   program
     .command("status")
     .description("Show a run's stages: records kept and rejected (by filter), token usage, shards, and its lock.")
-    .argument("<run>", "run directory")
+    .argument("<run>", "run directory, or a config file / project folder (selfalign init) whose run to show")
     .option("--json", "print the status as JSON", false)
     .action(async (runDir: string, options: { json: boolean }) => {
-      const dir = resolve(runDir);
+      const dir = await runDirectoryOf(resolve(runDir));
       const info = await stat(dir).catch(() => undefined);
       if (!info?.isDirectory()) {
         throw new ConfigError("run directory does not exist; give the folder a run writes to (e.g. runs/demo)", {

@@ -86,6 +86,8 @@ export async function restore(run: PreparedRun, emit: ProgressListener): Promise
   }
   const current = state as CheckpointState;
   await loadCheckpointArrays(dir, run.arrays);
+  if (current.step > 0)
+    emit({ type: "message", level: "info", text: `resuming training at step ${current.step} from ${dir}` });
   return { step: current.step, lossCurve: current.lossCurve, evalCurve: current.evalCurve ?? [] };
 }
 
