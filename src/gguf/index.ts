@@ -11,3 +11,23 @@ export {
   writeGguf,
 } from "./gguf-writer.js";
 export * from "./tiny-model.js";
+export {
+  type LlamaCppSource,
+  type LlamaCppSourceOptions,
+  llamaCppBundlePath,
+  llamaCppTemplateNames,
+  llamaCppTemplatePath,
+  llamaCppTokenizerTests,
+  llamaCppVocabularyNames,
+  llamaCppVocabularyPath,
+  openLlamaCppSource,
+} from "./llama-cpp-source.js";
+export {
+  byteVocabulary,
+  llamaCppVocabulary,
+  readVocabulary,
+  resolveChatTemplate,
+  resolveVocabulary,
+  type Vocabulary,
+  withChatTemplate,
+} from "./vocabulary.js";

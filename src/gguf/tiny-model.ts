@@ -1,4 +1,4 @@
-import { BYTE_VOCAB_SIZE, byteVocabMetadata } from "./byte-vocab.js";
+import { byteVocabulary, type Vocabulary } from "./vocabulary.js";
 import { writeGguf, type GgufTensorInput } from "./gguf-writer.js";
 import { mulberry32Normal } from "../random/mulberry32.js";
 import { type GgufValue, gguf } from "./gguf-types.js";
@@ -32,6 +32,11 @@ export interface TinyModelOptions {
   ropeFreqBase?: number;
   /** RMSNorm epsilon. Default 1e-5. */
   rmsEpsilon?: number;
+  /**
+   * Tokenizer (every `tokenizer.*` key, chat template included) and so the vocabulary size. Default: selfalign's
+   * byte-level vocabulary. See vocabulary.ts for real tokenizers.
+   */
+  vocabulary?: Vocabulary;
 }
 
 /** Seeded uniform and normal generators (re-exported here: tests and tools build tiny models from a seed). */
@@ -51,6 +56,7 @@ export function resolveTinyModelOptions(options: TinyModelOptions = {}): Require
     tiedEmbeddings: options.tiedEmbeddings ?? false,
     ropeFreqBase: options.ropeFreqBase ?? 10000,
     rmsEpsilon: options.rmsEpsilon ?? 1e-5,
+    vocabulary: options.vocabulary ?? byteVocabulary(),
   } satisfies Required<TinyModelOptions>;
   if (options.kvHeads === undefined && options.heads === undefined) resolved.kvHeads = 2;
   if (resolved.dim % resolved.heads !== 0)
@@ -60,7 +66,7 @@ export function resolveTinyModelOptions(options: TinyModelOptions = {}): Require
   return resolved;
 }
 
-/** Build the tensors and metadata of a random-weight LLaMA-family model with the byte vocabulary. */
+/** Build the tensors and metadata of a random-weight LLaMA-family model (byte vocabulary unless told otherwise). */
 export function buildTinyModel(options: TinyModelOptions = {}): {
   metadata: Record<string, GgufValue>;
   tensors: GgufTensorInput[];
@@ -70,7 +76,7 @@ export function buildTinyModel(options: TinyModelOptions = {}): {
   const normal = mulberry32Normal(o.seed);
   const headDim = o.dim / o.heads;
   const kvDim = headDim * o.kvHeads;
-  const vocab = BYTE_VOCAB_SIZE;
+  const vocab = o.vocabulary.size;
   const random = (n: number, std: number): Float32Array => {
     const out = new Float32Array(n);
     for (let i = 0; i < n; i++) out[i] = normal() * std;
@@ -123,7 +129,7 @@ export function buildTinyModel(options: TinyModelOptions = {}): {
     [`${a}.rope.dimension_count`]: gguf.u32(headDim),
     [`${a}.rope.freq_base`]: gguf.f32(o.ropeFreqBase),
     [`${a}.attention.layer_norm_rms_epsilon`]: gguf.f32(o.rmsEpsilon),
-    ...byteVocabMetadata(),
+    ...o.vocabulary.metadata,
   };
   const parameterCount = tensors.reduce((sum, t) => sum + t.data.length, 0);
   return { metadata, tensors, parameterCount };

@@ -1,14 +1,25 @@
 import type { Command } from "commander";
 import { ConfigError } from "../../errors/index.js";
 import { positiveInteger } from "../flags.js";
-import { tinyArchitectures, type TinyArchitecture, writeTinyModel } from "../../gguf/index.js";
+import {
+  llamaCppVocabularyNames,
+  openLlamaCppSource,
+  readVocabulary,
+  llamaCppVocabularyPath,
+  resolveChatTemplate,
+  resolveVocabulary,
+  tinyArchitectures,
+  type TinyArchitecture,
+  withChatTemplate,
+  writeTinyModel,
+} from "../../gguf/index.js";
 
 export function registerModel(program: Command): void {
   const model = program.command("model").description("Create and inspect model files.");
   model
     .command("tiny")
     .description(
-      "Write a random-weight LLaMA-architecture GGUF with selfalign's byte-level vocabulary (for tests and demos).",
+      "Write a random-weight LLaMA-architecture GGUF (for tests and demos), with selfalign's byte-level vocabulary or a real model's tokenizer.",
     )
     .requiredOption("--out <path>", "output .gguf file")
     .option("--arch <name>", `architecture: ${tinyArchitectures.join(" | ")}`, "llama")
@@ -21,6 +32,15 @@ export function registerModel(program: Command): void {
     .option("--seed <n>", "random seed", positiveInteger("seed"), 1)
     .option("--dtype <type>", "F32 | F16", "F32")
     .option("--tied", "tie output head to token embeddings", false)
+    .option(
+      "--vocab <name|file>",
+      "tokenizer: bytes (default), a vocabulary of llama.cpp's source (selfalign model vocabularies lists them), or a .gguf whose tokenizer to copy",
+      "bytes",
+    )
+    .option(
+      "--chat-template <name|file>",
+      "chat template: a .jinja file or a template of llama.cpp's models/templates (replaces the vocabulary's own)",
+    )
     .action(async (options) => {
       if (!tinyArchitectures.includes(options.arch)) {
         throw new ConfigError(`--arch must be one of ${tinyArchitectures.join(", ")}, got "${options.arch}"`);
@@ -28,7 +48,15 @@ export function registerModel(program: Command): void {
       const dtype = String(options.dtype).toUpperCase();
       if (dtype !== "F32" && dtype !== "F16")
         throw new ConfigError(`--dtype must be F32 or F16, got "${options.dtype}"`);
+      let vocabulary = await resolveVocabulary(String(options.vocab));
+      let templateSource: string | undefined;
+      if (options.chatTemplate !== undefined) {
+        const { template, source } = await resolveChatTemplate(String(options.chatTemplate));
+        vocabulary = withChatTemplate(vocabulary, template);
+        templateSource = source;
+      }
       const { parameterCount } = await writeTinyModel(options.out, {
+        vocabulary,
         architecture: options.arch as TinyArchitecture,
         layers: options.layers,
         dim: options.dim,
@@ -40,8 +68,28 @@ export function registerModel(program: Command): void {
         dtype,
         tiedEmbeddings: options.tied,
       });
+      const template = vocabulary.metadata["tokenizer.chat_template"] ? (templateSource ?? "the vocabulary's") : "none";
       process.stdout.write(
-        `wrote ${options.out}: ${parameterCount.toLocaleString("en-US")} parameters (random weights)\n`,
+        `wrote ${options.out}: ${parameterCount.toLocaleString("en-US")} parameters (random weights)\n` +
+          `vocabulary: ${vocabulary.size.toLocaleString("en-US")} tokens from ${vocabulary.source}; chat template: ${template}\n`,
       );
+    });
+  model
+    .command("vocabularies")
+    .description(
+      "List the real tokenizers that `model tiny --vocab` can use: the vocabulary files of llama.cpp's source, as node-llama-cpp ships it.",
+    )
+    .action(async () => {
+      const source = await openLlamaCppSource();
+      const lines = [`llama.cpp ${source.commit} (${source.bundlePath}):`];
+      for (const name of await llamaCppVocabularyNames(source)) {
+        const vocabulary = await readVocabulary(await source.extract(llamaCppVocabularyPath(name)));
+        const kind = vocabulary.metadata["tokenizer.ggml.model"];
+        const template = vocabulary.metadata["tokenizer.chat_template"] ? ", chat template" : "";
+        lines.push(
+          `  ${name.padEnd(20)} ${vocabulary.size.toString().padStart(7)} tokens, ${kind?.type === "string" ? kind.value : "?"}${template}`,
+        );
+      }
+      process.stdout.write(`${lines.join("\n")}\n`);
     });
 }
