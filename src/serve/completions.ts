@@ -11,7 +11,7 @@ import type { CompletionRequest, LanguageModel, SamplingOptions, TextProgress } 
 import { codePointLength } from "../backends/openai-compatible/echo-score.js";
 import { HttpError } from "./openai-error.js";
 import type { ChatCompletionsRequest, CompletionsRequest } from "./request-schemas.js";
-import { concatLogprobs, emptyLogprobs, logprobsOf, type OpenAILogprobs } from "./token-logprobs.js";
+import { concatLogprobs, emptyLogprobs, logprobsOf, type OpenAILogprobs, scoreEchoedPrompt } from "./token-logprobs.js";
 
 export interface ServeContext {
   model: LanguageModel;
@@ -122,8 +122,8 @@ export async function handleCompletions(
     let generated: OpenAILogprobs[] = completions.map(() => emptyLogprobs());
     if (wantLogprobs) {
       if (echo) {
-        const [score] = await model.score("", [prompt], { signal, topLogprobs });
-        promptPart = await logprobsOf(model, score!, prompt, { base: 0, firstIsNull: true, tokenIds });
+        const score = await scoreEchoedPrompt(model, prompt, { signal, topLogprobs });
+        promptPart = await logprobsOf(model, score, prompt, { base: 0, firstIsNull: true, tokenIds });
       }
       const texts = completions.map((completion) => completion.text);
       const scored = texts.some((text) => text.length > 0)

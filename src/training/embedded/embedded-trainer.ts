@@ -82,7 +82,7 @@ export function resolveTrainOptions(options: TrainOptions = {}): ResolvedTrainOp
 }
 
 /** node-llama-cpp's tokenizer for the GGUF (vocabulary only, no weights loaded). */
-async function openTokenizer(modelPath: string): Promise<TrainTokenizer & { dispose(): Promise<void> }> {
+export async function openTokenizer(modelPath: string): Promise<TrainTokenizer & { dispose(): Promise<void> }> {
   const llama = await getLlama({ gpu: false, build: "never" });
   const model = await llama.loadModel({ modelPath, vocabOnly: true }).catch((error: unknown) => {
     throw new ConfigError(`llama.cpp cannot load the tokenizer of the model: ${(error as Error).message}`, {
