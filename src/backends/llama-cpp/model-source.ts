@@ -23,6 +23,8 @@ export interface ResolveModelSourceOptions {
   signal?: AbortSignal;
   /** Give up when a download makes no progress for this long. Default 20 s. */
   stallTimeoutMs?: number;
+  /** Download a remote model that is not cached yet. Default true; false only looks in the cache. */
+  download?: boolean;
 }
 
 /**
@@ -57,6 +59,11 @@ export async function resolveModelSource(model: string, options: ResolveModelSou
     },
   );
   if (cached) return cached;
+  if (options.download === false)
+    throw new ConfigError(
+      `model "${model}" is not in the cache (${cacheDir}) and this command does not download. Run a command that downloads it (selfalign run, serve) on a machine with internet access, place the GGUF${expected || ` in ${cacheDir}`}, or pass a local path.`,
+      { path: cacheDir, field: "model" },
+    );
   const downloadError = (reason: string, cause: unknown) =>
     new BackendError(
       `could not download model "${model}" into ${cacheDir}: ${reason}. This machine may be offline or the host unreachable. ` +
