@@ -6,6 +6,7 @@
  */
 import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
 import { afterAll, describe, expect, it } from "vitest";
 import { completeAll } from "../src/backends/language-model.js";
 import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
@@ -57,17 +58,29 @@ describe("selfalign demo pipeline", () => {
       ["verbose-clone", "ran"],
     ]);
     const engraveAdapter = result.adapters.engrave!;
-    const finalAdapter = result.adapters.final!;
+    const finalAdapter = result.finalAdapter!;
     expect((await stat(engraveAdapter)).size).toBeGreaterThan(0);
     expect((await stat(finalAdapter)).size).toBeGreaterThan(0);
     expect((await stat(result.reportPath!)).size).toBeGreaterThan(0);
+
+    // Both SFT sets are also a hub dataset: Parquet with the rows of the JSONL exports, and a card.
+    for (const folder of ["engrave", "verbose-clone-sft"]) {
+      const messages = (await readFile(join(result.runDir, folder, "messages.jsonl"), "utf8"))
+        .trimEnd()
+        .split("\n")
+        .map((line) => JSON.parse(line));
+      const file = await asyncBufferFromFile(join(result.runDir, folder, "messages.parquet"));
+      expect(await parquetReadObjects({ file })).toEqual(messages);
+      const card = await readFile(join(result.runDir, folder, "README.md"), "utf8");
+      expect(card).toContain(`| messages | messages.parquet | ${messages.length} |`);
+    }
 
     // The final adapter, loaded by node-llama-cpp, assigns its training set a higher likelihood than the base.
     const { records } = await readJsonl<{ id: string; prompt: string; completion: string }>(
       join(result.runDir, "verbose-clone-sft", "records.jsonl"),
     );
     expect(records.length).toBeGreaterThan(0);
-    const modelPath = loaded.config.model;
+    const modelPath = loaded.config.model as string;
     const meanLogprob = async (lora?: string) => {
       const backend = await createLlamaCppBackend({
         model: modelPath,

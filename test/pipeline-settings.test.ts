@@ -11,7 +11,13 @@ import { formatPipelineSummary } from "../src/cli/commands/run.js";
 import { writeTinyModel } from "../src/gguf/index.js";
 import { type LoadedPipelineConfig, parsePipelineConfig } from "../src/pipeline/pipeline-config.js";
 import { runPipeline } from "../src/pipeline/run-pipeline.js";
-import { readKeyFile, settingsKeyFile, switchStageFolders, writeKeyFile } from "../src/pipeline/stage-folders.js";
+import {
+  readFolderSettings,
+  settingsKey,
+  settingsKeyFile,
+  switchStageFolders,
+  writeFolderSettings,
+} from "../src/pipeline/stage-settings.js";
 import { readJsonl, readManifest } from "../src/run-store/index.js";
 
 let dir: string;
@@ -118,7 +124,7 @@ it("keeps every folder when pipeline.json is lost, and treats folders from befor
 
   // A folder without a key (made before keys were kept) is taken to match while the run is up to date, and labelled,
   // so a later change of settings still moves it aside instead of reusing its records.
-  await rm(join(runDir, "self-instruct", ".settings-key"));
+  await rm(join(runDir, "self-instruct", settingsKeyFile));
   const same = await runPipeline({ loaded: loaded(a, runName) });
   expect(same.stages[0]?.status).toBe("up-to-date");
   const changed = await runPipeline({ loaded: loaded(b, runName) });
@@ -142,28 +148,31 @@ it("a skipped stage's edited options do not touch the stages after it", async ()
 describe("switchStageFolders", () => {
   it("never overwrites a kept folder, labels key-less folders, and restores what is missing", async () => {
     const runDir = join(dir, "folders");
-    const write = async (folder: string, key: string | undefined, text: string) => {
+    const x = { option: "x" };
+    const y = { option: "y" };
+    const aside = (settings: object) => `previous/st-${settingsKey(settings as Record<string, unknown>).slice(0, 16)}`;
+    const write = async (folder: string, settings: Record<string, unknown> | undefined, text: string) => {
       await mkdir(join(runDir, folder), { recursive: true });
       await writeFile(join(runDir, folder, "records.jsonl"), text);
-      if (key) await writeKeyFile(join(runDir, folder), settingsKeyFile, key);
+      if (settings) await writeFolderSettings(join(runDir, folder), settings);
     };
     // Settings x were used twice (an older copy is already kept under previous/).
-    await write("previous/st-xxxxxxxxxxxxxxxx/one", "x".repeat(20), "older x\n");
-    await write("one", "x".repeat(20), "newer x\n");
+    await write(`${aside(x)}/one`, x, "older x\n");
+    await write("one", x, "newer x\n");
     await write("two", undefined, "no key\n");
-    const moved = await switchStageFolders(runDir, "st", ["one", "two"], "y".repeat(20));
-    expect(moved.movedAside).toBe(join(runDir, "previous", "st-xxxxxxxxxxxxxxxx.2"));
-    expect(await readFile(join(runDir, "previous/st-xxxxxxxxxxxxxxxx/one/records.jsonl"), "utf8")).toBe("older x\n");
-    expect(await readFile(join(runDir, "previous/st-xxxxxxxxxxxxxxxx.2/one/records.jsonl"), "utf8")).toBe("newer x\n");
-    // "two" had no key: it is kept and labelled; "one" starts empty, labelled with the new key.
-    expect(await readKeyFile(join(runDir, "two"), settingsKeyFile)).toBe("y".repeat(20));
-    expect(await readKeyFile(join(runDir, "one"), settingsKeyFile)).toBe("y".repeat(20));
+    const moved = await switchStageFolders(runDir, "st", ["one", "two"], y);
+    expect(moved.movedAside).toBe(join(runDir, `${aside(x)}.2`));
+    expect(await readFile(join(runDir, `${aside(x)}/one/records.jsonl`), "utf8")).toBe("older x\n");
+    expect(await readFile(join(runDir, `${aside(x)}.2/one/records.jsonl`), "utf8")).toBe("newer x\n");
+    // "two" had no key: it is kept and labelled; "one" starts empty, labelled with the new settings.
+    expect(await readFolderSettings(join(runDir, "two"))).toEqual({ key: settingsKey(y), settings: y });
+    expect((await readFolderSettings(join(runDir, "one")))?.key).toBe(settingsKey(y));
     // Back to x: "one" comes back from its place; "two" (labelled y) moves aside.
     await rm(join(runDir, "one"), { recursive: true });
-    const back = await switchStageFolders(runDir, "st", ["one", "two"], "x".repeat(20));
-    expect(back.restoredFrom).toBe(join(runDir, "previous", "st-xxxxxxxxxxxxxxxx"));
+    const back = await switchStageFolders(runDir, "st", ["one", "two"], x);
+    expect(back.restoredFrom).toBe(join(runDir, aside(x)));
     expect(await readFile(join(runDir, "one/records.jsonl"), "utf8")).toBe("older x\n");
-    expect(await readFile(join(runDir, "previous/st-yyyyyyyyyyyyyyyy/two/records.jsonl"), "utf8")).toBe("no key\n");
-    expect(await readFile(join(runDir, "previous/st-xxxxxxxxxxxxxxxx.2/one/records.jsonl"), "utf8")).toBe("newer x\n");
+    expect(await readFile(join(runDir, `${aside(y)}/two/records.jsonl`), "utf8")).toBe("no key\n");
+    expect(await readFile(join(runDir, `${aside(x)}.2/one/records.jsonl`), "utf8")).toBe("newer x\n");
   });
 });

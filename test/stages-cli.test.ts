@@ -13,7 +13,7 @@ import { registerStage, runStageCommand } from "../src/cli/commands/stage.js";
 import { ConfigError } from "../src/errors/index.js";
 import { writeTinyModel } from "../src/gguf/index.js";
 import { openRun, parseShard } from "../src/run-store/index.js";
-import { checkStageSettings } from "../src/stages/shared/stage-settings.js";
+import { readFolderSettings, writeFolderSettings } from "../src/pipeline/stage-settings.js";
 
 let dir: string;
 let model: string;
@@ -87,9 +87,8 @@ describe("selfalign stage", () => {
     };
     await runStageCommand("self-instruct", options);
     const folder = join(run, "self-instruct");
-    const manifest = JSON.parse(await readFile(join(folder, "manifest.json"), "utf8"));
-    // Defaults are resolved: the seed and every sampling option are recorded.
-    expect(manifest.extra.settings).toMatchObject({
+    // Defaults are resolved: the seed and every sampling option are recorded with the folder.
+    expect((await readFolderSettings(folder))?.settings).toMatchObject({
       model: `llama-cpp:${model}`,
       seed: 42,
       sampling: { maxTokens: 16, temperature: 1 },
@@ -108,14 +107,91 @@ describe("selfalign stage", () => {
     ).resolves.toMatch(/^self-instruct:/);
   });
 
+  it("runs the training stages too: engrave, then verbose-clone with the engraving adapter as its teacher", async () => {
+    const runDir = join(dir, "training-run");
+    const train = { trainBase: model, trainMaxSteps: 2, trainRank: 2, trainThreads: 1, trainBatchTokens: 1024 };
+    const engraved = await runStageCommand("engrave", { run: runDir, ...train });
+    expect(engraved).toMatch(/^engrave: \d+ examples \(\d+ identity\), 2 steps, final loss \d/);
+    const manifest = JSON.parse(await readFile(join(runDir, "engrave", "manifest.json"), "utf8"));
+    expect(manifest.extra.adapter).toBe(join(runDir, "engrave", "adapter", "adapter.gguf"));
+    const cloned = await runStageCommand("verbose-clone", {
+      run: runDir,
+      ...train,
+      maxPrompts: 2,
+      samplingMaxTokens: 160,
+    });
+    expect(cloned).toMatch(/^verbose-clone: kept \d+, rejected \d+; \d+ examples, final loss/);
+    const answers = await readLines(join(runDir, "verbose-clone", "records.jsonl"));
+    const rejected = await readLines(join(runDir, "verbose-clone", "rejected.jsonl"));
+    expect(answers.length + rejected.length).toBe(2);
+    for (const answer of answers) expect(String(answer.backend)).toContain(`+lora:${manifest.extra.adapter}`);
+  });
+
+  it("derives each stage's flags and help from its options schema", async () => {
+    const program = new Command().exitOverride();
+    registerStage(program);
+    const help = program.commands.find((c) => c.name() === "stage")!.commands.find((c) => c.name() === "red-team")!;
+    const text = help.helpInformation();
+    expect(text).toContain("--epochs <value>");
+    expect(text).toMatch(/--question-sampling-max-tokens <value>\s+max new tokens per completion \(default 384\)/);
+    expect(text).toMatch(/--topic-sampling-top-p <value>\s+nucleus sampling mass \(default 0\.98\)/);
+    await expect(
+      runStageCommand("red-team", { run: join(dir, "bad-flag"), model: `llama-cpp:${model}`, epochs: "zero" }),
+    ).rejects.toThrow(/--epochs expects a number, got "zero"/);
+    await expect(
+      runStageCommand("red-team", { run: join(dir, "bad-flag"), model: `llama-cpp:${model}`, epochs: 0 }),
+    ).rejects.toThrow(/--epochs: too small/);
+  });
+
   it("refuses self-align when no stage-1 prompts exist", async () => {
     await expect(
       runStageCommand("self-align", { run: join(dir, "empty-run"), model: `llama-cpp:${model}` }),
     ).rejects.toThrow(ConfigError);
     await expect(
       runStageCommand("self-align", { run: join(dir, "empty-run"), model: `llama-cpp:${model}` }),
-    ).rejects.toThrow(/no prompts to answer/);
+    ).rejects.toThrow(
+      /nothing to work on in .*: the stages self-align reads \(self-instruct, red-team\) have no kept records/,
+    );
   });
+});
+
+/** Valid records of each stage's schema, with the fields a test cares about. */
+const selfInstructTask = (id: string, instruction: string) => ({
+  id,
+  parentId: "round-0",
+  round: 0,
+  instruction,
+  input: "",
+  output: "",
+  source: "self-instruct",
+  avgSimilarity: 0,
+  maxSimilarity: 0,
+  backend: "test",
+});
+const redTeamQuestion = (id: string, questionType: string, topic: string, instruction: string) => ({
+  id,
+  parentId: "prompt-0",
+  instruction,
+  input: "",
+  output: "",
+  source: "red-team",
+  questionType,
+  topic,
+  backend: "test",
+});
+const answer = (id: string, parentId: string, citedPrinciples: string[], instruction: string, extra = {}) => ({
+  id,
+  parentId,
+  instruction,
+  input: "",
+  thoughts: "",
+  citedPrinciples,
+  output: "an answer",
+  finishReason: "stop",
+  endedTurn: true,
+  truncated: false,
+  backend: "test",
+  ...extra,
 });
 
 describe("selfalign merge", () => {
@@ -129,15 +205,15 @@ describe("selfalign merge", () => {
     const parsed = parseShard(shard);
     const run = await openRun(runDir, { create: true, shard: parsed });
     const store = await run.stage(stage, { shard: parsed });
-    if (settings) await checkStageSettings(store, settings);
+    if (settings) await writeFolderSettings(store.dir, settings);
     for (const record of records) await store.appendRecord(record as { id: string });
     await run.close();
   }
 
   it("refuses to merge shards made with different settings", async () => {
     const runDir = join(dir, "merge-settings");
-    await writeShard(runDir, "self-instruct", "0/2", [{ id: "a1", instruction: "Name a colour." }], { t: 1 });
-    await writeShard(runDir, "self-instruct", "1/2", [{ id: "b1", instruction: "Name a fruit." }], { t: 0.5 });
+    await writeShard(runDir, "self-instruct", "0/2", [selfInstructTask("a1", "Name a colour.")], { t: 1 });
+    await writeShard(runDir, "self-instruct", "1/2", [selfInstructTask("b1", "Name a fruit.")], { t: 0.5 });
     const error = await runMergeCommand({ run: runDir, stage: "self-instruct" }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toMatch(
@@ -147,19 +223,18 @@ describe("selfalign merge", () => {
     await writeShard(runDir, "self-align", "0/2", [], { t: 1 });
     await writeShard(runDir, "self-align", "1/2", [], { t: 1 });
     await runMergeCommand({ run: runDir, stage: "self-align" });
-    const manifest = JSON.parse(await readFile(join(runDir, "self-align", "manifest.json"), "utf8"));
-    expect(manifest.extra.settings).toEqual({ t: 1 });
+    expect((await readFolderSettings(join(runDir, "self-align")))?.settings).toEqual({ t: 1 });
   });
 
   it("re-applies ROUGE-L dedup across self-instruct shards and is idempotent", async () => {
     const runDir = join(dir, "merge-si");
     await writeShard(runDir, "self-instruct", "0/2", [
-      { id: "a1", instruction: "Write a short poem about the autumn rain in Paris." },
-      { id: "a2", instruction: "List three uses of baking soda around the house." },
+      selfInstructTask("a1", "Write a short poem about the autumn rain in Paris."),
+      selfInstructTask("a2", "List three uses of baking soda around the house."),
     ]);
     await writeShard(runDir, "self-instruct", "1/2", [
-      { id: "b1", instruction: "Write a short poem about the autumn rain in London." },
-      { id: "b2", instruction: "Explain how a refrigerator keeps food cold." },
+      selfInstructTask("b1", "Write a short poem about the autumn rain in London."),
+      selfInstructTask("b2", "Explain how a refrigerator keeps food cold."),
     ]);
     const result = await runMergeCommand({ run: runDir, stage: "self-instruct" });
     expect(result).toMatchObject({ shards: 2, read: 4, kept: 3, dropped: 1, missingShards: [] });
@@ -177,12 +252,10 @@ describe("selfalign merge", () => {
 
   it("keeps one red-team question per (type, topic) and reports missing shards", async () => {
     const runDir = join(dir, "merge-rt");
-    await writeShard(runDir, "red-team", "0/3", [
-      { id: "q1", questionType: "legal-expertise", topic: "Tenant rights", instruction: "A?" },
-    ]);
+    await writeShard(runDir, "red-team", "0/3", [redTeamQuestion("q1", "legal-expertise", "Tenant rights", "A?")]);
     await writeShard(runDir, "red-team", "2/3", [
-      { id: "q2", questionType: "legal-expertise", topic: "tenant rights", instruction: "B?" },
-      { id: "q3", questionType: "legal-expertise", topic: "Patents", instruction: "C?" },
+      redTeamQuestion("q2", "legal-expertise", "tenant rights", "B?"),
+      redTeamQuestion("q3", "legal-expertise", "Patents", "C?"),
     ]);
     const result = await runMergeCommand({ run: runDir, stage: "red-team" });
     expect(result).toMatchObject({ shards: 2, read: 3, kept: 2, dropped: 1, missingShards: ["1/3"] });
@@ -192,12 +265,10 @@ describe("selfalign merge", () => {
 
   it("keeps one self-align answer per prompt and recounts principle usage over the merged answers", async () => {
     const runDir = join(dir, "merge-sa");
-    await writeShard(runDir, "self-align", "0/2", [
-      { id: "s1", parentId: "p1", citedPrinciples: ["ethical"], instruction: "A?", output: "a" },
-    ]);
+    await writeShard(runDir, "self-align", "0/2", [answer("s1", "p1", ["ethical"], "A?")]);
     await writeShard(runDir, "self-align", "1/2", [
-      { id: "s2", parentId: "p1", citedPrinciples: ["candor"], instruction: "A?", output: "b" },
-      { id: "s3", parentId: "p2", citedPrinciples: ["candor", "ethical"], questionType: "legal", instruction: "B?" },
+      answer("s2", "p1", ["candor"], "A?"),
+      answer("s3", "p2", ["candor", "ethical"], "B?", { questionType: "legal" }),
     ]);
     const result = await runMergeCommand({ run: runDir, stage: "self-align" });
     expect(result).toMatchObject({ shards: 2, read: 3, kept: 2, dropped: 1, missingShards: [] });

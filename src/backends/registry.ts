@@ -7,116 +7,24 @@
  *   openai:http://a/v1,http://b/v1#model       several replicas, load-balanced
  * A bare `*.gguf` path or `hf:` URI means llama-cpp; a bare `http(s)://...#model` means openai.
  */
-import { z } from "zod";
-import { ConfigError } from "../errors/index.js";
 import type { ProgressListener } from "../progress/progress-event.js";
+import { type BackendConfig, parseBackendSpec, validateBackendConfig } from "./backend-config.js";
 import type { LanguageModel } from "./language-model.js";
 import { createLlamaCppBackend } from "./llama-cpp/index.js";
 import { createOpenAICompatibleBackend } from "./openai-compatible/index.js";
 
-export const backendTypes = ["llama-cpp", "openai"] as const;
-export type BackendType = (typeof backendTypes)[number];
-
-const positiveInt = z.number().int().positive();
-
-export const llamaCppBackendConfigSchema = z
-  .object({
-    type: z.literal("llama-cpp"),
-    /** A GGUF path or an `hf:owner/repo/file.gguf` URI. */
-    model: z.string().min(1),
-    contextSize: positiveInt.optional(),
-    sequences: positiveInt.optional(),
-    threads: positiveInt.optional(),
-    batchThreads: positiveInt.optional(),
-    gpu: z.union([z.boolean(), z.literal("auto")]).optional(),
-    cacheDir: z.string().min(1).optional(),
-    lora: z.array(z.object({ path: z.string().min(1), scale: z.number().optional() }).strict()).optional(),
-    seed: z.number().int().optional(),
-    /** Bit-reproducible generation (one sequence, no prefix reuse); see `LlamaCppBackendOptions.deterministic`. */
-    deterministic: z.boolean().optional(),
-  })
-  .strict();
-
-export const openaiBackendConfigSchema = z
-  .object({
-    type: z.enum(["openai", "openai-compatible"]),
-    baseUrls: z
-      .array(z.url({ protocol: /^https?$/, error: "expected an http(s) URL such as http://host:8000/v1" }))
-      .min(1),
-    model: z.string().min(1),
-    apiKeyEnv: z
-      .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected the NAME of an environment variable, not the key itself")
-      .optional(),
-    concurrencyPerEndpoint: positiveInt.optional(),
-    timeoutMs: positiveInt.optional(),
-    maxRetries: z.number().int().nonnegative().optional(),
-    initialBackoffMs: z.number().nonnegative().optional(),
-    maxBackoffMs: z.number().nonnegative().optional(),
-    maxContext: positiveInt.optional(),
-    returnTokenIds: z.boolean().optional(),
-    scoreMethod: z.enum(["echo", "prompt-logprobs"]).optional(),
-    extraBody: z.record(z.string(), z.unknown()).optional(),
-  })
-  .strict();
-
-export const backendConfigSchema = z.discriminatedUnion("type", [
+export {
+  type BackendConfig,
+  type BackendType,
+  backendConfigSchema,
+  backendTypes,
+  type LlamaCppBackendConfig,
   llamaCppBackendConfigSchema,
+  type OpenAIBackendConfig,
   openaiBackendConfigSchema,
-]);
-export type BackendConfig = z.infer<typeof backendConfigSchema>;
-export type LlamaCppBackendConfig = z.infer<typeof llamaCppBackendConfigSchema>;
-export type OpenAIBackendConfig = z.infer<typeof openaiBackendConfigSchema>;
-
-const specForms =
-  "expected one of: llama-cpp:<model.gguf>, llama-cpp:hf:<owner>/<repo>/<file>.gguf, " +
-  "openai:<base-url>#<model-name> (several base URLs separated by commas)";
-
-function parseOpenAISpec(spec: string, rest: string): BackendConfig {
-  const hash = rest.lastIndexOf("#");
-  const model = hash >= 0 ? rest.slice(hash + 1).trim() : "";
-  if (!model) {
-    throw new ConfigError(
-      `backend "${spec}" names no model; append #<model-name>, e.g. openai:http://127.0.0.1:8000/v1#my-model`,
-      { field: "model" },
-    );
-  }
-  const baseUrls = rest
-    .slice(0, hash)
-    .split(",")
-    .map((url) => url.trim())
-    .filter((url) => url !== "");
-  return validateBackendConfig({ type: "openai", baseUrls, model }, spec);
-}
-
-/** Parse a backend string into a validated config (no engine is started). */
-export function parseBackendSpec(spec: string): BackendConfig {
-  const text = spec.trim();
-  if (text === "") throw new ConfigError(`backend is empty; ${specForms}`, { field: "backend" });
-  if (text.startsWith("llama-cpp:"))
-    return validateBackendConfig({ type: "llama-cpp", model: text.slice("llama-cpp:".length) }, spec);
-  if (text.startsWith("openai:")) return parseOpenAISpec(spec, text.slice("openai:".length));
-  if (text.startsWith("openai-compatible:")) return parseOpenAISpec(spec, text.slice("openai-compatible:".length));
-  if (/^https?:\/\//.test(text)) return parseOpenAISpec(spec, text);
-  if (text.startsWith("hf:") || text.toLowerCase().endsWith(".gguf"))
-    return validateBackendConfig({ type: "llama-cpp", model: text }, spec);
-  throw new ConfigError(`backend "${spec}" is not recognised; ${specForms}`, { field: "backend" });
-}
-
-/** Validate a config object; a ConfigError names the first bad field. */
-export function validateBackendConfig(config: unknown, source = "backend config"): BackendConfig {
-  const parsed = backendConfigSchema.safeParse(config);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const keys = issue.code === "unrecognized_keys" ? issue.keys : [];
-  const field = [...issue.path.map(String), ...keys.slice(0, 1)].join(".") || "type";
-  const got = issue.path.reduce<unknown>(
-    (value, key) => (value && typeof value === "object" ? (value as Record<PropertyKey, unknown>)[key] : undefined),
-    config,
-  );
-  const shown = keys.length > 0 ? "" : `, got ${JSON.stringify(got) ?? "nothing"}`;
-  throw new ConfigError(`${source}: field "${field}": ${issue.message}${shown}`, { field });
-}
+  parseBackendSpec,
+  validateBackendConfig,
+} from "./backend-config.js";
 
 export interface CreateBackendOptions {
   /** Receives warnings from the backend (options a server ignores). */

@@ -24,7 +24,7 @@ export function describeZodIssues(issues: readonly z.core.$ZodIssue[], value: un
     const parent = valueAt(value, path.slice(0, -1));
     const key = path[path.length - 1];
     const isMissing =
-      issue.code === "invalid_type" &&
+      (issue.code === "invalid_type" || issue.code === "invalid_union") &&
       key !== undefined &&
       parent !== null &&
       typeof parent === "object" &&
@@ -63,7 +63,7 @@ function fieldsAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] | u
 
 function unwrap(schema: z.ZodType | undefined): z.ZodType | undefined {
   let current = schema;
-  while (current instanceof z.ZodOptional || current instanceof z.ZodDefault) {
+  while (current instanceof z.ZodOptional || current instanceof z.ZodDefault || current instanceof z.ZodPrefault) {
     current = current.unwrap() as z.ZodType;
   }
   return current;

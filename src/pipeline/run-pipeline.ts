@@ -1,15 +1,13 @@
 /**
- * `selfalign run`: the whole SELF-ALIGN pipeline from one config — self-instruct, red-team, self-align, engrave,
- * verbose-clone, then the report. Every stage resumes where it stopped; a stage whose inputs and options are unchanged
- * since it finished is not run again, so re-running a finished run does nothing and says so.
+ * `selfalign run`: every stage of the registry from one config, in order, then the report. A generic runner: it
+ * names no stage. Every stage resumes where it stopped; a stage whose inputs and options are unchanged since it
+ * finished is not run again, so re-running a finished run does nothing and says so. A stage whose record-shaping
+ * settings changed starts afresh, its earlier folders kept aside (stage-settings.ts).
  */
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import type { LanguageModel } from "../backends/language-model.js";
-import { resolveModelSource } from "../backends/llama-cpp/model-source.js";
-import { createLlamaCppBackend } from "../backends/llama-cpp/index.js";
-import { createBackend, parseBackendSpec } from "../backends/registry.js";
+import type { BackendConfig } from "../backends/backend-config.js";
+import { isServerSpec, modelIdentity, resolveModelSpec, specString } from "../backends/model-spec.js";
 import {
   type Constitution,
   checkConstitution,
@@ -18,46 +16,31 @@ import {
   loadConstitution,
 } from "../constitution/index.js";
 import { AbortedError, ConfigError, isSelfalignError } from "../errors/index.js";
-import type { ProgressListener } from "../progress/progress-event.js";
 import { packageVersion } from "../package-root.js";
+import type { ProgressEvent, ProgressListener } from "../progress/progress-event.js";
 import { writeReport } from "../report/index.js";
 import { readJsonFile } from "../run-store/json-file.js";
 import {
   openRun,
   type Run,
   readManifest,
-  readStageAcrossShards,
+  readStageStatus,
   recordId,
+  sumManifests,
   writeJsonAtomic,
 } from "../run-store/index.js";
-import type { AnswerRecord } from "../stages/engrave/build-sft.js";
-import { engraveStage, runEngrave, sftFiles } from "../stages/engrave/run.js";
-import { redTeamStage, redTeamTopicsStage, runRedTeam } from "../stages/red-team/run.js";
-import { readSelfAlignInputs } from "../stages/self-align/inputs.js";
-import { runSelfAlign, type SelfAlignRecord, selfAlignStage } from "../stages/self-align/run.js";
-import { readStageRecords } from "../stages/shared/stage-records.js";
-import { runSelfInstruct, selfInstructStage } from "../stages/self-instruct/run.js";
-import { runVerboseClone, verboseCloneStage } from "../stages/verbose-clone/run.js";
-import { EmbeddedTrainer } from "../training/embedded/embedded-trainer.js";
-import { HfTrainer } from "../training/hf/index.js";
-import type { Trainer, TrainOptions } from "../training/trainer.js";
+import { type LoadedPipelineConfig, type PipelineConfig, resolveConfigPath, runDirOf } from "./pipeline-config.js";
+import { createStageContext, expandInstances, mainFolder, ModelPool, type StageInstance } from "./stage-context.js";
+import { isGroup } from "./stage-definition.js";
+import { defaultRegistry, type StageRegistry } from "./stage-registry.js";
 import {
+  type FolderSwitch,
   labelStageFolders,
-  readKeyFile,
-  settingsKeyFile,
+  readFolderSettings,
+  settingsKey,
+  stageSettings,
   switchStageFolders,
-  trainKeyFile,
-  writeKeyFile,
-} from "./stage-folders.js";
-import {
-  type LoadedPipelineConfig,
-  type PipelineConfig,
-  type PipelineStageName,
-  pipelineStageNames,
-  resolveConfigPath,
-  runDirOf,
-  type TrainConfig,
-} from "./pipeline-config.js";
+} from "./stage-settings.js";
 
 export interface RunPipelineOptions {
   loaded: LoadedPipelineConfig;
@@ -65,17 +48,16 @@ export interface RunPipelineOptions {
   signal?: AbortSignal;
 }
 
-export interface PipelineStageSummary {
-  stage: PipelineStageName;
+export interface PipelineStageSummary extends FolderSwitch {
+  /** The stage instance: its name, or `<stage>-round-<n>` inside a repeated group. */
+  stage: string;
   status: "ran" | "skipped" | "up-to-date";
-  /** The stage's folders held records made with other settings: where they were moved (kept, not used). */
-  movedAside?: string;
-  /** Records made earlier with the current settings were moved back from here and reused. */
-  restoredFrom?: string;
   kept?: number;
   rejected?: number;
   byFilter?: Record<string, number>;
   adapter?: string;
+  /** The stage's own one-line summary (stages that ran). */
+  summary?: string;
 }
 
 export interface RunPipelineResult {
@@ -84,60 +66,43 @@ export interface RunPipelineResult {
   alreadyFinished: boolean;
   stages: PipelineStageSummary[];
   usage: { promptTokens: number; completionTokens: number };
-  adapters: { engrave?: string; final?: string };
+  /** Adapters by the stage that trained them. */
+  adapters: Record<string, string>;
+  /** The adapter of the last training stage. */
+  finalAdapter?: string;
+  /** Things the user must know, e.g. a stage that kept no records. */
+  warnings: string[];
   reportPath?: string;
 }
 
-/** <run>/pipeline.json: which stage finished with which fingerprint of its inputs and options. */
+/** <run>/pipeline.json: which stage instance finished with which fingerprint of its inputs and options. */
 interface PipelineState {
-  stages: Partial<Record<PipelineStageName, { fingerprint: string; finishedAt: string }>>;
+  stages: Record<string, { fingerprint: string; finishedAt: string }>;
 }
-
-/** The folders of a pipeline stage. */
-const stageFolders: Record<PipelineStageName, string[]> = {
-  "self-instruct": [selfInstructStage],
-  "red-team": [redTeamTopicsStage, redTeamStage],
-  "self-align": [selfAlignStage],
-  engrave: [engraveStage],
-  "verbose-clone": [verboseCloneStage, `${verboseCloneStage}-sft`],
-};
-
-/**
- * Options that only say how much to do: changing them keeps the records made so far (a larger `target` continues
- * where the stage stopped). Every other option shapes the records, so records made with another value are not reused.
- */
-const amountOptions: Record<PipelineStageName, string[]> = {
-  "self-instruct": ["skip", "target", "maxRounds", "maxRoundsWithoutProgress"],
-  "red-team": ["skip", "epochs"],
-  "self-align": ["skip"],
-  engrave: [],
-  // Its answers are kept per prompt (maxPrompts) and its training restarts on its own when `train` changes.
-  "verbose-clone": ["skip", "maxPrompts", "train"],
-};
 
 const hash = (value: unknown) => recordId("pipeline", value);
 
 /** Everything that can be checked without doing work: constitution, model files, trainer inputs. */
 export interface PreparedPipeline {
   config: PipelineConfig;
+  registry: StageRegistry;
+  instances: StageInstance[];
   runDir: string;
   constitution: Constitution;
-  /** Local GGUF (downloaded if it was an hf: URI) or undefined when `model` is a server. */
-  modelPath?: string;
-  /** The backend spec when `model` is a server. */
-  serverSpec?: string;
-  /** GGUF the trainer and verbose-clone teacher load. */
+  /** The run's model, resolved (an hf: model downloaded). */
+  generator: BackendConfig;
+  /** GGUF the trainers (and a default teacher) load. */
   trainBase?: string;
 }
 
-function needsTraining(config: PipelineConfig): boolean {
-  return !config.stages.engrave.skip || !config.stages["verbose-clone"].skip;
-}
+const uses = (instance: StageInstance, ...roles: string[]) =>
+  instance.definition.models.some((role) => roles.includes(role));
 
 /** Validate the config against the world before any stage runs; fails with one clear message. */
 export async function preparePipeline(options: RunPipelineOptions): Promise<PreparedPipeline> {
   const { loaded, onProgress, signal } = options;
   const { config } = loaded;
+  const registry = loaded.registry ?? defaultRegistry;
   const constitutionDir =
     config.constitution === "default" ? defaultConstitutionDir() : resolveConfigPath(loaded, config.constitution);
   const constitution = await loadConstitution(constitutionDir);
@@ -148,62 +113,54 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
       { path: constitutionDir },
     );
   }
-  const model = resolveConfigPath(loaded, config.model);
-  const isServer = /^(openai|openai-compatible):|^https?:/.test(config.model);
-  let modelPath: string | undefined;
-  let serverSpec: string | undefined;
-  if (isServer) {
-    parseBackendSpec(config.model); // validates the URL form
-    serverSpec = config.model;
-  } else {
-    const source = config.model.startsWith("llama-cpp:")
-      ? resolveConfigPath(loaded, config.model.slice("llama-cpp:".length))
-      : model;
-    try {
-      modelPath = await resolveModelSource(source, {
-        ...(onProgress ? { onProgress } : {}),
-        ...(signal ? { signal } : {}),
-      });
-    } catch (error) {
-      if (!isSelfalignError(error) || error instanceof AbortedError) throw error;
-      // Point at the config, where the model is chosen, rather than at a CLI flag.
-      const message = error.message.replace(/\s*\(--model [^)]*\)/, "");
-      throw new ConfigError(`${message}\nTo use a local file, set \`model:\` in the config to its path.`, {
-        path: loaded.path ?? "config",
-        field: "model",
-        cause: error,
-      });
-    }
-  }
+  const resolvePath = (path: string) => resolveConfigPath(loaded, path);
+  const progress = { ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) };
+  const generator = await resolveModelSpec(config.model, {
+    resolvePath,
+    engine: { seed: config.seed, ...config.engine },
+    ...progress,
+  }).catch((error: unknown) => {
+    if (!isSelfalignError(error) || error instanceof AbortedError) throw error;
+    // Point at the config, where the model is chosen, rather than at a CLI flag.
+    const message = error.message.replace(/\s*\(--model [^)]*\)/, "");
+    throw new ConfigError(`${message}\nTo use a local file, set \`model:\` in the config to its path.`, {
+      path: loaded.path ?? "config",
+      field: "model",
+      cause: error,
+    });
+  });
+  const instances = expandInstances(registry, config.stages);
+  const training = instances.filter((instance) => !instance.skip && uses(instance, "trainer"));
   let trainBase: string | undefined;
-  if (needsTraining(config)) {
+  if (training.length > 0) {
     if (config.trainBase) {
-      trainBase = await resolveModelSource(resolveConfigPath(loaded, config.trainBase), {
-        ...(onProgress ? { onProgress } : {}),
-        ...(signal ? { signal } : {}),
-      });
-    } else if (modelPath) {
-      trainBase = modelPath;
+      const resolved = await resolveModelSpec(config.trainBase, { resolvePath, field: "trainBase", ...progress });
+      if (resolved.type !== "llama-cpp") {
+        throw new ConfigError("trainBase must be a GGUF file or an hf: URI, not a server", {
+          path: loaded.path ?? "config",
+          field: "trainBase",
+        });
+      }
+      trainBase = resolved.model;
+    } else if (!isServerSpec(config.model) && generator.type === "llama-cpp") {
+      trainBase = generator.model;
     } else {
+      const names = [...new Set(training.map((instance) => instance.definition.name))];
       throw new ConfigError(
-        "engrave and verbose-clone train on a local GGUF, but `model` is a server URL: set `trainBase` to the base model's .gguf (or hf: URI), or skip those stages",
+        `${names.join(" and ")} train on a local GGUF, but \`model\` is a server URL (${specString(config.model)}): set \`trainBase\` to the base model's .gguf (or hf: URI), or skip ${names.length > 1 ? "those stages" : "that stage"}`,
         { path: loaded.path ?? "config", field: "trainBase" },
       );
     }
   }
   return {
     config,
+    registry,
+    instances,
     runDir: runDirOf(loaded),
     constitution,
-    ...(modelPath ? { modelPath } : {}),
-    ...(serverSpec ? { serverSpec } : {}),
+    generator,
     ...(trainBase ? { trainBase } : {}),
   };
-}
-
-function trainerFor(config: TrainConfig): { trainer: Trainer; options: TrainOptions } {
-  const { trainer, ...options } = config;
-  return { trainer: trainer === "hf" ? new HfTrainer() : new EmbeddedTrainer(), options };
 }
 
 const pipelineStateSchema = z.object({
@@ -212,12 +169,21 @@ const pipelineStateSchema = z.object({
 
 async function readState(runDir: string): Promise<PipelineState> {
   const value = await readJsonFile(join(runDir, "pipeline.json"));
-  return value === undefined ? { stages: {} } : (pipelineStateSchema.parse(value) as PipelineState);
+  return value === undefined ? { stages: {} } : pipelineStateSchema.parse(value);
+}
+
+/** Group options that shape records (its amount options, such as `rounds`, left out). */
+function shapingGroupOptions(prepared: PreparedPipeline, instance: StageInstance): Record<string, unknown> | undefined {
+  const round = instance.round;
+  if (!round) return undefined;
+  const group = prepared.registry.find((entry) => entry.name === round.group);
+  const amounts = group && isGroup(group) ? group.amountOptions : [];
+  return Object.fromEntries(Object.entries(round.options).filter(([name]) => !amounts.includes(name)));
 }
 
 export async function runPipeline(options: RunPipelineOptions): Promise<RunPipelineResult> {
   const prepared = await preparePipeline(options);
-  const { config, runDir, constitution } = prepared;
+  const { config, runDir, constitution, instances } = prepared;
   const { onProgress, signal } = options;
   const run = await openRun(runDir, { create: true });
   const result: RunPipelineResult = {
@@ -226,282 +192,156 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
     stages: [],
     usage: { promptTokens: 0, completionTokens: 0 },
     adapters: {},
+    warnings: [],
   };
-  let generator: LanguageModel | undefined;
+  // Warnings of the stage that is running (its models' too) are kept in its manifest.
+  let stageWarnings: Set<string> | undefined;
+  const dispatch: ProgressListener = (event: ProgressEvent) => {
+    if (event.type === "message" && event.level === "warn") stageWarnings?.add(event.text);
+    onProgress?.(event);
+  };
+  const pool = new ModelPool(dispatch);
+  const byName = new Map(instances.map((instance) => [instance.name, instance]));
+  const generatorIdentity = modelIdentity(prepared.generator);
   try {
     await run.writeRunJson({
       config,
       constitutionHash: constitution.hash,
       backends: {
-        generator: prepared.serverSpec ?? `llama-cpp:${prepared.modelPath}`,
+        generator: generatorIdentity,
         ...(prepared.trainBase ? { trainBase: prepared.trainBase } : {}),
       },
       versions: { selfalign: packageVersion() },
     });
     const state = await readState(runDir);
-    const fingerprints: Partial<Record<PipelineStageName, string>> = {};
-    const keys: Partial<Record<PipelineStageName, string | undefined>> = {};
-    const getGenerator = async () => {
-      generator ??= prepared.serverSpec
-        ? await createBackend(prepared.serverSpec, { ...(onProgress ? { onProgress } : {}) })
-        : await createLlamaCppBackend({
-            model: prepared.modelPath!,
-            seed: config.seed,
-            ...config.engine,
-            ...(onProgress ? { onProgress } : {}),
-          });
-      return generator;
-    };
-    const closeGenerator = async () => {
-      await generator?.close();
-      generator = undefined;
-    };
-
-    const upstream: Record<PipelineStageName, PipelineStageName[]> = {
-      "self-instruct": [],
-      "red-team": [],
-      "self-align": ["self-instruct", "red-team"],
-      engrave: ["self-align"],
-      "verbose-clone": ["self-instruct", "red-team", "engrave"],
-    };
-    for (const stage of pipelineStageNames) {
-      const stageConfig = config.stages[stage];
-      const folders = stageFolders[stage];
-      if (stageConfig.skip) {
+    const fingerprints = new Map<string, string | undefined>();
+    const keys = new Map<string, string | undefined>();
+    for (const instance of instances) {
+      const folders = [...instance.folders.values()];
+      if (instance.skip) {
         // Later stages depend on what a skipped stage's folders hold, not on its (unused) options.
-        fingerprints[stage] = state.stages[stage]?.fingerprint;
-        keys[stage] = await readKeyFile(join(runDir, folders[0]!), settingsKeyFile);
-        result.stages.push({ stage, status: "skipped" });
+        fingerprints.set(instance.name, state.stages[instance.name]?.fingerprint);
+        keys.set(instance.name, (await readFolderSettings(join(runDir, mainFolder(instance))))?.key);
+        result.stages.push({ stage: instance.name, status: "skipped" });
         continue;
       }
-      fingerprints[stage] = hash({
-        stage: stageConfig,
-        model: config.model,
-        trainBase: prepared.trainBase ?? null,
+      const settings = stageSettings(instance, {
+        model: uses(instance, "generator") ? generatorIdentity : undefined,
+        trainBase: uses(instance, "trainer", "teacher") ? prepared.trainBase : undefined,
+        group: shapingGroupOptions(prepared, instance),
         seed: config.seed,
         constitution: constitution.hash,
-        upstream: upstream[stage].map((name) => fingerprints[name] ?? null),
+        upstream: instance.upstream.map((name) => keys.get(name) ?? null),
       });
-      // The settings that shape this stage's records (upstream by their own keys: more prompts upstream only adds).
-      const key =
-        stage === engraveStage
-          ? fingerprints[stage]
-          : hash({
-              stage: Object.fromEntries(
-                Object.entries(stageConfig).filter(([option]) => !amountOptions[stage].includes(option)),
-              ),
-              model: config.model,
-              trainBase: stage === verboseCloneStage ? (prepared.trainBase ?? null) : null,
-              seed: config.seed,
-              constitution: constitution.hash,
-              upstream: upstream[stage].map((name) => keys[name] ?? null),
-            });
-      keys[stage] = key;
-      if (state.stages[stage]?.fingerprint === fingerprints[stage]) {
-        // Same fingerprint, same settings: label folders from before keys were kept.
-        await labelStageFolders(runDir, folders, key);
-        result.stages.push({ stage, status: "up-to-date", ...(await stageCounts(runDir, stage)) });
+      const key = settingsKey(settings);
+      keys.set(instance.name, key);
+      // The fingerprint adds what only decides how much is done or what is eligible (amounts, the context size):
+      // with another one the stage runs again in the same folders.
+      const fingerprint = hash({
+        key,
+        options: instance.options,
+        generator: uses(instance, "generator") ? prepared.generator : null,
+        upstream: instance.upstream.map((name) => fingerprints.get(name) ?? null),
+      });
+      fingerprints.set(instance.name, fingerprint);
+      if (state.stages[instance.name]?.fingerprint === fingerprint) {
+        await labelStageFolders(runDir, folders, settings);
+        result.stages.push({ stage: instance.name, status: "up-to-date", ...(await folderCounts(runDir, instance)) });
         continue;
       }
       result.alreadyFinished = false;
-      const switched = await switchStageFolders(runDir, stage, folders, key);
-      const finishedBefore = state.stages[stage] !== undefined;
-      if (finishedBefore) {
+      const switched = await switchStageFolders(runDir, instance.name, folders, settings);
+      if (state.stages[instance.name] !== undefined) {
         // Finished before with other inputs or options. Forget the old fingerprint first, so an interruption of the
         // new run resumes the new work.
-        delete state.stages[stage];
+        delete state.stages[instance.name];
         await writeJsonAtomic(join(runDir, "pipeline.json"), state);
       }
-      if (stage === engraveStage || stage === verboseCloneStage) {
-        // A training checkpoint made with other training settings or data is stale: train afresh. Engrave's folder
-        // moves aside whenever its fingerprint changes; verbose-clone keeps its answers across training changes.
-        const options = config.stages[verboseCloneStage];
-        const trainKey =
-          stage === engraveStage ? key : hash({ key, train: options.train, maxPrompts: options.maxPrompts ?? null });
-        const folder = join(runDir, stage);
-        const recorded = await readKeyFile(folder, trainKeyFile);
-        if (recorded === undefined ? finishedBefore : recorded !== trainKey)
-          await rm(join(sftFiles(folder).adapterDir, "checkpoint"), { recursive: true, force: true });
-        await writeKeyFile(folder, trainKeyFile, trainKey);
-      }
-      const summary = await runStage(stage, {
+      // A stage without the generator role (training) gets the memory the engines held.
+      if (!uses(instance, "generator")) await pool.close();
+      stageWarnings = new Set();
+      const context = createStageContext({
+        instance,
+        instances: byName,
+        registry: prepared.registry,
         run,
-        prepared,
-        getGenerator,
-        closeGenerator,
-        result,
-        ...(onProgress ? { onProgress } : {}),
+        constitution,
+        seed: config.seed,
+        generator: prepared.generator,
+        ...(prepared.trainBase ? { trainBase: prepared.trainBase } : {}),
+        engine: { seed: config.seed, ...config.engine },
+        resolvePath: (path) => resolveConfigPath(options.loaded, path),
+        pool,
+        ...(options.loaded.path ? { command: `selfalign run ${options.loaded.path}` } : {}),
+        onProgress: dispatch,
         ...(signal ? { signal } : {}),
       });
-      result.stages.push({ stage, status: "ran", ...(await stageCounts(runDir, stage)), ...summary, ...switched });
-      state.stages[stage] = { fingerprint: fingerprints[stage]!, finishedAt: new Date().toISOString() };
+      let outcome: Awaited<ReturnType<typeof instance.definition.run>>;
+      try {
+        outcome = await instance.definition.run(context);
+      } finally {
+        await recordWarnings(run, mainFolder(instance), [...stageWarnings]);
+        stageWarnings = undefined;
+      }
+      result.usage.promptTokens += outcome.usage.promptTokens;
+      result.usage.completionTokens += outcome.usage.completionTokens;
+      const counts = await folderCounts(runDir, instance);
+      result.stages.push({
+        stage: instance.name,
+        status: "ran",
+        ...counts,
+        ...(outcome.adapter ? { adapter: outcome.adapter } : {}),
+        summary: outcome.summary,
+        ...switched,
+      });
+      state.stages[instance.name] = { fingerprint, finishedAt: new Date().toISOString() };
       await writeJsonAtomic(join(runDir, "pipeline.json"), state);
     }
     for (const summary of result.stages) {
-      if (summary.stage === "engrave" && summary.adapter) result.adapters.engrave = summary.adapter;
-      if (summary.stage === "verbose-clone" && summary.adapter) result.adapters.final = summary.adapter;
+      if (summary.adapter) {
+        result.adapters[summary.stage] = summary.adapter;
+        result.finalAdapter = summary.adapter;
+      }
+      if (summary.status !== "skipped" && summary.kept === 0) {
+        result.warnings.push(
+          `${summary.stage} kept no records${summary.rejected ? ` (all ${summary.rejected} were rejected; see 'selfalign status ${runDir}')` : ""}: later stages had nothing from it to work on`,
+        );
+      }
     }
   } finally {
-    await generator?.close();
+    await pool.close();
     await run.close();
   }
-  if (config.report) result.reportPath = (await writeReport({ runDir })).path;
+  if (config.report) result.reportPath = (await writeReport({ runDir, registry: prepared.registry })).path;
   return result;
 }
 
-async function stageCounts(
+/** Keep the warnings a stage run raised in its main folder's manifest (deduplicated, newest last). */
+async function recordWarnings(run: Run, folder: string, warnings: string[]) {
+  if (warnings.length === 0) return;
+  const store = await run.stage(folder);
+  const previous = Array.isArray(store.manifest.extra.warnings) ? (store.manifest.extra.warnings as string[]) : [];
+  store.manifest.extra.warnings = [...new Set([...previous, ...warnings])].slice(-50);
+  await store.saveManifest();
+}
+
+async function folderCounts(
   runDir: string,
-  stage: PipelineStageName,
-): Promise<Omit<PipelineStageSummary, "stage" | "status">> {
-  const { records, rejected } = await readStageAcrossShards(runDir, stage);
-  const byFilter: Record<string, number> = {};
-  for (const record of rejected) byFilter[record.filter] = (byFilter[record.filter] ?? 0) + 1;
-  // Only the training stages leave an adapter (recorded in their manifest).
-  const adapter = stage === engraveStage || stage === verboseCloneStage ? await adapterOf(runDir, stage) : undefined;
-  return { kept: records.length, rejected: rejected.length, byFilter, ...(adapter ? { adapter } : {}) };
-}
-
-async function adapterOf(runDir: string, stage: string): Promise<string | undefined> {
-  const adapter = (await readManifest(join(runDir, stage, "manifest.json")))?.extra.adapter;
-  return typeof adapter === "string" ? adapter : undefined;
-}
-
-interface StageContext {
-  run: Run;
-  prepared: PreparedPipeline;
-  getGenerator: () => Promise<LanguageModel>;
-  closeGenerator: () => Promise<void>;
-  result: RunPipelineResult;
-  onProgress?: ProgressListener;
-  signal?: AbortSignal;
-}
-
-async function runStage(stage: PipelineStageName, context: StageContext): Promise<Partial<PipelineStageSummary>> {
-  const { run, prepared, result, onProgress, signal } = context;
-  const { config, constitution, runDir } = prepared;
-  const common = { ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) };
-  const addUsage = (usage: { promptTokens: number; completionTokens: number }) => {
-    result.usage.promptTokens += usage.promptTokens;
-    result.usage.completionTokens += usage.completionTokens;
+  instance: StageInstance,
+): Promise<Pick<PipelineStageSummary, "kept" | "rejected" | "byFilter" | "adapter">> {
+  const folder = mainFolder(instance);
+  // The merged folder when there is one (it holds the shards' records), else the shards summed.
+  const { parts } = await readStageStatus(runDir, folder);
+  const counted = parts.some((part) => part.shard === undefined) ? parts.filter((part) => !part.shard) : parts;
+  const total = sumManifests(
+    folder,
+    counted.map((part) => part.manifest),
+  );
+  const adapter = (await readManifest(join(runDir, folder, "manifest.json")))?.extra.adapter;
+  return {
+    kept: total.counts.kept,
+    rejected: total.counts.rejected,
+    byFilter: total.counts.byFilter,
+    ...(typeof adapter === "string" ? { adapter } : {}),
   };
-  switch (stage) {
-    case "self-instruct": {
-      // The config's stage options are named as the runner's options (unset ones take the runner's defaults).
-      const { skip: _skip, ...options } = config.stages["self-instruct"];
-      const out = await runSelfInstruct({
-        backend: await context.getGenerator(),
-        store: await run.stage(selfInstructStage),
-        constitution,
-        seed: config.seed,
-        ...options,
-        ...common,
-      });
-      addUsage(out.usage);
-      return {};
-    }
-    case "red-team": {
-      const { skip: _skip, ...options } = config.stages["red-team"];
-      const out = await runRedTeam({
-        backend: await context.getGenerator(),
-        topicStore: await run.stage(redTeamTopicsStage),
-        store: await run.stage(redTeamStage),
-        constitution,
-        seed: config.seed,
-        ...options,
-        ...common,
-      });
-      addUsage(out.usage);
-      return {};
-    }
-    case "self-align": {
-      const options = config.stages["self-align"];
-      const out = await runSelfAlign({
-        backend: await context.getGenerator(),
-        store: await run.stage(selfAlignStage),
-        constitution,
-        inputs: await readSelfAlignInputs(runDir),
-        seed: config.seed,
-        sampling: options.sampling,
-        ...(options.logitBias
-          ? {
-              logitBias: Object.fromEntries(
-                Object.entries(options.logitBias).map(([token, bias]) => [Number(token), bias]),
-              ),
-            }
-          : {}),
-        ...common,
-      });
-      addUsage(out.usage);
-      return {};
-    }
-    case "engrave": {
-      await context.closeGenerator(); // free the engine's memory for training
-      const options = config.stages.engrave;
-      const records = await readStageRecords<SelfAlignRecord>(runDir, selfAlignStage);
-      const answers: AnswerRecord[] = records.map((r) => ({
-        id: r.id,
-        instruction: r.instruction,
-        input: r.input,
-        output: r.output,
-        ended: r.endedTurn,
-      }));
-      const { trainer, options: trainOptions } = trainerFor(options.train);
-      const out = await runEngrave({
-        store: await run.stage(engraveStage),
-        answers,
-        constitution,
-        includeIdentity: options.includeIdentity,
-        trainer,
-        base: prepared.trainBase!,
-        trainOptions: { seed: config.seed, ...trainOptions },
-        ...common,
-      });
-      return { adapter: out.train.adapterPath };
-    }
-    case "verbose-clone": {
-      await context.closeGenerator();
-      const options = config.stages["verbose-clone"];
-      const engraveAdapter = await adapterOf(runDir, engraveStage);
-      if (!engraveAdapter) {
-        throw new ConfigError(
-          "verbose-clone needs the engraving adapter: run the engrave stage first (it is skipped or unfinished)",
-          { path: join(runDir, engraveStage) },
-        );
-      }
-      const teacher = await createLlamaCppBackend({
-        model: prepared.trainBase!,
-        lora: [{ path: engraveAdapter }],
-        seed: config.seed,
-        ...config.engine,
-        ...(onProgress ? { onProgress } : {}),
-      });
-      try {
-        const prompts = [
-          ...(await readSelfAlignInputs(runDir)),
-          ...constitution.assistant.identity.map((exchange, index) => ({
-            id: recordId("identity-question", index),
-            instruction: exchange.user,
-          })),
-        ].slice(0, options.maxPrompts);
-        const { trainer, options: trainOptions } = trainerFor(options.train);
-        const out = await runVerboseClone({
-          teacher,
-          store: await run.stage(verboseCloneStage),
-          sftStore: await run.stage(`${verboseCloneStage}-sft`),
-          prompts,
-          constitution,
-          trainer,
-          base: prepared.trainBase!,
-          trainOptions: { seed: config.seed, ...trainOptions },
-          seed: config.seed,
-          ...(options.sampling ? { sampling: options.sampling } : {}),
-          ...common,
-        });
-        addUsage(out.usage);
-        return { adapter: out.train.adapterPath };
-      } finally {
-        await teacher.close();
-      }
-    }
-  }
 }

@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { packageRoot } from "../package-root.js";
+import type { StageRegistry } from "../pipeline/stage-registry.js";
 import { collectReportData, type ReportData } from "./report-data.js";
 
 const require = createRequire(import.meta.url);
@@ -112,6 +113,8 @@ export async function renderReport(data: ReportData): Promise<string> {
 
 export interface WriteReportOptions {
   runDir: string;
+  /** The stages whose folders the run holds (default: the built-in registry). */
+  registry?: StageRegistry;
   /** Default: `<runDir>/report.html`. */
   out?: string;
 }
@@ -124,7 +127,7 @@ export interface WriteReportResult {
 
 /** Collect a run's data and write its report. */
 export async function writeReport(options: WriteReportOptions): Promise<WriteReportResult> {
-  const data = await collectReportData(options.runDir);
+  const data = await collectReportData(options.runDir, options.registry);
   const html = await renderReport(data);
   const path = options.out ?? `${options.runDir.replace(/\/+$/, "")}/report.html`;
   await writeFile(path, html);

@@ -4,22 +4,19 @@ import { basename, join, relative } from "node:path";
 import { ConfigError } from "../errors/index.js";
 import { flattenAggregate, readEvalResult } from "../eval/eval-result.js";
 import { readRunStatus, readStageAcrossShards, type StoreRecord } from "../run-store/index.js";
+import type { ReportPanel, ReportRecordView } from "../pipeline/stage-definition.js";
+import { defaultRegistry, type StageRegistry, stageOfFolder } from "../pipeline/stage-registry.js";
 import { countVerbNouns, type VerbNounCounts } from "./instruction-diversity.js";
 
-/** One record as the browser shows it (kept or rejected). */
-export interface ReportRecord {
+/** One record as the browser shows it (kept or rejected): its stage's view of it, and where it stands. */
+export interface ReportRecord extends ReportRecordView {
   id: string;
   stage: string;
   kept: boolean;
   filter?: string;
   reason?: string;
-  instruction: string;
-  input: string;
-  thoughts: string;
-  output: string;
-  principles: string[];
-  questionType?: string;
-  topic?: string;
+  /** The round of a repeated group (I-SHEEP) the record belongs to. */
+  round?: number;
 }
 
 export interface Histogram {
@@ -51,20 +48,34 @@ export interface ReportData {
 
 const text = (value: unknown): string => (typeof value === "string" ? value : "");
 
-function toReportRecord(stage: string, record: StoreRecord, kept: boolean): ReportRecord {
+/** The view of a record of a folder no definition describes (a stage of another version, a user's folder). */
+function genericView(record: StoreRecord): ReportRecordView {
   const cited = record.citedPrinciples;
+  return {
+    instruction: text(record.instruction) || text(record.prompt),
+    input: text(record.input),
+    thoughts: text(record.thoughts),
+    output: text(record.output) || text(record.completion),
+    principles: Array.isArray(cited) ? cited.filter((p): p is string => typeof p === "string") : [],
+    ...(typeof record.questionType === "string" ? { questionType: record.questionType } : {}),
+    ...(typeof record.topic === "string" ? { topic: record.topic } : {}),
+  };
+}
+
+function toReportRecord(
+  stage: string,
+  record: StoreRecord,
+  kept: boolean,
+  view: (record: StoreRecord, kept: boolean) => ReportRecordView,
+  round: number | undefined,
+): ReportRecord {
   return {
     id: record.id,
     stage,
     kept,
     ...(kept ? {} : { filter: text(record.filter), reason: text(record.reason) }),
-    instruction: text(record.instruction) || text(record.prompt) || text(record.question),
-    input: text(record.input),
-    thoughts: text(record.thoughts),
-    output: text(record.output) || text(record.completion) || text(record.answer),
-    principles: Array.isArray(cited) ? cited.filter((p): p is string => typeof p === "string") : [],
-    ...(typeof record.questionType === "string" ? { questionType: record.questionType } : {}),
-    ...(typeof record.topic === "string" ? { topic: record.topic } : {}),
+    ...view(record, kept),
+    ...(round === undefined ? {} : { round }),
   };
 }
 
@@ -123,7 +134,10 @@ async function readEvaluation(runDir: string, path: string): Promise<ReportData[
 }
 
 /** Gather a run's counts, records, training curves and evaluation scores for the report. */
-export async function collectReportData(runDir: string): Promise<ReportData> {
+export async function collectReportData(
+  runDir: string,
+  registry: StageRegistry = defaultRegistry,
+): Promise<ReportData> {
   if (!(await stat(runDir).catch(() => undefined))?.isDirectory()) {
     throw new ConfigError(`run directory not found. Pass the folder a 'selfalign run' or 'selfalign stage' wrote`, {
       path: runDir,
@@ -133,6 +147,8 @@ export async function collectReportData(runDir: string): Promise<ReportData> {
   const records: ReportRecord[] = [];
   const parentOf = new Map<string, string>();
   const stages: ReportData["stages"] = [];
+  const panelsOf = new Map<string, ReportPanel[]>();
+  const feeds = (record: ReportRecord, panel: ReportPanel) => panelsOf.get(record.stage)?.includes(panel) ?? false;
   for (const stageStatus of status.stages) {
     const { stage, manifest } = stageStatus;
     stages.push({
@@ -142,9 +158,13 @@ export async function collectReportData(runDir: string): Promise<ReportData> {
       byFilter: manifest.counts.byFilter,
       usage: { promptTokens: manifest.usage.promptTokens, completionTokens: manifest.usage.completionTokens },
     });
+    const found = stageOfFolder(registry, stage);
+    const folderReport = found?.definition.report?.[found.folder.name];
+    const view = folderReport?.view ?? genericView;
+    for (const panel of folderReport?.panels ?? []) panelsOf.set(stage, [...(panelsOf.get(stage) ?? []), panel]);
     const read = await readStageAcrossShards(runDir, stage);
-    for (const record of read.records) records.push(toReportRecord(stage, record, true));
-    for (const record of read.rejected) records.push(toReportRecord(stage, record, false));
+    for (const record of read.records) records.push(toReportRecord(stage, record, true, view, found?.round));
+    for (const record of read.rejected) records.push(toReportRecord(stage, record, false, view, found?.round));
     for (const r of [...read.records, ...read.rejected])
       if (typeof r.parentId === "string") parentOf.set(r.id, r.parentId);
   }
@@ -180,7 +200,7 @@ export async function collectReportData(runDir: string): Promise<ReportData> {
   const topics = new Map<string, Map<string, number>>();
   for (const record of records) {
     // Coverage comes from the red-team stages themselves (topics and questions), not from later stages' answers.
-    if (!record.stage.startsWith("red-team") || record.questionType === undefined || record.topic === undefined)
+    if (!feeds(record, "red-team-coverage") || record.questionType === undefined || record.topic === undefined)
       continue;
     const row = topics.get(record.questionType) ?? new Map<string, number>();
     const isQuestion = record.kept && record.instruction !== "" && record.instruction !== record.topic;
@@ -196,9 +216,8 @@ export async function collectReportData(runDir: string): Promise<ReportData> {
         .map(([topic, questions]) => ({ topic, questions })),
     }));
 
-  const promptStages = new Set(["self-instruct", "red-team"]);
-  const keptPrompts = records.filter((r) => r.kept && promptStages.has(r.stage) && r.instruction);
-  const answered = records.filter((r) => r.kept && (r.output || r.thoughts));
+  const keptPrompts = records.filter((r) => r.kept && feeds(r, "prompts") && r.instruction);
+  const answered = records.filter((r) => r.kept && feeds(r, "answers") && (r.output || r.thoughts));
 
   const lossCurves = [];
   for (const path of await findFiles(runDir, (f) => f === "loss.jsonl")) {

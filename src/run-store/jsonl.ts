@@ -15,8 +15,16 @@ export interface StoreRecord {
   [field: string]: unknown;
 }
 
-/** A record that a filter rejected, with the filter's name and a reason a person can read. */
-export type RejectedRecord<T extends StoreRecord = StoreRecord> = T & { filter: string; reason: string };
+/**
+ * A record that a filter rejected, with the filter's name and a reason a person can read. `retryOf` names the input
+ * it rejected when the rejection depends on settings that may change without changing the records (a prompt longer
+ * than the context): that input is not finished, so it is tried again the next time the stage runs.
+ */
+export type RejectedRecord<T extends StoreRecord = StoreRecord> = T & {
+  filter: string;
+  reason: string;
+  retryOf?: string;
+};
 
 export interface ReadJsonlOptions<T> {
   /** Cut a torn last line off the file (only the process holding the run lock may). Default false. */

@@ -90,10 +90,21 @@ export function sumManifests(stage: string, manifests: Manifest[]): Manifest {
 /**
  * Counts of a stage's files, fed one record at a time: an id stored twice counts once (the first time). Used both
  * when the files are read and as records are appended, so the two can never count differently.
+ *
+ * A rejected record carrying `retryOf` (the id of the input it rejected, e.g. a prompt too long for the context) does
+ * not finish that input: it is retried whenever the stage runs again, and once the input has finished (a later run
+ * with a larger context kept it) the old rejection is no longer counted.
  */
 export class RecordTally {
   readonly counts: Manifest["counts"] = { kept: 0, rejected: 0, byFilter: {} };
+  /** Ids of stored records and rejections. */
   readonly ids = new Set<string>();
+  /** Inputs marked finished in done-items.jsonl. */
+  readonly doneItems = new Set<string>();
+
+  isDone(id: string): boolean {
+    return this.ids.has(id) || this.doneItems.has(id);
+  }
 
   /** Count a kept record; false (and nothing counted) when its id was seen. */
   addKept(record: { id: string }): boolean {
@@ -103,10 +114,15 @@ export class RecordTally {
     return true;
   }
 
+  addDoneItem(id: string): void {
+    this.doneItems.add(id);
+  }
+
   /** Count a rejected record under its filter; false (and nothing counted) when its id was seen. */
-  addRejected(record: { id: string; filter?: unknown }): boolean {
+  addRejected(record: { id: string; filter?: unknown; retryOf?: unknown }): boolean {
     if (this.ids.has(record.id)) return false;
     this.ids.add(record.id);
+    if (typeof record.retryOf === "string" && this.isDone(record.retryOf)) return true;
     this.counts.rejected++;
     const filter = typeof record.filter === "string" ? record.filter : "unknown";
     this.counts.byFilter[filter] = (this.counts.byFilter[filter] ?? 0) + 1;

@@ -83,11 +83,14 @@ export async function processItems<I extends { id: string }, R extends StoreReco
         reason ??= `${one.rejected.filter}: ${one.rejected.reason}`;
       }
     }
-    // A single output carrying the input's id marks it done by itself; otherwise record the input explicitly.
+    // A single output carrying the input's id marks it done by itself; otherwise record the input explicitly. An
+    // input whose every output is a retryable rejection (`retryOf`) stays unfinished: the next run tries it again.
     const first = outputs[0];
     const selfMarked =
       outputs.length === 1 && first !== undefined && ("kept" in first ? first.kept : first.rejected).id === item.id;
-    if (!selfMarked) await store.markDone(item.id);
+    const retryable =
+      outputs.length > 0 && outputs.every((one) => "rejected" in one && one.rejected.retryOf === item.id);
+    if (!selfMarked && !retryable) await store.markDone(item.id);
     result.processed++;
     onProgress?.({
       type: "record-end",

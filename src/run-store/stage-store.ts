@@ -18,11 +18,21 @@ export const stageFiles = {
   /** Ids of processed inputs whose outputs carry other ids (so resume knows the input is finished). */
   doneItems: "done-items.jsonl",
   manifest: "manifest.json",
+  /** The token ledger: one line per paid request, written the moment its result arrives (survives any kill). */
+  usage: "usage.jsonl",
 } as const;
+
+/** Schemas of a stage folder's kept and rejected records, checked on every write and read. */
+export interface RecordSchemas {
+  kept?: ZodType;
+  rejected?: ZodType;
+}
 
 export interface StageStoreOptions {
   /** Write this shard's slice only, into `<stage>/shard-<i>-of-<n>/`. */
   shard?: Shard;
+  /** Validate kept and rejected records on write and on read (a bad line names file, line and field). */
+  schemas?: RecordSchemas;
 }
 
 /** Names usable as a stage folder: letters, digits, `-`, `_`, `.`; not `shard-*`. */
@@ -46,23 +56,38 @@ export interface StageFolder {
 
 /**
  * Read a stage folder (the stage folder or one shard folder): its manifest, with counts recomputed from
- * records.jsonl and rejected.jsonl, streamed rather than held. `repair` cuts a torn last line away (lock holders only).
+ * records.jsonl, done-items.jsonl and rejected.jsonl and token usage from the usage ledger, streamed rather than held.
+ * `repair` cuts a torn last line away (lock holders only).
  */
 export async function readStageFolder(
   dir: string,
   stage: string,
-  options: { repair?: boolean } = {},
+  options: { repair?: boolean; schemas?: RecordSchemas } = {},
 ): Promise<StageFolder> {
   const tally = new RecordTally();
   const tornFiles: string[] = [];
-  const scan = async (name: string, visit: (record: StoreRecord) => void) => {
+  const scan = async (name: string, visit: (record: StoreRecord) => void, schema?: ZodType) => {
     const path = join(dir, name);
-    if ((await scanJsonl<StoreRecord>(path, visit, options)).tornLines > 0) tornFiles.push(path);
+    const read = await scanJsonl<StoreRecord>(path, visit, {
+      ...(options.repair ? { repair: true } : {}),
+      ...(schema ? { schema: schema as ZodType<StoreRecord> } : {}),
+    });
+    if (read.tornLines > 0) tornFiles.push(path);
   };
-  await scan(stageFiles.records, (record) => tally.addKept(record));
-  await scan(stageFiles.rejected, (record) => tally.addRejected(record));
+  await scan(stageFiles.records, (record) => tally.addKept(record), options.schemas?.kept);
+  // Finished inputs before rejections: a retryable rejection whose input has finished since is not counted.
+  await scan(stageFiles.doneItems, (record) => tally.addDoneItem(record.id));
+  await scan(stageFiles.rejected, (record) => tally.addRejected(record), options.schemas?.rejected);
+  const ledger = emptyManifest(stage).usage;
+  let ledgerLines = 0;
+  await scan(stageFiles.usage, (line) => {
+    ledgerLines++;
+    addUsage(ledger, line as unknown as TokenUsage);
+  });
   const manifest = (await readManifest(join(dir, stageFiles.manifest))) ?? emptyManifest(stage);
   manifest.counts = tally.counts;
+  // Folders from before the ledger keep the usage their manifest saved.
+  if (ledgerLines > 0) manifest.usage = ledger;
   return { manifest, tally, tornFiles };
 }
 
@@ -75,12 +100,14 @@ export class StageStore {
   readonly rejectedPath: string;
   readonly manifestPath: string;
   private readonly doneItemsPath: string;
-  /** Counts of the stored records (`manifest.counts`) and their ids, kept up to date by the append methods. */
+  /** Counts of the stored records (`manifest.counts`), their ids and the finished inputs, kept up to date. */
   private readonly tally: RecordTally;
-  private readonly doneItems: Set<string>;
+  private readonly schemas: RecordSchemas;
   private readonly records: JsonlAppender;
   private readonly rejected: JsonlAppender;
   private readonly doneItemsFile: JsonlAppender;
+  private readonly usageFile: JsonlAppender;
+  private usageLines = 0;
   private readonly openedAt = Date.now();
   private readonly secondsBefore: number;
   private saving: Promise<void> = Promise.resolve();
@@ -89,12 +116,12 @@ export class StageStore {
     readonly stage: string,
     readonly dir: string,
     readonly shard: Shard | undefined,
-    state: { manifest: Manifest; tally: RecordTally; warnings: string[]; doneItems: Set<string> },
+    state: { manifest: Manifest; tally: RecordTally; warnings: string[]; schemas: RecordSchemas },
   ) {
     this.manifest = state.manifest;
     this.warnings = state.warnings;
     this.tally = state.tally;
-    this.doneItems = state.doneItems;
+    this.schemas = state.schemas;
     this.secondsBefore = state.manifest.timings.seconds;
     this.recordsPath = join(dir, stageFiles.records);
     this.rejectedPath = join(dir, stageFiles.rejected);
@@ -103,6 +130,7 @@ export class StageStore {
     this.records = new JsonlAppender(this.recordsPath);
     this.rejected = new JsonlAppender(this.rejectedPath);
     this.doneItemsFile = new JsonlAppender(this.doneItemsPath);
+    this.usageFile = new JsonlAppender(join(dir, stageFiles.usage));
   }
 
   /** Open (creating) a stage folder for writing. Call through `Run.stage`, which holds the run lock. */
@@ -111,37 +139,38 @@ export class StageStore {
     const shard = options.shard;
     const dir = shard ? join(runDir, stage, shardDirName(shard)) : join(runDir, stage);
     await mkdir(dir, { recursive: true });
-    const { manifest, tally, tornFiles } = await readStageFolder(dir, stage, { repair: true });
-    const doneItems = new Set<string>();
-    const doneItemsPath = join(dir, stageFiles.doneItems);
-    const done = await scanJsonl<StoreRecord>(doneItemsPath, (record) => doneItems.add(record.id), { repair: true });
-    if (done.tornLines > 0) tornFiles.push(doneItemsPath);
+    const schemas = options.schemas ?? {};
+    const { manifest, tally, tornFiles } = await readStageFolder(dir, stage, { repair: true, schemas });
     const warnings = tornFiles.map(
       (path) => `${path}: dropped a torn last line left by an interrupted write (it will be redone)`,
     );
     manifest.stage = stage;
     if (shard) manifest.shard = { ...shard };
-    return new StageStore(stage, dir, shard, { manifest, tally, warnings, doneItems });
+    return new StageStore(stage, dir, shard, { manifest, tally, warnings, schemas });
   }
 
   /** Ids already finished: every record and rejected record, and inputs marked done. A snapshot. */
   doneIds(): Set<string> {
-    return new Set([...this.tally.ids, ...this.doneItems]);
+    return new Set([...this.tally.ids, ...this.tally.doneItems]);
   }
 
   /** Whether `id` is finished (cheaper than `doneIds().has(id)`). */
   isDone(id: string): boolean {
-    return this.tally.ids.has(id) || this.doneItems.has(id);
+    return this.tally.isDone(id);
   }
 
   /** Append a kept record as one line. Returns false (and writes nothing) when a record with its id is stored. */
   async appendRecord(record: StoreRecord): Promise<boolean> {
     if (this.tally.ids.has(record.id)) return false;
+    this.check(record, this.schemas.kept, this.recordsPath);
     this.records.append(record);
     return this.tally.addKept(record);
   }
 
-  /** Append a rejected record (with the filter that rejected it and why). Returns false when its id is stored. */
+  /**
+   * Append a rejected record (with the filter that rejected it and why). Returns false when its id is stored.
+   * A rejection with `retryOf: <input id>` does not finish that input (see {@link RetryableRejection}).
+   */
   async appendRejected(record: RejectedRecord): Promise<boolean> {
     if (typeof record.filter !== "string" || record.filter === "" || typeof record.reason !== "string") {
       throw new ConfigError(
@@ -150,6 +179,7 @@ export class StageStore {
       );
     }
     if (this.tally.ids.has(record.id)) return false;
+    this.check(record, this.schemas.rejected, this.rejectedPath);
     this.rejected.append(record);
     return this.tally.addRejected(record);
   }
@@ -158,15 +188,40 @@ export class StageStore {
   async markDone(id: string): Promise<void> {
     if (this.isDone(id)) return;
     this.doneItemsFile.append({ id });
-    this.doneItems.add(id);
+    this.tally.addDoneItem(id);
   }
 
+  /** The kept records, validated by the folder's schema (or `schema`). */
   async readRecords<T = StoreRecord>(schema?: ZodType<T>): Promise<T[]> {
-    return (await readJsonl<T>(this.recordsPath, { schema })).records;
+    const check = schema ?? (this.schemas.kept as ZodType<T> | undefined);
+    return (await readJsonl<T>(this.recordsPath, check ? { schema: check } : {})).records;
   }
 
-  addUsage(usage: TokenUsage): void {
+  /**
+   * Record the tokens of one request the moment its result arrives: one line of the folder's usage ledger, so what
+   * was paid for survives a kill (the manifest's usage is recomputed from the ledger on open).
+   */
+  addUsage(usage: TokenUsage, requestId?: string): void {
+    const line = {
+      id: requestId ?? `request-${process.pid}-${this.openedAt}-${++this.usageLines}`,
+      promptTokens: usage.promptTokens,
+      completionTokens: usage.completionTokens,
+      evaluatedPromptTokens: usage.evaluatedPromptTokens ?? usage.promptTokens,
+    };
+    this.usageFile.append(line);
     addUsage(this.manifest.usage, usage);
+  }
+
+  private check(record: StoreRecord, schema: ZodType | undefined, path: string): void {
+    if (!schema) return;
+    const parsed = schema.safeParse(record);
+    if (parsed.success) return;
+    const issue = parsed.error.issues[0];
+    const field = issue?.path.join(".") ?? "";
+    throw new ConfigError(
+      `${this.label}: record ${record.id} does not match the stage's record schema${field ? ` at "${field}"` : ""}: ${issue?.message ?? "invalid"}`,
+      { path, recordId: record.id, ...(field ? { field } : {}) },
+    );
   }
 
   /** Rewrite manifest.json atomically (temporary file + rename). */
@@ -201,5 +256,6 @@ export class StageStore {
     this.records.close();
     this.rejected.close();
     this.doneItemsFile.close();
+    this.usageFile.close();
   }
 }

@@ -4,6 +4,7 @@ import { registerConstitution } from "./constitution.js";
 import { registerDemo } from "./demo.js";
 import { registerDoctor } from "./doctor.js";
 import { registerEval } from "./eval.js";
+import { registerExport } from "./export.js";
 import { registerInit } from "./init.js";
 import { registerMerge } from "./merge.js";
 import { registerModel } from "./model.js";
@@ -30,4 +31,5 @@ export const commands: Array<(program: Command) => void> = [
   registerTrain,
   registerStage,
   registerMerge,
+  registerExport,
 ];

@@ -15,12 +15,7 @@ export async function runMergeCommand(options: MergeCommandOptions): Promise<Mer
   const run = await openRun(resolve(options.run));
   try {
     const constitution = await loadConstitution(options.constitution ?? defaultConstitutionDir());
-    return await mergeStage({
-      run,
-      stage: options.stage,
-      seedTasks: constitution.seedTasks,
-      principleIds: constitution.principles.map((principle) => principle.id),
-    });
+    return await mergeStage({ run, stage: options.stage, constitution });
   } finally {
     await run.close();
   }

@@ -14,20 +14,22 @@ export function formatPipelineSummary(result: import("../../pipeline/run-pipelin
       .sort((a, b) => b[1] - a[1])
       .map(([filter, count]) => `${filter} ${count}`)
       .join(", ");
-    lines.push(`  ${stage.stage.padEnd(14)} ${stage.status.padEnd(10)}${counts}${filters ? ` (${filters})` : ""}`);
+    lines.push(`  ${stage.stage.padEnd(18)} ${stage.status.padEnd(10)}${counts}${filters ? ` (${filters})` : ""}`);
     if (stage.movedAside)
-      lines.push(`  ${"".padEnd(14)} its settings changed: the earlier records were moved to ${stage.movedAside}`);
+      lines.push(`  ${"".padEnd(18)} its settings changed: the earlier records were moved to ${stage.movedAside}`);
     if (stage.restoredFrom)
-      lines.push(`  ${"".padEnd(14)} reused the records made earlier with these settings (from ${stage.restoredFrom})`);
+      lines.push(`  ${"".padEnd(18)} reused the records made earlier with these settings (from ${stage.restoredFrom})`);
   }
   if (!result.alreadyFinished) {
     lines.push(
-      `  tokens         ${result.usage.promptTokens} prompt, ${result.usage.completionTokens} generated (this invocation)`,
+      `  ${"tokens".padEnd(18)} ${result.usage.promptTokens} prompt, ${result.usage.completionTokens} generated (this invocation)`,
     );
   }
-  if (result.adapters.engrave) lines.push(`  engraved adapter  ${result.adapters.engrave}`);
-  if (result.adapters.final) lines.push(`  final adapter     ${result.adapters.final}`);
-  if (result.reportPath) lines.push(`  report            ${result.reportPath}`);
+  for (const [stage, adapter] of Object.entries(result.adapters)) {
+    lines.push(`  ${`adapter (${stage})`.padEnd(25)} ${adapter}${adapter === result.finalAdapter ? "  (final)" : ""}`);
+  }
+  if (result.reportPath) lines.push(`  ${"report".padEnd(25)} ${result.reportPath}`);
+  for (const warning of result.warnings) lines.push(`  WARNING: ${warning}`);
   return `${lines.join("\n")}\n`;
 }
 

@@ -1,40 +1,40 @@
 /**
- * `selfalign stage self-instruct|red-team|self-align --run <dir>`: run one generation stage into a run directory,
- * resumable (run the same command again after Ctrl+C) and shardable (`--shard i/n`).
+ * `selfalign stage <name> --run <dir>`: run one stage of the registry into a run directory, resumable (run the same
+ * command again after Ctrl+C) and shardable (`--shard i/n`). Its flags come from the stage's options schema; the
+ * settings guard refuses to mix records of other settings in a folder.
  */
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { Command } from "commander";
-import type { LanguageModel } from "../../backends/language-model.js";
+import { modelIdentity, resolveModelSpec } from "../../backends/model-spec.js";
 import { type Constitution, defaultConstitutionDir, loadConstitution } from "../../constitution/index.js";
 import { ConfigError } from "../../errors/index.js";
+import { createStageContext, expandInstances, mainFolder, ModelPool } from "../../pipeline/stage-context.js";
+import { isGroup, type StageDefinition } from "../../pipeline/stage-definition.js";
+import { allStages, defaultRegistry, findStage, type StageRegistry } from "../../pipeline/stage-registry.js";
+import { readFolderSettings, refuseOtherSettings, stageSettings } from "../../pipeline/stage-settings.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
-import { openRun, parseShard, type Shard } from "../../run-store/index.js";
-import { questionSamplingDefaults, runRedTeam, topicSamplingDefaults } from "../../stages/red-team/run.js";
-import { readSelfAlignInputs } from "../../stages/self-align/inputs.js";
-import { runSelfAlign, selfAlignSamplingDefaults } from "../../stages/self-align/run.js";
-import { runSelfInstruct, selfInstructSamplingDefaults } from "../../stages/self-instruct/run.js";
-import { checkStageSettings } from "../../stages/shared/stage-settings.js";
+import { openRun, parseShard, type Shard, shardDirName } from "../../run-store/index.js";
+import { readStageRecords } from "../../stages/shared/stage-records.js";
 import { withProgress } from "../with-progress.js";
+import { addSchemaFlags, schemaFlags, valuesFromFlags } from "../zod-flags.js";
+import { describeZodIssues } from "../../config/zod-issues.js";
+import { formatFieldPath } from "../../constitution/constitution-issue.js";
 
-export const generationStages = ["self-instruct", "red-team", "self-align"] as const;
-export type GenerationStage = (typeof generationStages)[number];
-
+/** The flags every stage takes, besides its own options. */
 export interface StageCommandOptions {
   run: string;
   model?: string;
+  trainBase?: string;
   shard?: string;
-  target?: number;
   constitution?: string;
   seed?: number;
-  batchSize?: number;
-  epochs?: number;
-  maxTopicsPerType?: number;
-  maxTokens?: number;
-  temperature?: number;
-  maxRoundsWithoutProgress?: number;
+  /** The round of a repeated group's stage (1-based). */
+  round?: number;
+  /** The stage's own options as commander parsed them (camelCase flag names). */
+  [option: string]: unknown;
 }
 
-function positive(name: string, allowZero = false) {
+function nonNegative(name: string, allowZero = false) {
   return (value: string) => {
     const parsed = Number(value);
     if (!Number.isFinite(parsed) || parsed < 0 || (!allowZero && parsed === 0)) {
@@ -46,21 +46,47 @@ function positive(name: string, allowZero = false) {
   };
 }
 
+/** The stage's options from the flags, through its schema (defaults applied; a bad value names its flag). */
+function stageOptions(definition: StageDefinition, flags: Record<string, unknown>): Record<string, unknown> {
+  const derived = schemaFlags(definition.options);
+  const values = valuesFromFlags(flags, derived, definition.flagAliases);
+  const parsed = definition.options.safeParse(values);
+  if (parsed.success) return parsed.data as Record<string, unknown>;
+  const [first] = describeZodIssues(parsed.error.issues, values, definition.options);
+  const path = formatFieldPath(first!.path);
+  const flag = derived.find((one) => path.startsWith(one.path.join(".")))?.flag;
+  throw new ConfigError(`${flag ? `--${flag}: ` : ""}${first!.message}`, { field: path || definition.name });
+}
+
 /** Run one stage; used by the command and by tests. Returns a one-line summary. */
 export async function runStageCommand(
-  stage: GenerationStage,
+  stage: string | StageDefinition,
   options: StageCommandOptions,
   onProgress?: ProgressListener,
   signal?: AbortSignal,
+  registry: StageRegistry = defaultRegistry,
 ): Promise<string> {
+  const definition = typeof stage === "string" ? findStage(registry, stage) : stage;
+  if (!definition) {
+    throw new ConfigError(
+      `no stage "${String(stage)}"; the stages are: ${allStages(registry)
+        .map((one) => one.name)
+        .join(", ")}`,
+      { field: "stage" },
+    );
+  }
+  const parsedOptions = stageOptions(definition, options);
+  const group = registry.find((entry) => isGroup(entry) && entry.stages.includes(definition));
+  const round = group ? (options.round ?? 1) : undefined;
   const shard: Shard | undefined = options.shard === undefined ? undefined : parseShard(options.shard);
   const dir = resolve(options.run);
   const run = await openRun(dir, { create: true, ...(shard ? { shard } : {}) });
-  let backend: LanguageModel | undefined;
+  const pool = new ModelPool(onProgress);
   try {
     const info = await run.readRunJson();
     const modelSpec = options.model ?? info?.backends?.generator;
-    if (modelSpec === undefined) {
+    const needsModel = definition.models.includes("generator");
+    if (needsModel && modelSpec === undefined) {
       throw new ConfigError("no model: pass --model (e.g. --model llama-cpp:./base.gguf) or set it in run.json", {
         field: "model",
       });
@@ -72,133 +98,107 @@ export async function runStageCommand(
         { path: run.runJsonPath },
       );
     }
-    // Loaded here, not at the top: the registry pulls in node-llama-cpp, which every other command would pay for.
-    const { createBackend } = await import("../../backends/registry.js");
-    backend = await createBackend(modelSpec, onProgress ? { onProgress } : {});
+    const progress = { ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) };
+    const generator =
+      modelSpec === undefined ? undefined : await resolveModelSpec(modelSpec, { field: "--model", ...progress });
+    const trainBase = options.trainBase ?? info?.backends?.trainBase;
+    const seed = options.seed ?? 42;
+
+    // This stage as an instance of the default pipeline (in its round), the rest for upstream lookups.
+    const instances = expandInstances(
+      registry,
+      group && round !== undefined ? { [group.name]: { rounds: round } } : {},
+    );
+    const name = round === undefined ? definition.name : `${definition.name}-round-${round}`;
+    const instance = instances.find((one) => one.name === name);
+    if (!instance) throw new ConfigError(`stage "${definition.name}" is not in this registry`, { field: "stage" });
+    instance.options = parsedOptions;
+    const byName = new Map(instances.map((one) => [one.name, one]));
+
+    if (definition.needsUpstreamRecords) {
+      let inputs = 0;
+      for (const upstream of instance.upstream) {
+        const source = byName.get(upstream);
+        if (source) inputs += (await readStageRecords(dir, mainFolder(source))).length;
+      }
+      if (inputs === 0) {
+        throw new ConfigError(
+          `nothing to work on in ${dir}: the stages ${definition.name} reads (${definition.upstream.join(", ")}) have no kept records; run ${definition.upstream.map((one) => `"selfalign stage ${one}"`).join(" and/or ")} first`,
+          { path: dir },
+        );
+      }
+    }
+    const upstreamKeys = [];
+    for (const upstream of instance.upstream) {
+      const source = byName.get(upstream);
+      upstreamKeys.push(source ? ((await readFolderSettings(join(dir, mainFolder(source))))?.key ?? null) : null);
+    }
+    const uses = (...roles: string[]) => definition.models.some((role) => roles.includes(role));
+    const settings = stageSettings(instance, {
+      model: uses("generator") && generator ? modelIdentity(generator) : undefined,
+      trainBase: uses("trainer", "teacher") ? trainBase : undefined,
+      group: round === undefined ? undefined : {},
+      seed,
+      constitution: constitution.hash,
+      upstream: upstreamKeys,
+    });
+    for (const folder of instance.folders.values()) {
+      const path = shard ? join(dir, folder, shardDirName(shard)) : join(dir, folder);
+      await refuseOtherSettings(path, shard ? `${folder} (shard ${options.shard})` : folder, settings);
+    }
     await run.writeRunJson({
       ...info,
       config: info?.config ?? {},
       constitutionHash: constitution.hash,
-      backends: { ...info?.backends, generator: modelSpec },
+      backends: {
+        ...info?.backends,
+        ...(generator ? { generator: modelIdentity(generator) } : {}),
+        ...(trainBase ? { trainBase } : {}),
+      },
     });
-    const common = {
-      backend,
-      ...(options.seed === undefined ? {} : { seed: options.seed }),
-      ...(onProgress ? { onProgress } : {}),
-      ...(signal ? { signal } : {}),
-    };
-    const sampling = {
-      ...(options.maxTokens === undefined ? {} : { maxTokens: options.maxTokens }),
-      ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
-    };
-    const storeOptions = shard ? { shard } : {};
-    // What shapes the records (options that only say how much to do are left out).
-    // Defaults resolved, so an option given with its default value counts as the same setting.
-    const settingsOf = (defaults: object) => ({
-      model: modelSpec,
-      seed: options.seed ?? 42,
-      sampling: { ...defaults, ...sampling },
-    });
-    const batchSize = options.batchSize === undefined ? {} : { batchSize: options.batchSize };
-    if (stage === "self-instruct") {
-      const store = await run.stage("self-instruct", storeOptions);
-      await checkStageSettings(store, settingsOf(selfInstructSamplingDefaults));
-      const result = await runSelfInstruct({
-        ...common,
-        ...batchSize,
-        store,
-        constitution,
-        target: options.target ?? 100,
-        sampling,
-        ...(options.maxRoundsWithoutProgress === undefined
-          ? {}
-          : { maxRoundsWithoutProgress: options.maxRoundsWithoutProgress }),
-      });
-      return `self-instruct: kept ${result.counts.kept}, rejected ${result.counts.rejected} after ${result.counts.rounds} rounds (${result.stopReason})`;
-    }
-    if (stage === "red-team") {
-      const topicStore = await run.stage("red-team-topics", storeOptions);
-      const store = await run.stage("red-team", storeOptions);
-      const redTeamSettings = {
-        ...settingsOf(questionSamplingDefaults),
-        topicSampling: topicSamplingDefaults,
-        maxTopicsPerType: options.maxTopicsPerType ?? null,
-      };
-      await checkStageSettings(topicStore, redTeamSettings);
-      await checkStageSettings(store, redTeamSettings);
-      const result = await runRedTeam({
-        ...common,
-        ...batchSize,
-        topicStore,
-        store,
-        constitution,
-        questionSampling: sampling,
-        ...(options.epochs === undefined ? {} : { epochs: options.epochs }),
-        ...(options.maxTopicsPerType === undefined ? {} : { maxTopicsPerType: options.maxTopicsPerType }),
-      });
-      const topics = Object.values(result.counts.topics).reduce((sum, n) => sum + n, 0);
-      return `red-team: ${topics} topics, kept ${result.counts.kept} questions, rejected ${result.counts.rejected}`;
-    }
-    const all = await readSelfAlignInputs(run.dir);
-    const inputs = options.target === undefined ? all : all.slice(0, options.target);
-    if (inputs.length === 0) {
-      throw new ConfigError(
-        `no prompts to answer in ${dir}: run "selfalign stage self-instruct" and/or "selfalign stage red-team" first`,
-        { path: dir },
-      );
-    }
-    const store = await run.stage("self-align", storeOptions);
-    await checkStageSettings(store, settingsOf(selfAlignSamplingDefaults));
-    const result = await runSelfAlign({
-      ...common,
-      ...(options.batchSize === undefined ? {} : { concurrency: options.batchSize }),
-      store,
+    const context = createStageContext({
+      instance,
+      instances: byName,
+      registry,
+      run,
+      ...(shard ? { shard } : {}),
       constitution,
-      inputs,
-      sampling,
+      seed,
+      ...(generator ? { generator } : {}),
+      ...(trainBase ? { trainBase } : {}),
+      pool,
+      command: `selfalign stage ${definition.name} --run ${options.run}${shard ? ` --shard ${options.shard}` : ""}`,
+      ...progress,
     });
-    return `self-align: kept ${result.counts.kept}, rejected ${result.counts.rejected}`;
+    const result = await definition.run(context);
+    return `${definition.name}: ${result.summary}`;
   } finally {
-    await backend?.close();
+    await pool.close();
     await run.close();
   }
 }
 
-export function registerStage(program: Command): void {
+/** `selfalign stage <name>` for every stage of the registry. */
+export function registerStage(program: Command, registry: StageRegistry = defaultRegistry): void {
   const stage = program.command("stage").description("Run one stage of the pipeline into a run directory.");
-  for (const name of generationStages) {
-    stage
-      .command(name)
-      .description(
-        {
-          "self-instruct": "Stage 1a: invent task instructions from seed tasks (ROUGE-L deduplicated).",
-          "red-team": "Stage 1b: brainstorm topics per red-team question type, then one question per (type, topic).",
-          "self-align": "Stage 2: answer the stage-1 prompts with internal thoughts guided by the principles.",
-        }[name],
-      )
+  for (const definition of allStages(registry)) {
+    const command = stage
+      .command(definition.name)
+      .description(definition.summary)
       .requiredOption("--run <dir>", "run directory (created when missing)")
       .option("--model <spec>", "backend, e.g. llama-cpp:./base.gguf or openai:http://host:8000/v1#name")
       .option("--shard <i/n>", "work on shard i of n (merge with `selfalign merge`)")
-      .option(
-        "--target <n>",
-        "self-instruct: instructions to keep; self-align: answer only the first n prompts",
-        positive("target"),
-      )
       .option("--constitution <dir>", "constitution folder (default: the built-in one)")
-      .option("--seed <n>", "base seed (default 42)", positive("seed", true))
-      .option("--batch-size <n>", "prompts in flight (default: the backend's parallelism)", positive("batch-size"))
-      .option("--epochs <n>", "red-team: topic brainstorming epochs (default 5)", positive("epochs"))
-      .option("--max-topics-per-type <n>", "red-team: cap on topics per type", positive("max-topics-per-type"))
-      .option("--max-tokens <n>", "max new tokens per completion (stage default otherwise)", positive("max-tokens"))
-      .option("--temperature <t>", "sampling temperature (stage default otherwise)", positive("temperature", true))
-      .option(
-        "--max-rounds-without-progress <n>",
-        "self-instruct: stop after this many rounds keep nothing (default 20)",
-        positive("max-rounds-without-progress"),
-      )
-      .action(async (options: StageCommandOptions) => {
-        const summary = await withProgress((onProgress, signal) => runStageCommand(name, options, onProgress, signal));
-        process.stdout.write(`${summary}\n`);
-      });
+      .option("--seed <n>", "base seed (default 42)", nonNegative("seed", true));
+    if (definition.models.includes("trainer")) command.option("--train-base <gguf>", "GGUF the trainer loads");
+    if (registry.some((entry) => isGroup(entry) && entry.stages.includes(definition)))
+      command.option("--round <n>", "round of the group (default 1)", nonNegative("round"));
+    addSchemaFlags(command, schemaFlags(definition.options), definition.flagAliases);
+    command.action(async (options: StageCommandOptions) => {
+      const summary = await withProgress((onProgress, signal) =>
+        runStageCommand(definition, options, onProgress, signal, registry),
+      );
+      process.stdout.write(`${summary}\n`);
+    });
   }
 }

@@ -11,7 +11,7 @@ import type { ItemResult } from "../../run-store/process-items.js";
 import { recordId } from "../../run-store/record-id.js";
 import type { StageStore } from "../../run-store/stage-store.js";
 import { completeInOrder, completeOne } from "../shared/complete-in-order.js";
-import { checkContext } from "../shared/context-check.js";
+import { checkContext, overflowRejection } from "../shared/context-check.js";
 import { deriveSeed, sampleWithoutReplacement, seededRandom, shuffled } from "../shared/random.js";
 import { type StageUsage, usageSince } from "../shared/stage-usage.js";
 import { buildQuestionPrompt, instructionLabel, parseQuestions, type SeedQuestion } from "./questions.js";
@@ -134,11 +134,11 @@ export async function runRedTeamTopics(options: RunRedTeamOptions): Promise<Map<
         const overflow = await checkContext(backend, prompt, sampling.maxTokens);
         if (overflow && sent.length === 0) {
           await store.appendRejected({
-            id: item.id,
             epoch,
             questionType: item.type.id,
             topic: item.topic,
-            ...overflow,
+            prompt,
+            ...overflowRejection(item.id, overflow),
           });
           continue;
         }
@@ -265,7 +265,12 @@ export async function runRedTeam(options: RunRedTeamOptions): Promise<RunRedTeam
       const overflow = await checkContext(backend, prompt, sampling.maxTokens);
       if (overflow) {
         return item.targets.map((t) => ({
-          rejected: { id: pairId(t), parentId: item.id, questionType: t.type.id, topic: t.topic, ...overflow },
+          rejected: {
+            parentId: item.id,
+            questionType: t.type.id,
+            topic: t.topic,
+            ...overflowRejection(item.id, overflow, pairId(t)),
+          },
         }));
       }
       const { completion, usage } = await completeOne(

@@ -9,7 +9,6 @@ export {
   type SelfAlignOutput,
   selfAlignFilterNames,
 } from "./filters.js";
-export { readSelfAlignInputs } from "./inputs.js";
 export { citedPrinciples, type SplitCompletion, splitThoughtsAndAnswer } from "./parse.js";
 export { countPrincipleUsage, type PrincipleUsage } from "./principle-usage.js";
 export {

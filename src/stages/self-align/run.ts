@@ -8,7 +8,7 @@ import type { ProgressListener } from "../../progress/progress-event.js";
 import { recordId } from "../../run-store/record-id.js";
 import type { StageStore } from "../../run-store/stage-store.js";
 import { completeOne } from "../shared/complete-in-order.js";
-import { checkContext } from "../shared/context-check.js";
+import { checkContext, overflowRejection } from "../shared/context-check.js";
 import { deriveSeed } from "../shared/random.js";
 import { type StageUsage, usageSince } from "../shared/stage-usage.js";
 import { buildLeakageBlacklist, filterSelfAlignCompletion, type SelfAlignFilterOptions } from "./filters.js";
@@ -115,7 +115,7 @@ export async function runSelfAlign(options: RunSelfAlignOptions): Promise<RunSel
         };
         const prompt = buildSelfAlignPrompt(metaPrompt, assistant.generationName, item.instruction, input);
         const overflow = await checkContext(backend, prompt, maxTokens);
-        if (overflow) return { rejected: { ...base, ...overflow } };
+        if (overflow) return { rejected: { ...base, ...overflowRejection(item.id, overflow) } };
         const { completion, usage } = await completeOne(
           backend,
           { ...sampling, prompt, seed: deriveSeed(seed, item.id) },

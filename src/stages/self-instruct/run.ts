@@ -12,7 +12,7 @@ import type { StageStore } from "../../run-store/stage-store.js";
 import { DedupIndex } from "../../text/dedup-index.js";
 import { rougeLTokens, rougeTokenize } from "../../text/rouge-l.js";
 import { completeInOrder } from "../shared/complete-in-order.js";
-import { checkContext } from "../shared/context-check.js";
+import { checkContext, overflowRejection } from "../shared/context-check.js";
 import { deriveSeed, sampleWithoutReplacement, seededRandom } from "../shared/random.js";
 import { type StageUsage, usageSince } from "../shared/stage-usage.js";
 import { filterSelfInstructTask, type SelfInstructFilterOptions } from "./filters.js";
@@ -108,13 +108,18 @@ export async function runSelfInstruct(options: RunSelfInstructOptions): Promise<
   const keptPerRound = new Map<number, number>();
   for (const record of kept) keptPerRound.set(record.round, (keptPerRound.get(record.round) ?? 0) + 1);
 
-  // Replay the finished rounds to find where to continue and how long nothing was kept.
+  // Replay the finished rounds to find where to continue and how long nothing was kept. A round whose prompt did not
+  // fit this context is passed over like a finished one that kept nothing; with a larger context it is tried again.
+  const maxContext = backend.capabilities().maxContext;
+  const settled = (r: number) =>
+    store.isDone(roundId(r)) || store.isDone(recordId("context-overflow", roundId(r), maxContext));
   let round = 0;
   let idle = 0;
-  while (store.isDone(roundId(round))) {
-    idle = (keptPerRound.get(round) ?? 0) > 0 ? 0 : idle + 1;
-    round++;
-  }
+  const replay = (r: number) => {
+    idle = (keptPerRound.get(r) ?? 0) > 0 ? 0 : idle + 1;
+    round = r + 1;
+  };
+  while (settled(round)) replay(round);
   let keptCount = kept.length;
   onProgress?.({ type: "stage-start", stage, total: options.target, done: keptCount });
 
@@ -208,13 +213,19 @@ export async function runSelfInstruct(options: RunSelfInstructOptions): Promise<
       const pool = generatedDemos > 0 ? kept.filter((record) => record.round < batchStart) : [];
       const requests: { round: number; demos: number; request: CompletionRequest }[] = [];
       for (let r = round; r < batchEnd; r++) {
+        if (settled(r)) {
+          // Finished in an earlier run (after a round that is being retried): replay it in order.
+          if (requests.length > 0) break;
+          replay(r);
+          continue;
+        }
         const demos = demosFor(r, pool);
         const prompt = buildSelfInstructPrompt(demos);
         const overflow = await checkContext(backend, prompt, sampling.maxTokens);
         if (overflow) {
           if (requests.length === 0) {
             // Nothing before it in flight: record it now (in order) as a round that kept nothing.
-            await store.appendRejected({ id: roundId(r), round: r, prompt, ...overflow });
+            await store.appendRejected({ round: r, prompt, ...overflowRejection(roundId(r), overflow) });
             idle++;
             round = r + 1;
             continue;

@@ -61,6 +61,10 @@ export interface RunVerboseCloneOptions extends TrainAdapterOptions {
   filters?: VerboseFilterOptions;
   /** Base seed; each prompt's sampling seed derives from it. Default 42. */
   seed?: number;
+  /** Called when the answers are done, before training (to free the teacher's memory). */
+  beforeTraining?: () => Promise<void>;
+  /** The command that made the run, named in the SFT set's dataset card (README.md). Default: "not recorded". */
+  command?: string;
 }
 
 export interface RunVerboseCloneResult {
@@ -80,11 +84,10 @@ export async function runVerboseClone(options: RunVerboseCloneOptions): Promise<
   const { assistant } = constitution;
   const sampling = { ...verboseSamplingDefaults, ...options.sampling };
   const seed = options.seed ?? 42;
-  // Ids depend on the sampling and filter options, so changed options regenerate instead of reusing old answers.
-  const variant = recordId(sampling, options.filters ?? {}, seed);
+  // A folder holds answers of one setting only (the stage settings guard), so ids need only the prompt.
   const items = options.prompts.map((prompt) => ({
     ...prompt,
-    id: recordId(verboseCloneStage, prompt.id, variant),
+    id: recordId(verboseCloneStage, prompt.id),
     parentId: prompt.id,
   }));
   const current = new Set(items.map((item) => item.id));
@@ -133,6 +136,7 @@ export async function runVerboseClone(options: RunVerboseCloneOptions): Promise<
     },
   });
   await store.saveManifest();
+  await options.beforeTraining?.();
 
   const kept = (await store.readRecords<VerboseRecord>()).filter((record) => current.has(record.id));
   const sft = kept.map((record) => toSftRecord(record, assistant, "concise"));
@@ -145,7 +149,9 @@ export async function runVerboseClone(options: RunVerboseCloneOptions): Promise<
       { path: store.dir },
     );
   }
-  await storeSftRecords(options.sftStore, sft, constitution);
+  await storeSftRecords(options.sftStore, sft, constitution, {
+    ...(options.command ? { command: options.command } : {}),
+  });
   const train = await trainAdapter(store, sft, sftFiles(store.dir).adapterDir, options);
   return {
     counts: { kept: kept.length, rejected: store.manifest.counts.rejected, examples: sft.length },

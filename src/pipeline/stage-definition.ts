@@ -1,0 +1,184 @@
+/**
+ * A stage as data: everything the runner, `selfalign stage`, `merge`, `status` and `report` need to know about a
+ * stage, in one value exported by the stage's folder. Adding a stage is one folder and one line in the registry.
+ */
+import type { ZodObject, ZodType } from "zod";
+import type { LanguageModel } from "../backends/language-model.js";
+import type { ModelSpec } from "../backends/model-spec.js";
+import type { Constitution } from "../constitution/index.js";
+import type { ProgressListener } from "../progress/progress-event.js";
+import type { Run, Shard, StageStore, StoreRecord } from "../run-store/index.js";
+import type { StageUsage } from "../stages/shared/stage-usage.js";
+import type { Trainer, TrainOptions } from "../training/trainer.js";
+import type { TrainConfig } from "./train-config.js";
+
+/** The models a stage can ask the runner for, by role. */
+export const modelRoles = ["generator", "teacher", "trainer", "judge", "policy", "rater"] as const;
+export type ModelRole = (typeof modelRoles)[number];
+
+/** One folder a stage writes, with the schemas its kept and rejected records are checked against. */
+export interface StageFolderSpec {
+  name: string;
+  kept: ZodType;
+  rejected: ZodType;
+}
+
+/** What a stage run reports back to the runner. */
+export interface StageRunResult {
+  /** Tokens this call used (the manifests also hold earlier calls of a resumed run). */
+  usage: StageUsage;
+  /** The adapter a training stage wrote. */
+  adapter?: string;
+  /** One line for `selfalign stage`, e.g. "kept 12, rejected 3". */
+  summary: string;
+  warnings?: string[];
+}
+
+/** The round of a repeated group a stage instance belongs to. */
+export interface RoundInfo {
+  group: string;
+  /** 1-based. */
+  index: number;
+  count: number;
+  /** The group's own options (resolved). */
+  options: Record<string, unknown>;
+}
+
+/** Everything a stage's `run` gets from the runner; a stage never builds a backend or opens a folder itself. */
+export interface StageContext<O> {
+  definition: StageDefinition<O>;
+  /** The stage's options, defaults applied. */
+  options: O;
+  run: Run;
+  runDir: string;
+  shard?: Shard;
+  constitution: Constitution;
+  seed: number;
+  round?: RoundInfo;
+  /** Open one of the stage's folders (by its name in `definition.folders`), sharded when the run is. */
+  store(folder?: string): Promise<StageStore>;
+  /** Kept records of an upstream stage's folder (default its first), merged folder first, validated. */
+  upstreamRecords<T = StoreRecord>(stage: string, folder?: string): Promise<T[]>;
+  /** Kept records of a stage's folder in an earlier round of this group (1-based round). */
+  roundRecords<T = StoreRecord>(stage: string, round: number, folder?: string): Promise<T[]>;
+  /** The adapter an upstream (or earlier-round) training stage wrote, if it finished. */
+  adapterOf(stage: string, round?: number): Promise<string | undefined>;
+  /**
+   * A model by role: "generator" is the run's model (in a round after the first, with the previous round's adapter;
+   * `{ base: true }` gives the base alone). Models are created once and shared.
+   */
+  model(role: "generator", options?: { base?: boolean }): Promise<LanguageModel>;
+  /** Any other model, from a spec (string or object) plus adapters to load. */
+  languageModel(spec: ModelSpec, options?: { lora?: string[] }): Promise<LanguageModel>;
+  /** The local GGUF the trainers (and a default teacher) load; set when the stage has the "trainer" role. */
+  trainBase?: string;
+  /** The training base (a local GGUF, or what `trainer: hf` reads) and the configured trainer. */
+  trainer(train: TrainConfig): Promise<{ trainer: Trainer; options: TrainOptions; base: string }>;
+  /** The command that made this run (named in dataset cards), when known. */
+  command?: string;
+  /** Close every model (before training, to free their memory). */
+  releaseModels(): Promise<void>;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+}
+
+/** A global rule shards could not apply: `check` a shard record, `add` it once kept, `finish` after the merge. */
+export interface MergeRule {
+  check(record: StoreRecord): { filter: string; reason: string } | undefined;
+  add(record: StoreRecord): void;
+  finish?(store: StageStore, merged: readonly StoreRecord[]): void;
+}
+
+export interface MergeContext {
+  /** Records the merged folder already holds (earlier merges). */
+  merged: readonly StoreRecord[];
+  constitution: Constitution;
+  /** The settings the shards were made with (their shaping options among them), when the shards recorded them. */
+  settings?: Record<string, unknown>;
+}
+
+/** How the report's record browser shows one record. */
+export interface ReportRecordView {
+  instruction: string;
+  input: string;
+  thoughts: string;
+  output: string;
+  principles: string[];
+  questionType?: string;
+  topic?: string;
+}
+
+/** Report panels a folder's records feed. */
+export const reportPanels = ["prompts", "answers", "red-team-coverage"] as const;
+export type ReportPanel = (typeof reportPanels)[number];
+
+export interface FolderReport {
+  view(record: StoreRecord, kept: boolean): ReportRecordView;
+  panels?: readonly ReportPanel[];
+}
+
+export interface StageDefinition<O = Record<string, unknown>> {
+  /** Config key, `selfalign stage <name>`, and (usually) its first folder. */
+  name: string;
+  /** One line for `--help`, naming the method's part. */
+  summary: string;
+  folders: readonly StageFolderSpec[];
+  /** Stages whose records it reads. */
+  upstream: readonly string[];
+  /** Its options: a strict zod object, every option with its default (the one source for YAML, flags and help). */
+  options: ZodObject;
+  /** Options that only say how much to do: changing them keeps the records made so far. */
+  amountOptions: readonly string[];
+  /** The model roles it uses (the runner resolves them; "trainer" needs a training base). */
+  models: readonly ModelRole[];
+  /** Skipped unless the config turns it on. Default false. */
+  skipByDefault?: boolean;
+  /**
+   * `selfalign stage` refuses to run it while its upstream stages have kept nothing (in a pipeline it runs anyway,
+   * and the run warns that a stage kept no records). Default false.
+   */
+  needsUpstreamRecords?: boolean;
+  /** Short CLI flags kept for compatibility: flag (kebab-case, no dashes) -> option path ("sampling.maxTokens"). */
+  flagAliases?: Readonly<Record<string, string>>;
+  run(context: StageContext<O>): Promise<StageRunResult>;
+  /** Merge rules for its folders (default: records deduplicated by id only). */
+  merge?: Readonly<Record<string, (context: MergeContext) => MergeRule>>;
+  /** How the report shows each folder's records (default: a generic view of the usual fields). */
+  report?: Readonly<Record<string, FolderReport>>;
+}
+
+/** A group of stages repeated round after round (I-SHEEP), each round's model the base + the last round's adapter. */
+export interface StageGroup {
+  kind: "group";
+  name: string;
+  summary: string;
+  stages: readonly StageDefinition[];
+  /** Group options (must include `rounds`), with defaults; members' options sit under their names. */
+  options: ZodObject;
+  amountOptions: readonly string[];
+  /** The member whose adapter the next round's generator loads. */
+  adapterFrom: string;
+  skipByDefault?: boolean;
+}
+
+export type RegistryEntry = StageDefinition | StageGroup;
+
+export const isGroup = (entry: RegistryEntry): entry is StageGroup => "kind" in entry && entry.kind === "group";
+
+/** The context's progress listener and abort signal, as the options objects of stage functions take them. */
+export function progressOptions(context: Pick<StageContext<unknown>, "onProgress" | "signal">): {
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+} {
+  return {
+    ...(context.onProgress ? { onProgress: context.onProgress } : {}),
+    ...(context.signal ? { signal: context.signal } : {}),
+  };
+}
+
+/** Define a stage with its options' type inferred from the schema. */
+export function defineStage<S extends ZodObject>(
+  definition: Omit<StageDefinition<import("zod").infer<S>>, "options"> & { options: S },
+): StageDefinition<import("zod").infer<S>> {
+  return definition as StageDefinition<import("zod").infer<S>>;
+}

@@ -1,0 +1,74 @@
+/** Stage 3 as data: principle engraving's options, the SFT record schema and report view. */
+import { z } from "zod";
+import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
+import { trainConfigSchema } from "../../pipeline/train-config.js";
+import { keptRecordSchema, rejectedRecordSchema } from "../shared/record-schemas.js";
+import { promptStyles } from "./prompt.js";
+import { engraveStage, runEngrave } from "./run.js";
+
+/** One SFT example as stored (the Alpaca and chat exports are written beside it). */
+export const sftRecordSchema = keptRecordSchema({
+  source: z.string(),
+  instruction: z.string(),
+  input: z.string(),
+  output: z.string(),
+  style: z.enum(promptStyles),
+  prompt: z.string(),
+  completion: z.string(),
+});
+
+export const engraveOptionsSchema = z.strictObject({
+  includeIdentity: z.boolean().default(true).describe("add the constitution's identity exchanges"),
+  train: trainConfigSchema.prefault({}),
+});
+
+export const sftReport = {
+  panels: [] as const,
+  view: (record: Record<string, unknown>) => ({
+    instruction: String(record.instruction ?? ""),
+    input: String(record.input ?? ""),
+    thoughts: "",
+    output: String(record.output ?? ""),
+    principles: [],
+  }),
+};
+
+export const engraveDefinition = defineStage({
+  name: engraveStage,
+  summary: "Stage 3: SFT set without principles, exemplars or thoughts; LoRA on the base model (A.5).",
+  folders: [{ name: engraveStage, kept: sftRecordSchema, rejected: rejectedRecordSchema() }],
+  upstream: ["self-align"],
+  options: engraveOptionsSchema,
+  amountOptions: [],
+  models: ["trainer"],
+  async run(context) {
+    const { includeIdentity, train } = context.options;
+    const answers = (await context.upstreamRecords<Record<string, unknown> & { id: string }>("self-align")).map(
+      (record) => ({
+        id: record.id,
+        instruction: String(record.instruction),
+        input: String(record.input ?? ""),
+        output: String(record.output),
+        ended: record.endedTurn === true,
+      }),
+    );
+    const { trainer, options, base } = await context.trainer(train);
+    const out = await runEngrave({
+      store: await context.store(),
+      answers,
+      constitution: context.constitution,
+      includeIdentity,
+      ...(context.command ? { command: context.command } : {}),
+      trainer,
+      base,
+      trainOptions: { seed: context.seed, ...options },
+      ...progressOptions(context),
+    });
+    return {
+      usage: { promptTokens: 0, completionTokens: 0 },
+      adapter: out.train.adapterPath,
+      summary: `${out.counts.examples} examples (${out.counts.identity} identity), ${out.train.steps} steps, final loss ${out.train.finalLoss.toFixed(4)}`,
+    };
+  },
+  report: { [engraveStage]: sftReport },
+});

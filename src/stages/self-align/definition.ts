@@ -1,0 +1,112 @@
+/** Stage 2 as data: self-align's options, record schemas, merge rule (one answer per prompt) and report view. */
+import { z } from "zod";
+import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
+import { positiveInt } from "../../pipeline/train-config.js";
+import type { StoreRecord } from "../../run-store/index.js";
+import { countPrincipleUsage } from "./principle-usage.js";
+import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
+import { mergeOnePer } from "../shared/merge-one-per.js";
+import { promptSourceStages, readStagePrompts } from "../shared/stage-prompts.js";
+import { runSelfAlign, selfAlignSamplingDefaults, selfAlignStage } from "./run.js";
+
+export const selfAlignRecordSchema = keptRecordSchema({
+  parentId: z.string(),
+  instruction: z.string(),
+  input: z.string(),
+  thoughts: z.string(),
+  citedPrinciples: z.array(z.string()),
+  output: z.string(),
+  finishReason: z.enum(["stop", "length", "abort"]),
+  endedTurn: z.boolean(),
+  truncated: z.boolean(),
+  questionType: z.string().optional(),
+  source: z.string().optional(),
+  backend: z.string(),
+});
+
+export const selfAlignRejectedSchema = rejectedRecordSchema({
+  instruction: z.string().optional(),
+  input: z.string().optional(),
+  thoughts: z.string().optional(),
+  completion: z.string().optional(),
+});
+
+export const selfAlignOptionsSchema = z.strictObject({
+  sampling: samplingWithDefaults(selfAlignSamplingDefaults),
+  logitBias: z
+    .record(z.string(), z.number())
+    .optional()
+    .describe('token id -> bias (JSON); default -100 on the first token of "Sorry" (A.4)'),
+  maxPrompts: positiveInt.optional().describe("answer only the first n stage-1 prompts"),
+  concurrency: positiveInt.optional().describe("prompts in flight (default: the backend's parallelism)"),
+});
+
+export const selfAlignDefinition = defineStage({
+  name: selfAlignStage,
+  summary: "Stage 2: answer the stage-1 prompts with internal thoughts guided by the principles (A.4).",
+  folders: [{ name: selfAlignStage, kept: selfAlignRecordSchema, rejected: selfAlignRejectedSchema }],
+  upstream: promptSourceStages,
+  options: selfAlignOptionsSchema,
+  amountOptions: ["maxPrompts", "concurrency"],
+  models: ["generator"],
+  needsUpstreamRecords: true,
+  flagAliases: {
+    target: "maxPrompts",
+    "batch-size": "concurrency",
+    "max-tokens": "sampling.maxTokens",
+    temperature: "sampling.temperature",
+  },
+  async run(context) {
+    const { sampling, logitBias, maxPrompts, concurrency } = context.options;
+    const inputs = await readStagePrompts(context, promptSourceStages);
+    const out = await runSelfAlign({
+      backend: await context.model("generator"),
+      store: await context.store(),
+      constitution: context.constitution,
+      inputs: inputs.slice(0, maxPrompts),
+      seed: context.seed,
+      sampling,
+      ...(concurrency === undefined ? {} : { concurrency }),
+      ...(logitBias
+        ? { logitBias: Object.fromEntries(Object.entries(logitBias).map(([token, bias]) => [Number(token), bias])) }
+        : {}),
+      ...progressOptions(context),
+    });
+    return {
+      usage: out.usage,
+      warnings: out.warnings,
+      summary: `kept ${out.counts.kept}, rejected ${out.counts.rejected}`,
+    };
+  },
+  merge: {
+    [selfAlignStage]: (context) => {
+      const rule = mergeOnePer(
+        (record) => String(record.parentId ?? record.id),
+        "another shard already answered this prompt",
+      )(context);
+      return {
+        ...rule,
+        // Principle usage recounted over the merged answers.
+        finish: (store, merged) => {
+          store.manifest.extra.principleUsage = countPrincipleUsage(
+            merged as Array<{ citedPrinciples: string[] } & StoreRecord>,
+            context.constitution.principles.map((principle) => principle.id),
+          );
+        },
+      };
+    },
+  },
+  report: {
+    [selfAlignStage]: {
+      panels: ["answers"],
+      view: (record, kept) => ({
+        instruction: String(record.instruction ?? ""),
+        input: String(record.input ?? ""),
+        thoughts: String(record.thoughts ?? ""),
+        output: String((kept ? record.output : (record.answer ?? record.completion)) ?? ""),
+        principles: Array.isArray(record.citedPrinciples) ? record.citedPrinciples.map(String) : [],
+        ...(typeof record.questionType === "string" ? { questionType: record.questionType } : {}),
+      }),
+    },
+  },
+});

@@ -1,0 +1,111 @@
+/** Stage 4 as data: verbose cloning's options (teacher, sampling, training), record schemas and report views. */
+import { z } from "zod";
+import { modelSpecSchema } from "../../backends/model-spec.js";
+import { ConfigError } from "../../errors/index.js";
+import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
+import { positiveInt, trainConfigSchema } from "../../pipeline/train-config.js";
+import { recordId } from "../../run-store/index.js";
+import { sftRecordSchema, sftReport } from "../engrave/definition.js";
+import { engraveStage } from "../engrave/run.js";
+import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
+import { promptSourceStages, readStagePrompts } from "../shared/stage-prompts.js";
+import { runVerboseClone, verboseCloneStage, verboseSamplingDefaults } from "./run.js";
+
+export const verboseCloneSftStage = `${verboseCloneStage}-sft`;
+
+export const verboseRecordSchema = keptRecordSchema({
+  parentId: z.string(),
+  instruction: z.string(),
+  input: z.string(),
+  output: z.string(),
+  ended: z.boolean(),
+  finishReason: z.string(),
+  repeatCut: z.boolean(),
+  backend: z.string(),
+});
+
+export const verboseRejectedSchema = rejectedRecordSchema({
+  instruction: z.string().optional(),
+  input: z.string().optional(),
+  output: z.string().optional(),
+});
+
+export const verboseCloneOptionsSchema = z.strictObject({
+  maxPrompts: positiveInt.optional().describe("answer at most this many prompts (default: all)"),
+  teacher: modelSpecSchema
+    .optional()
+    .describe("the teacher (default: the training base + the engraving adapter), e.g. a vLLM server with it loaded"),
+  sampling: samplingWithDefaults(verboseSamplingDefaults),
+  train: trainConfigSchema.prefault({}),
+});
+
+export const verboseCloneDefinition = defineStage({
+  name: verboseCloneStage,
+  summary: "Stage 4: the engraved model answers verbosely; a fresh LoRA on the base learns it (A.6).",
+  folders: [
+    { name: verboseCloneStage, kept: verboseRecordSchema, rejected: verboseRejectedSchema },
+    { name: verboseCloneSftStage, kept: sftRecordSchema, rejected: rejectedRecordSchema() },
+  ],
+  upstream: [...promptSourceStages, engraveStage],
+  options: verboseCloneOptionsSchema,
+  // Answers are kept per prompt (maxPrompts); the training restarts by itself when `train` changes.
+  amountOptions: ["maxPrompts", "train"],
+  models: ["teacher", "trainer"],
+  async run(context) {
+    const { maxPrompts, teacher: teacherSpec, sampling, train } = context.options;
+    const { constitution } = context;
+    let teacherModel: Awaited<ReturnType<typeof context.languageModel>>;
+    if (teacherSpec !== undefined) teacherModel = await context.languageModel(teacherSpec);
+    else {
+      const adapter = await context.adapterOf(engraveStage);
+      if (!adapter || !context.trainBase) {
+        throw new ConfigError(
+          "verbose-clone needs the engraving adapter: run the engrave stage first (it is skipped or unfinished), or set stages.verbose-clone.teacher",
+          { path: context.runDir, field: "stages.verbose-clone.teacher" },
+        );
+      }
+      teacherModel = await context.languageModel(context.trainBase, { lora: [adapter] });
+    }
+    const prompts = [
+      ...(await readStagePrompts(context, promptSourceStages)),
+      ...constitution.assistant.identity.map((exchange, index) => ({
+        id: recordId("identity-question", index),
+        instruction: exchange.user,
+      })),
+    ].slice(0, maxPrompts);
+    const { trainer, options, base } = await context.trainer(train);
+    const out = await runVerboseClone({
+      teacher: teacherModel,
+      store: await context.store(verboseCloneStage),
+      sftStore: await context.store(verboseCloneSftStage),
+      prompts,
+      constitution,
+      trainer,
+      base,
+      trainOptions: { seed: context.seed, ...options },
+      seed: context.seed,
+      sampling,
+      ...(context.command ? { command: context.command } : {}),
+      beforeTraining: () => context.releaseModels(),
+      ...progressOptions(context),
+    });
+    return {
+      usage: out.usage,
+      adapter: out.train.adapterPath,
+      summary: `kept ${out.counts.kept}, rejected ${out.counts.rejected}; ${out.counts.examples} examples, final loss ${out.train.finalLoss.toFixed(4)}`,
+    };
+  },
+  report: {
+    [verboseCloneStage]: {
+      panels: ["answers"],
+      view: (record) => ({
+        instruction: String(record.instruction ?? ""),
+        input: String(record.input ?? ""),
+        thoughts: "",
+        output: String(record.output ?? ""),
+        principles: [],
+      }),
+    },
+    [verboseCloneSftStage]: sftReport,
+  },
+});

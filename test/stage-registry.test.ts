@@ -1,0 +1,204 @@
+/**
+ * Stages as data: a stage defined in one test file (test/fixtures/toy-stages.ts) runs in a pipeline, resumes after
+ * kill -9, runs sharded through `selfalign stage`, merges (every sample of a prompt kept) and appears in the report;
+ * a repeated group runs round after round with the previous round's adapter; a context-size fix makes prompts that
+ * overflowed eligible again. Real engine and trainer on a tiny GGUF.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runStageCommand } from "../src/cli/commands/stage.js";
+import { writeTinyModel } from "../src/gguf/index.js";
+import { parsePipelineConfig } from "../src/pipeline/pipeline-config.js";
+import { runPipeline } from "../src/pipeline/run-pipeline.js";
+import { defaultRegistry } from "../src/pipeline/stage-registry.js";
+import { collectReportData } from "../src/report/index.js";
+import { openRun, readJsonl, type StoreRecord } from "../src/run-store/index.js";
+import { mergeStage } from "../src/stages/shared/merge-stage.js";
+import { loadConstitution, defaultConstitutionDir } from "../src/constitution/index.js";
+import { toyConfig, toyOnly } from "./fixtures/toy-pipeline.js";
+import { toyLoopGroup, toyRegistry } from "./fixtures/toy-stages.js";
+
+let dir: string;
+let model: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "selfalign-registry-"));
+  model = join(dir, "tiny.gguf");
+  await writeTinyModel(model, { seed: 5, contextLength: 4096 });
+});
+
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const byId = (records: StoreRecord[]) => [...records].sort((a, b) => a.id.localeCompare(b.id));
+const size = async (path: string) => (await stat(path).catch(() => undefined))?.size ?? 0;
+
+/** Start the toy pipeline in a child process and kill -9 it once its records file has grown by `bytes`. */
+async function killToyPipelineAfter(runDir: string, items: number, bytes: number): Promise<void> {
+  const fixture = join(import.meta.dirname, "fixtures", "toy-pipeline.ts");
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", fixture, model, runDir, String(items)], {
+    stdio: "pipe",
+  });
+  let stderr = "";
+  child.stderr?.on("data", (chunk) => {
+    stderr += chunk;
+  });
+  let finished = false;
+  const exited = new Promise<void>((resolve) =>
+    child.on("exit", () => {
+      finished = true;
+      resolve();
+    }),
+  );
+  const records = join(runDir, "toy", "records.jsonl");
+  const start = await size(records);
+  while (!finished && (await size(records)) < start + bytes) await new Promise((resolve) => setTimeout(resolve, 5));
+  expect(finished, `the toy pipeline ended before it was killed: ${stderr}`).toBe(false);
+  child.kill("SIGKILL");
+  await exited;
+}
+
+describe("a stage defined in one test file", () => {
+  it("runs in a pipeline, and a run killed with kill -9 twice then resumed equals an uninterrupted run", async () => {
+    const items = 120;
+    const whole = join(dir, "toy-whole");
+    const first = await runPipeline({ loaded: toyConfig(model, whole, items) });
+    expect(first.stages).toMatchObject([{ stage: "toy", status: "ran", kept: items * 2 }]);
+    const expected = byId((await readJsonl(join(whole, "toy", "records.jsonl"))).records);
+
+    const killed = join(dir, "toy-killed");
+    await killToyPipelineAfter(killed, items, 2_000);
+    await killToyPipelineAfter(killed, items, 6_000);
+    const partial = (await readJsonl(join(killed, "toy", "records.jsonl"))).records;
+    expect(partial.length).toBeGreaterThan(0);
+    expect(partial.length).toBeLessThan(items * 2);
+    const resumed = await runPipeline({ loaded: toyConfig(model, killed, items) });
+    expect(resumed.stages[0]).toMatchObject({ status: "ran", kept: items * 2, rejected: 0 });
+    expect(byId((await readJsonl(join(killed, "toy", "records.jsonl"))).records)).toEqual(expected);
+    // The token ledger counts every request that was paid for, the ones redone after a kill included.
+    const ledger = (await readJsonl<{ completionTokens: number }>(join(killed, "toy", "usage.jsonl"))).records;
+    expect(ledger.length).toBeGreaterThanOrEqual(items);
+    // Finished: nothing to do.
+    expect((await runPipeline({ loaded: toyConfig(model, killed, items) })).alreadyFinished).toBe(true);
+  });
+
+  it("runs sharded through `selfalign stage`, merges keeping every sample, and shows in the report", async () => {
+    const runDir = join(dir, "toy-shards");
+    const options = { run: runDir, model: `llama-cpp:${model}`, items: 8, maxTokens: 6 };
+    for (const shard of ["0/2", "1/2"]) {
+      const summary = await runStageCommand("toy", { ...options, shard }, undefined, undefined, toyRegistry);
+      expect(summary).toMatch(/^toy: kept \d+$/);
+    }
+    // Other settings refuse to join a shard folder.
+    await expect(
+      runStageCommand("toy", { ...options, maxTokens: 5, shard: "0/2" }, undefined, undefined, toyRegistry),
+    ).rejects.toThrow(/holds records made with other settings \(maxTokens: 6 then, 5 now\)/);
+    const run = await openRun(runDir);
+    try {
+      const constitution = await loadConstitution(defaultConstitutionDir());
+      const merged = await mergeStage({ run, stage: "toy", constitution, registry: toyRegistry });
+      // Two samples of each of the 8 items: a second sample of a prompt is not a duplicate.
+      expect(merged).toMatchObject({ shards: 2, read: 16, kept: 16, dropped: 0, missingShards: [] });
+    } finally {
+      await run.close();
+    }
+    const report = await collectReportData(runDir, toyRegistry);
+    const toyRecords = report.records.filter((record) => record.stage === "toy");
+    expect(toyRecords).toHaveLength(16);
+    expect(toyRecords[0]?.instruction).toMatch(/^Item \d+$/);
+    expect(report.lengths.answers.counts.reduce((sum, n) => sum + n, 0)).toBeGreaterThan(0);
+  });
+});
+
+describe("rounds", () => {
+  it("repeats a group with the previous round's adapter, resuming the finished rounds", async () => {
+    const runDir = join(dir, "loop");
+    const loaded = (rounds: number) => ({
+      config: parsePipelineConfig(
+        {
+          name: "loop",
+          model,
+          runDir,
+          report: false,
+          engine: { contextSize: 256, threads: 1 },
+          stages: { toyloop: { skip: false, rounds } },
+        },
+        "loop config",
+        undefined,
+        [toyLoopGroup],
+      ),
+      baseDir: runDir,
+      registry: [toyLoopGroup],
+    });
+    const one = await runPipeline({ loaded: loaded(1) });
+    expect(one.stages.map((stage) => [stage.stage, stage.status])).toEqual([
+      ["toyloop-generate-round-1", "ran"],
+      ["toyloop-train-round-1", "ran"],
+    ]);
+    const two = await runPipeline({ loaded: loaded(2) });
+    expect(two.stages.map((stage) => [stage.stage, stage.status])).toEqual([
+      ["toyloop-generate-round-1", "up-to-date"],
+      ["toyloop-train-round-1", "up-to-date"],
+      ["toyloop-generate-round-2", "ran"],
+      ["toyloop-train-round-2", "ran"],
+    ]);
+    const round = async (n: number) =>
+      (await readJsonl<{ backend: string }>(join(runDir, `toyloop-generate-round-${n}`, "records.jsonl"))).records;
+    const adapter = one.adapters["toyloop-train-round-1"]!;
+    expect(adapter).toBe(join(runDir, "toyloop-train-round-1", "adapter", "adapter.gguf"));
+    // Round 1 generated with the base; round 2 with the base plus round 1's adapter.
+    for (const record of await round(1)) expect(record.backend).not.toContain("+lora");
+    for (const record of await round(2)) expect(record.backend).toContain(`+lora:${adapter}`);
+    expect(two.finalAdapter).toBe(join(runDir, "toyloop-train-round-2", "adapter", "adapter.gguf"));
+  });
+});
+
+describe("eligibility", () => {
+  it("a run whose every prompt overflowed the context produces records once contextSize is fixed", async () => {
+    const runDir = join(dir, "overflow");
+    const loaded = (contextSize: number) => ({
+      config: parsePipelineConfig(
+        {
+          name: "overflow",
+          model,
+          runDir,
+          report: false,
+          engine: { contextSize, sequences: 1, threads: 1 },
+          stages: {
+            "self-instruct": { target: 2, maxRounds: 2, sampling: { maxTokens: 16 } },
+            "red-team": { skip: true },
+            "self-align": { skip: true },
+            engrave: { skip: true },
+            "verbose-clone": { skip: true },
+          },
+        },
+        "overflow config",
+      ),
+      baseDir: runDir,
+    });
+    const small = await runPipeline({ loaded: loaded(256) });
+    expect(small.stages[0]).toMatchObject({ kept: 0, byFilter: { "context-overflow": 2 } });
+    expect(small.warnings.join("\n")).toMatch(/self-instruct kept no records/);
+    const fixed = await runPipeline({ loaded: loaded(4096) });
+    expect(fixed.alreadyFinished).toBe(false);
+    expect(fixed.usage.completionTokens).toBeGreaterThan(0);
+    const after = fixed.stages[0]!;
+    // The overflow rejections no longer count: every round was answered.
+    expect(after.byFilter?.["context-overflow"]).toBeUndefined();
+    const done = (await readJsonl(join(runDir, "self-instruct", "done-items.jsonl"))).records;
+    expect(done).toHaveLength(2);
+  });
+});
+
+it("the pipeline runner names no stage", async () => {
+  const source = await readFile(join(import.meta.dirname, "..", "src", "pipeline", "run-pipeline.ts"), "utf8");
+  const code = source.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, "");
+  for (const entry of defaultRegistry) expect(code).not.toContain(`"${entry.name}"`);
+  // Nor imports one: it knows stages only through the registry.
+  expect(code).not.toMatch(/from "\.\.\/stages\//);
+  expect(toyOnly).toHaveLength(1);
+});
