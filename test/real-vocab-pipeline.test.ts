@@ -15,10 +15,11 @@ import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
 import { defaultConstitutionDir, loadConstitution } from "../src/constitution/index.js";
 import type { AnswerRecord } from "../src/stages/engrave/build-sft.js";
 import { runEngrave } from "../src/stages/engrave/run.js";
-import { readSelfAlignInputs } from "../src/stages/self-align/inputs.js";
 import { buildSelfAlignMetaPrompt } from "../src/stages/self-align/prompt.js";
 import { runSelfAlign } from "../src/stages/self-align/run.js";
 import { runSelfInstruct } from "../src/stages/self-instruct/run.js";
+import { readStagePrompts } from "../src/stages/shared/stage-prompts.js";
+import { readStageRecords } from "../src/stages/shared/stage-records.js";
 import { EmbeddedTrainer } from "../src/training/embedded/embedded-trainer.js";
 
 const selfInstructGrammar = `root ::= " " body "\\n6. Input:\\n" inp "\\n###\\n7. Instruction: " body "\\n7. Input:\\n" inp "\\n###\\n8. Instruction: " body "\\n8. Input:\\n" inp "\\n###\\n"
@@ -83,7 +84,9 @@ describe.each(["llama-bpe", "qwen2"])("the first stages on a random model with t
         }),
       );
       expect(instruct.counts.kept).toBeGreaterThan(0);
-      const inputs = await readSelfAlignInputs(runDir);
+      const inputs = await readStagePrompts({
+        upstreamRecords: <T>(stage: string) => readStageRecords(runDir, stage) as Promise<T[]>,
+      });
       expect(inputs.length).toBe(instruct.counts.kept);
 
       const align = await withRun(runDir, async (run) =>
