@@ -39,7 +39,9 @@ describe("embedded trainer input errors", () => {
     const path = join(dir, "gpt2.gguf");
     await writeFile(path, encodeGguf({ metadata, tensors }));
     const error = await trainError(path, examples);
-    expect(error.message).toContain("unsupported architecture gpt2; supported: llama, mistral, qwen2");
+    expect(error.message).toContain(
+      "unsupported architecture gpt2; supported: llama, mistral, qwen2, qwen3, gemma2, gemma3. Use the hf trainer",
+    );
   });
 
   it("unsupported quantisation comes from the reader with a fix", async () => {

@@ -1,11 +1,16 @@
 import { byteVocabulary, type Vocabulary } from "./vocabulary.js";
+import {
+  alwaysTied,
+  architectureLayerTensors,
+  architectureMetadata,
+  type TinyArchitecture,
+  type TinyArchitectureExtras,
+} from "./tiny-architectures.js";
 import { writeGguf, type GgufTensorInput } from "./gguf-writer.js";
 import { mulberry32Normal } from "../random/mulberry32.js";
 import { type GgufValue, gguf } from "./gguf-types.js";
 
-/** Architectures the tiny-model writer can produce: `llama` (normal RoPE) and `qwen2` (NeoX RoPE, q/k/v biases). */
-export const tinyArchitectures = ["llama", "qwen2"] as const;
-export type TinyArchitecture = (typeof tinyArchitectures)[number];
+export { type TinyArchitecture, type TinyArchitectureExtras, tinyArchitectures } from "./tiny-architectures.js";
 
 export interface TinyModelOptions {
   /** Default "llama". */
@@ -16,6 +21,8 @@ export interface TinyModelOptions {
   dim?: number;
   /** Default 4. */
   heads?: number;
+  /** Size of each attention head (attention.key_length). Default dim / heads; qwen3 and gemma may differ. */
+  headDim?: number;
   /** Default 2 (grouped-query attention). */
   kvHeads?: number;
   /** Default 128. */
@@ -37,6 +44,8 @@ export interface TinyModelOptions {
    * byte-level vocabulary. See vocabulary.ts for real tokenizers.
    */
   vocabulary?: Vocabulary;
+  /** Sliding window, soft-caps, ... of the architectures that have them (see tiny-architectures.ts). */
+  extras?: TinyArchitectureExtras;
 }
 
 /** Seeded uniform and normal generators (re-exported here: tests and tools build tiny models from a seed). */
@@ -57,10 +66,14 @@ export function resolveTinyModelOptions(options: TinyModelOptions = {}): Require
     ropeFreqBase: options.ropeFreqBase ?? 10000,
     rmsEpsilon: options.rmsEpsilon ?? 1e-5,
     vocabulary: options.vocabulary ?? byteVocabulary(),
+    headDim: options.headDim ?? (options.dim ?? 64) / (options.heads ?? 4),
+    extras: options.extras ?? {},
   } satisfies Required<TinyModelOptions>;
   if (options.kvHeads === undefined && options.heads === undefined) resolved.kvHeads = 2;
-  if (resolved.dim % resolved.heads !== 0)
+  if (options.headDim === undefined && resolved.dim % resolved.heads !== 0)
     throw new Error(`dim ${resolved.dim} must be divisible by heads ${resolved.heads}`);
+  if (!Number.isInteger(resolved.headDim) || resolved.headDim % 2 !== 0)
+    throw new Error(`the head size must be an even integer, got ${resolved.headDim}`);
   if (resolved.heads % resolved.kvHeads !== 0)
     throw new Error(`heads ${resolved.heads} must be divisible by kv-heads ${resolved.kvHeads}`);
   return resolved;
@@ -74,8 +87,9 @@ export function buildTinyModel(options: TinyModelOptions = {}): {
 } {
   const o = resolveTinyModelOptions(options);
   const normal = mulberry32Normal(o.seed);
-  const headDim = o.dim / o.heads;
+  const headDim = o.headDim;
   const kvDim = headDim * o.kvHeads;
+  const qDim = headDim * o.heads;
   const vocab = o.vocabulary.size;
   const random = (n: number, std: number): Float32Array => {
     const out = new Float32Array(n);
@@ -97,22 +111,21 @@ export function buildTinyModel(options: TinyModelOptions = {}): {
   for (let layer = 0; layer < o.layers; layer++) {
     const p = `blk.${layer}`;
     tensors.push({ name: `${p}.attn_norm.weight`, dims: [o.dim], data: norm(o.dim) });
-    tensors.push(weight(`${p}.attn_q.weight`, o.dim, o.dim));
+    tensors.push(weight(`${p}.attn_q.weight`, o.dim, qDim));
     tensors.push(weight(`${p}.attn_k.weight`, o.dim, kvDim));
     tensors.push(weight(`${p}.attn_v.weight`, o.dim, kvDim));
-    if (o.architecture === "qwen2") {
-      tensors.push({ name: `${p}.attn_q.bias`, dims: [o.dim], data: random(o.dim, 0.1) });
-      tensors.push({ name: `${p}.attn_k.bias`, dims: [kvDim], data: random(kvDim, 0.1) });
-      tensors.push({ name: `${p}.attn_v.bias`, dims: [kvDim], data: random(kvDim, 0.1) });
-    }
-    tensors.push(weight(`${p}.attn_output.weight`, o.dim, o.dim));
+    tensors.push(
+      ...architectureLayerTensors(o.architecture, { prefix: p, dim: o.dim, headDim, kvDim, qDim, norm, random }),
+    );
+    tensors.push(weight(`${p}.attn_output.weight`, qDim, o.dim));
     tensors.push({ name: `${p}.ffn_norm.weight`, dims: [o.dim], data: norm(o.dim) });
     tensors.push(weight(`${p}.ffn_gate.weight`, o.dim, o.ffn));
     tensors.push(weight(`${p}.ffn_up.weight`, o.dim, o.ffn));
     tensors.push(weight(`${p}.ffn_down.weight`, o.ffn, o.dim));
   }
   tensors.push({ name: "output_norm.weight", dims: [o.dim], data: norm(o.dim) });
-  if (!o.tiedEmbeddings) tensors.push(weight("output.weight", o.dim, vocab, 2 / Math.sqrt(o.dim)));
+  if (!o.tiedEmbeddings && !alwaysTied(o.architecture))
+    tensors.push(weight("output.weight", o.dim, vocab, 2 / Math.sqrt(o.dim)));
 
   const a = o.architecture;
   const metadata: Record<string, GgufValue> = {
@@ -129,6 +142,7 @@ export function buildTinyModel(options: TinyModelOptions = {}): {
     [`${a}.rope.dimension_count`]: gguf.u32(headDim),
     [`${a}.rope.freq_base`]: gguf.f32(o.ropeFreqBase),
     [`${a}.attention.layer_norm_rms_epsilon`]: gguf.f32(o.rmsEpsilon),
+    ...architectureMetadata(a, headDim, o.extras),
     ...o.vocabulary.metadata,
   };
   const parameterCount = tensors.reduce((sum, t) => sum + t.data.length, 0);

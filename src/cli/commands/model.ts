@@ -26,6 +26,7 @@ export function registerModel(program: Command): void {
     .option("--layers <n>", "transformer blocks", positiveInteger("layers"), 2)
     .option("--dim <n>", "embedding width", positiveInteger("dim"), 64)
     .option("--heads <n>", "attention heads", positiveInteger("heads"), 4)
+    .option("--head-dim <n>", "size of each attention head (default: dim / heads)", positiveInteger("head-dim"))
     .option("--kv-heads <n>", "key/value heads (grouped-query attention)", positiveInteger("kv-heads"), 2)
     .option("--ffn <n>", "feed-forward width", positiveInteger("ffn"), 128)
     .option("--context <n>", "context length", positiveInteger("context"), 2048)
@@ -62,6 +63,7 @@ export function registerModel(program: Command): void {
         dim: options.dim,
         heads: options.heads,
         kvHeads: options.kvHeads,
+        ...(options.headDim === undefined ? {} : { headDim: options.headDim }),
         ffn: options.ffn,
         contextLength: options.context,
         seed: options.seed,

@@ -12,10 +12,17 @@ export interface LlamaLayerWeights {
   qBias?: Float32Array;
   kBias?: Float32Array;
   vBias?: Float32Array;
+  /** (headDim) RMS norm weights of each q and k head (qwen3, gemma3). */
+  qNorm?: Float32Array;
+  kNorm?: Float32Array;
+  /** Norm of the attention output before its residual add (gemma2/3). */
+  attnPostNorm?: Float32Array;
   ffnNorm: Float32Array;
   gate: Float32Array;
   up: Float32Array;
   down: Float32Array;
+  /** Norm of the MLP output before its residual add (gemma2/3). */
+  ffnPostNorm?: Float32Array;
 }
 
 export interface LlamaWeights {
@@ -63,10 +70,15 @@ export async function loadLlamaModel(path: string, alloc?: (length: number) => F
         qBias: await optional(`${p}.attn_q.bias`),
         kBias: await optional(`${p}.attn_k.bias`),
         vBias: await optional(`${p}.attn_v.bias`),
+        ...(config.qkNorm
+          ? { qNorm: await read(`${p}.attn_q_norm.weight`), kNorm: await read(`${p}.attn_k_norm.weight`) }
+          : {}),
+        ...(config.postNorms ? { attnPostNorm: await read(`${p}.post_attention_norm.weight`) } : {}),
         ffnNorm: await read(`${p}.ffn_norm.weight`),
         gate: await read(`${p}.ffn_gate.weight`),
         up: await read(`${p}.ffn_up.weight`),
         down: await read(`${p}.ffn_down.weight`),
+        ...(config.postNorms ? { ffnPostNorm: await read(`${p}.post_ffw_norm.weight`) } : {}),
       });
     }
     const tokenEmbedding = await read("token_embd.weight");
