@@ -31,3 +31,12 @@ export {
   type Vocabulary,
   withChatTemplate,
 } from "./vocabulary.js";
+export {
+  type QuantizationRecipe,
+  type QuantizedType,
+  quantizationRecipes,
+  quantize,
+  quantizedTypes,
+  recipeType,
+} from "./k-quants.js";
+export { quantizeModel, type QuantizeModelResult } from "./quantize-model.js";

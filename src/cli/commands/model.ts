@@ -4,6 +4,9 @@ import { positiveInteger } from "../flags.js";
 import {
   llamaCppVocabularyNames,
   openLlamaCppSource,
+  type QuantizationRecipe,
+  quantizationRecipes,
+  quantizeModel,
   readVocabulary,
   llamaCppVocabularyPath,
   resolveChatTemplate,
@@ -75,6 +78,24 @@ export function registerModel(program: Command): void {
         `wrote ${options.out}: ${parameterCount.toLocaleString("en-US")} parameters (random weights)\n` +
           `vocabulary: ${vocabulary.size.toLocaleString("en-US")} tokens from ${vocabulary.source}; chat template: ${template}\n`,
       );
+    });
+  model
+    .command("quantize")
+    .description(
+      "Write a quantised copy of a GGUF model with llama-quantize's per-tensor types (Q4_K_M, Q5_K_M, Q8_0), for rehearsing a quantised base.",
+    )
+    .requiredOption("--in <path>", "GGUF model to quantise (F32/F16/BF16 or any type selfalign reads)")
+    .requiredOption("--out <path>", "output .gguf file")
+    .requiredOption("--type <recipe>", `${quantizationRecipes.join(" | ")}`)
+    .action(async (options: { in: string; out: string; type: string }) => {
+      const recipe = options.type.toUpperCase();
+      if (!(quantizationRecipes as readonly string[]).includes(recipe))
+        throw new ConfigError(`--type must be one of ${quantizationRecipes.join(", ")}, got "${options.type}"`);
+      const { types } = await quantizeModel(options.in, options.out, recipe as QuantizationRecipe);
+      const summary = Object.entries(types)
+        .map(([type, count]) => `${count} ${type}`)
+        .join(", ");
+      process.stdout.write(`wrote ${options.out} (${recipe}): ${summary}\n`);
     });
   model
     .command("vocabularies")
