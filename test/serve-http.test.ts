@@ -321,7 +321,10 @@ describe("the HTTP backend through selfalign serve", () => {
       returnTokenIds: true,
       concurrencyPerEndpoint: 1,
     });
-    expect(await http.models()).toEqual([{ id: "tiny", maxModelLen: embedded.capabilities().maxContext }]);
+    const context = embedded.capabilities().maxContext;
+    expect(await http.models()).toEqual([
+      { id: "tiny", ownedBy: "selfalign", maxModelLen: context, metaContext: context },
+    ]);
     const prompt = "Question: which is right?\nAnswer:";
     const continuations = [" yes", " no, it is not", " (B)"];
     const viaHttp = await http.score(prompt, continuations);

@@ -68,6 +68,11 @@ export interface CompletionResult {
   index: number;
   completions: Completion[];
   usage: TokenUsage;
+  /**
+   * Options this backend could not apply to the request (e.g. n-gram penalties on a server, a grammar sent to a
+   * server that may ignore it), one sentence each. Absent when every option was applied. Stages record them.
+   */
+  warnings?: string[];
 }
 
 /** Text generated so far by one sample, for streaming. */
@@ -122,6 +127,8 @@ export interface ChatResult {
   message: ChatMessage;
   finishReason: FinishReason;
   usage: TokenUsage;
+  /** Options this backend could not apply (see CompletionResult.warnings). */
+  warnings?: string[];
 }
 
 export interface Capabilities {

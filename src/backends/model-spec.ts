@@ -113,10 +113,7 @@ export async function resolveModelSpec(spec: ModelSpec, options: ResolveModelOpt
       field,
     );
   }
-  return validateBackendConfig(
-    { ...parsed, ...extra, ...(contextSize === undefined ? {} : { maxContext: contextSize }) },
-    field,
-  );
+  return validateBackendConfig({ ...parsed, ...extra, ...(contextSize === undefined ? {} : { contextSize }) }, field);
 }
 
 /**
@@ -135,5 +132,5 @@ export function modelIdentity(config: BackendConfig): string {
 
 /** The context window a resolved config asks for, when it names one (the fingerprint of a stage includes it). */
 export function configuredContext(config: BackendConfig): number | undefined {
-  return config.type === "llama-cpp" ? config.contextSize : config.maxContext;
+  return config.type === "llama-cpp" ? config.contextSize : (config.contextSize ?? config.maxContext);
 }

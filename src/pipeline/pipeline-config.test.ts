@@ -28,9 +28,9 @@ describe("pipeline config", () => {
   it("accepts the starter config written by 'selfalign init' and fills defaults", () => {
     const config = parsePipelineConfig(parse(starterConfig("demo-project")), "selfalign.yaml");
     expect(config.name).toBe("demo-project");
-    expect(config.stages["self-instruct"].target).toBe(300);
-    expect(config.stages.engrave.train.trainer).toBe("embedded");
-    expect(config.stages["self-align"].skip).toBe(false);
+    expect(config.stages["self-instruct"]?.target).toBe(300);
+    expect((config.stages.engrave?.train as { trainer: string }).trainer).toBe("embedded");
+    expect(config.stages["self-align"]?.skip).toBe(false);
     expect(config.report).toBe(true);
   });
 

@@ -93,6 +93,8 @@ export interface PreparedPipeline {
   generator: BackendConfig;
   /** GGUF the trainers (and a default teacher) load. */
   trainBase?: string;
+  /** `trainer: hf`: the Hugging Face form of the base (a folder, resolved, or a hub id). */
+  hfBase?: string;
 }
 
 const uses = (instance: StageInstance, ...roles: string[]) =>
@@ -152,10 +154,13 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
       );
     }
   }
+  const { resolveHfBase } = await import("../training/hf/hf-trainer-options.js");
+  const hfBase = config.hfBase === undefined ? undefined : resolveHfBase(config.hfBase, loaded.baseDir);
   return {
     config,
     registry,
     instances,
+    ...(hfBase ? { hfBase } : {}),
     runDir: runDirOf(loaded),
     constitution,
     generator,
@@ -269,6 +274,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         seed: config.seed,
         generator: prepared.generator,
         ...(prepared.trainBase ? { trainBase: prepared.trainBase } : {}),
+        ...(prepared.hfBase ? { hfBase: prepared.hfBase } : {}),
         engine: { seed: config.seed, ...config.engine },
         resolvePath: (path) => resolveConfigPath(options.loaded, path),
         pool,
@@ -283,6 +289,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         await recordWarnings(run, mainFolder(instance), [...stageWarnings]);
         stageWarnings = undefined;
       }
+      if (config.datasets) await exportDatasets(runDir, instance, options.loaded.path);
       result.usage.promptTokens += outcome.usage.promptTokens;
       result.usage.completionTokens += outcome.usage.completionTokens;
       const counts = await folderCounts(runDir, instance);
@@ -314,6 +321,16 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
   }
   if (config.report) result.reportPath = (await writeReport({ runDir, registry: prepared.registry })).path;
   return result;
+}
+
+/** Each folder's kept records as a dataset (Parquet + card) under <run>/exports/<folder>/. */
+async function exportDatasets(runDir: string, instance: StageInstance, configPath: string | undefined) {
+  const { exportStage } = await import("../data/export-stage.js");
+  for (const folder of instance.folders.values()) {
+    const { parts } = await readStageStatus(runDir, folder);
+    if (!parts.some((part) => part.manifest.counts.kept > 0)) continue;
+    await exportStage(runDir, folder, configPath ? { command: `selfalign run ${configPath}` } : {});
+  }
 }
 
 /** Keep the warnings a stage run raised in its main folder's manifest (deduplicated, newest last). */

@@ -10,7 +10,12 @@ export type ProgressEvent =
       loss: number;
       learningRate: number;
       tokensPerSecond?: number;
+      /** Pairs kinds (preference, reward): share of the step's pairs ranked right. */
+      accuracy?: number;
+      /** Pairs kinds: mean reward of chosen minus rejected. */
+      margin?: number;
     }
+  | { type: "train-eval"; step: number; totalSteps: number; loss: number; accuracy?: number; margin?: number }
   | { type: "download-progress"; file: string; downloadedBytes: number; totalBytes?: number }
   | { type: "message"; level: "info" | "warn"; text: string };
 

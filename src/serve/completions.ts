@@ -37,7 +37,7 @@ export function samplingFrom(body: CompletionsRequest | ChatCompletionsRequest, 
   if (body.frequency_penalty) sampling.frequencyPenalty = body.frequency_penalty;
   if (body.presence_penalty) sampling.presencePenalty = body.presence_penalty;
   if (body.ignore_eos) sampling.allowEos = false;
-  const grammar = body.grammar ?? body.guided_grammar;
+  const grammar = body.grammar ?? body.structured_outputs?.grammar ?? body.guided_grammar ?? body.ebnf;
   if (grammar) sampling.grammar = grammar;
   return sampling;
 }

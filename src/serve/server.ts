@@ -151,7 +151,9 @@ export async function startServer(options: StartServerOptions): Promise<StartSer
                 object: "model",
                 created: 0,
                 owned_by: "selfalign",
+                // The context window in vLLM's name and in llama.cpp server's (`meta`), so clients of either read it.
                 max_model_len: context.model.capabilities().maxContext,
+                meta: { n_ctx: context.model.capabilities().maxContext },
               },
             ],
           }),

@@ -197,7 +197,7 @@ describe("selfalign init", () => {
     });
     expect(Object.keys(config.stages)).toEqual(["self-instruct", "red-team", "self-align", "engrave", "verbose-clone"]);
     // The starter config is one 'selfalign run' accepts.
-    expect(parsePipelineConfig(config, "selfalign.yaml").stages["self-instruct"].target).toBe(300);
+    expect(parsePipelineConfig(config, "selfalign.yaml").stages["self-instruct"]?.target).toBe(300);
     const copy = await loadConstitution(join(project, "constitution"));
     expect(copy.hash).toBe((await loadConstitution(defaultConstitutionDir())).hash);
   });

@@ -3,14 +3,13 @@
  * exemplars and internal thoughts removed; the constitution's identity exchanges added), export it as Alpaca and chat
  * JSONL and Parquet with a dataset card, and train a LoRA adapter on the base model with the configured trainer.
  */
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Constitution } from "../../constitution/index.js";
 import { writeParquetDataset } from "../../data/write-dataset.js";
 import { AbortedError, ConfigError } from "../../errors/index.js";
 import { packageVersion } from "../../package-root.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
-import { recordId, type StageStore } from "../../run-store/index.js";
+import type { StageStore } from "../../run-store/index.js";
 import { writeJsonLines } from "../../run-store/json-file.js";
 import type { Trainer, TrainOptions, TrainResult } from "../../training/trainer.js";
 import { type AnswerRecord, identityRecords, type SftRecord, toAlpaca, toMessages, toSftRecord } from "./build-sft.js";
@@ -130,7 +129,6 @@ export async function trainAdapter(
   options: TrainAdapterOptions,
 ): Promise<TrainResult> {
   if (options.signal?.aborted) throw new AbortedError();
-  await dropStaleCheckpoint(adapterDir, records, options.trainOptions ?? {});
   const train = await options.trainer.train({
     base: options.base,
     examples: records.map(({ prompt, completion }) => ({ prompt, completion })),
@@ -143,26 +141,6 @@ export async function trainAdapter(
   store.manifest.extra.finalLoss = train.finalLoss;
   await store.saveManifest();
   return train;
-}
-
-/**
- * A checkpoint left by a training of other data or options cannot be resumed: it is dropped (the adapter it leads to
- * was never finished) and the training starts afresh. `.train-key` in the adapter folder names the training a
- * checkpoint belongs to.
- */
-async function dropStaleCheckpoint(adapterDir: string, records: readonly SftRecord[], options: TrainOptions) {
-  const keyFile = join(adapterDir, ".train-key");
-  const key = recordId(
-    "train",
-    records.map((record) => record.id),
-    options,
-  );
-  const recorded = await readFile(keyFile, "utf8").catch(() => undefined);
-  if (recorded !== undefined && recorded.trim() !== key) {
-    await rm(join(adapterDir, "checkpoint"), { recursive: true, force: true });
-  }
-  await mkdir(adapterDir, { recursive: true });
-  await writeFile(keyFile, `${key}\n`);
 }
 
 export async function runEngrave(options: RunEngraveOptions): Promise<RunEngraveResult> {
