@@ -1,9 +1,9 @@
 /**
- * The embedded trainer on qwen3, gemma2 and gemma3 models written here: it trains, the exported GGUF LoRA loads in
- * node-llama-cpp and raises the completions' likelihood there, and our forward with the trained adapter equals
- * llama.cpp's with it (flash attention off, F32 KV cache).
+ * The embedded trainer on qwen3, gemma2, gemma3 and phi3 models written here: it trains, the exported GGUF LoRA loads
+ * in node-llama-cpp and raises the completions' likelihood there, and our forward with the trained adapter equals
+ * llama.cpp's with it (flash attention off, F32 KV cache). phi3's adapter is written on its fused tensors.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ControlledEvaluateInputItem, getLlama, type Llama, type LlamaModel } from "node-llama-cpp";
@@ -15,6 +15,8 @@ import { LlamaTrainModel } from "../src/training/embedded/llama-train-model.js";
 import { loadLlamaModel } from "../src/training/embedded/llama-weights.js";
 import { kernelPrecision } from "../src/training/embedded/precision.js";
 import { readGgufLora } from "../src/training/export/gguf-lora.js";
+import { convertPeftToGgufLora } from "../src/training/export/peft-adapter.js";
+import { readSafetensors } from "../src/training/export/safetensors.js";
 import type { SftExample } from "../src/training/trainer.js";
 
 const examples: SftExample[] = [
@@ -74,6 +76,7 @@ const architectures: Array<[string, TinyModelOptions]> = [
     { architecture: "gemma2", headDim: 24, extras: { slidingWindow: 6, attentionSoftcap: 5, finalSoftcap: 8 } },
   ],
   ["gemma3", { architecture: "gemma3", extras: { slidingWindow: 6, slidingWindowPattern: 2, finalSoftcap: 10 } }],
+  ["phi3", { architecture: "phi3" }],
 ];
 
 describe.each(architectures)("embedded LoRA training on %s", (name, options) => {
@@ -113,8 +116,9 @@ describe.each(architectures)("embedded LoRA training on %s", (name, options) => 
         expect(await completionLogProb(model, example, result.adapterPath)).toBeGreaterThan(
           (await completionLogProb(model, example)) + 3,
         );
-      const { adapter } = await readGgufLora(result.adapterPath);
-      const ours = new LlamaTrainModel(await loadLlamaModel(base), kernelPrecision(new TsKernel()));
+      const loaded = await loadLlamaModel(base);
+      const { adapter } = await readGgufLora(result.adapterPath, loaded.config);
+      const ours = new LlamaTrainModel(loaded, kernelPrecision(new TsKernel()));
       const tokens = [model.tokens.bos!, ...model.tokenize(examples[1]!.prompt + examples[1]!.completion)];
       const logits = ours.logits(
         {
@@ -131,6 +135,33 @@ describe.each(architectures)("embedded LoRA training on %s", (name, options) => 
       expect(maxDiff).toBeLessThan(1e-4);
     } finally {
       await model.dispose();
+    }
+    if (name === "phi3") {
+      // PEFT on Phi-3's modules: one LoRA on qkv_proj (rank 3r) and on gate_up_proj (2r), scaled like the others.
+      const config = JSON.parse(await readFile(join(result.peftDir, "adapter_config.json"), "utf8"));
+      expect(config).toMatchObject({
+        r: 4,
+        lora_alpha: 8,
+        target_modules: ["qkv_proj", "gate_up_proj", "o_proj", "down_proj"],
+        rank_pattern: { qkv_proj: 12, gate_up_proj: 8 },
+        alpha_pattern: { qkv_proj: 24, gate_up_proj: 16 },
+      });
+      const { tensors } = await readSafetensors(join(result.peftDir, "adapter_model.safetensors"));
+      expect(tensors.get("base_model.model.model.layers.1.self_attn.qkv_proj.lora_A.weight")?.shape).toEqual([12, 48]);
+      expect(tensors.get("base_model.model.model.layers.1.mlp.gate_up_proj.lora_B.weight")?.shape).toEqual([192, 8]);
+      // The fused GGUF adapter reads back into the per-projection LoRAs (training continues from it); a PEFT one
+      // on the fused modules is refused, naming why.
+      const again = await new EmbeddedTrainer().train({
+        base,
+        examples,
+        output: join(dir, "phi3-again"),
+        initAdapter: result.adapterPath,
+        options: { maxSteps: 1, kernel: "ts", dropout: 0, learningRate: 1e-9, checkpointEvery: 0 },
+      });
+      expect(Math.abs(again.lossCurve[0]!.loss - result.finalLoss)).toBeLessThan(0.2 * result.finalLoss + 0.05);
+      await expect(convertPeftToGgufLora(result.peftDir, base, join(dir, "phi3-peft.gguf"))).rejects.toThrow(
+        /stores q\/k\/v and gate\/up fused \(phi3\).*not from PEFT/,
+      );
     }
   });
 });

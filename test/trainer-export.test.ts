@@ -37,6 +37,8 @@ const config: LlamaConfig = {
   tiedEmbeddings: false,
   qkvBias: false,
   qkNorm: false,
+  fusedQkv: false,
+  fusedGateUp: false,
   postNorms: false,
   embeddingScale: 1,
   attentionScale: 1 / Math.sqrt(8),

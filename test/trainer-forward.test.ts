@@ -60,6 +60,10 @@ const cases: Array<[string, TinyModelOptions]> = [
     { architecture: "qwen3", dim: 32, heads: 4, headDim: 16, kvHeads: 2, ffn: 48, layers: 2, seed: 21 },
   ],
   [
+    "phi3, q/k/v and gate/up stored fused",
+    { architecture: "phi3", dim: 32, heads: 4, kvHeads: 2, ffn: 48, layers: 2, seed: 27 },
+  ],
+  [
     "gemma2, scaled embeddings, post-norms, GeGLU, soft-capped scores and logits, sliding window of 5",
     {
       architecture: "gemma2",
@@ -135,6 +139,9 @@ describe("embedded forward pass equals llama.cpp", () => {
     { architecture: "qwen3", headDim: 12 },
     { architecture: "gemma2", headDim: 12, extras: { slidingWindow: 4, attentionSoftcap: 4, finalSoftcap: 6 } },
     { architecture: "gemma3", extras: { slidingWindow: 4, slidingWindowPattern: 2, finalSoftcap: 6 } },
+    // The seven LoRAs become three on phi3's stored tensors: attn_qkv and ffn_up (rank 3r and 2r), attn_output,
+    // ffn_down.
+    { architecture: "phi3" },
   ];
   for (const variant of loraCases) {
     const architecture = variant.architecture!;
@@ -161,7 +168,7 @@ describe("embedded forward pass equals llama.cpp", () => {
       const normal = seededNormal(17);
       for (const m of lora.modules) for (let i = 0; i < m.b.length; i++) m.b[i] = normal() * 0.2;
       const adapterPath = join(dir, `lora-${architecture}-adapter.gguf`);
-      await writeGgufLora(adapterPath, lora, architecture);
+      await writeGgufLora(adapterPath, lora, architecture, undefined, model.config);
       const tokens = Array.from({ length: 15 }, (_, i) => (i * 53 + 7) % 354);
       const expected = await llamaCppLogits(path, tokens, adapterPath);
       const base = await llamaCppLogits(path, tokens);

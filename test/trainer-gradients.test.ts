@@ -219,6 +219,12 @@ describe("every LoRA gradient of the whole model equals finite differences (floa
       dropout: 0,
     },
     {
+      name: "phi3 (fused q/k/v and gate/up split at load), checkpointed",
+      model: { architecture: "phi3" },
+      checkpoint: true,
+      dropout: 0,
+    },
+    {
       name: "gemma2 (scaled embeddings, post-norms, soft-caps, GeGLU, sliding window), dropout",
       model: {
         architecture: "gemma2",

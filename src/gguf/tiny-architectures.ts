@@ -2,13 +2,14 @@
  * What each architecture the tiny-model writer produces adds to the LLaMA block, in the tensor names and metadata
  * keys llama.cpp reads (src/models/<arch>.cpp): qwen2's q/k/v biases, qwen3's per-head q/k norms, gemma2's post-norms
  * and soft-caps, gemma3's q/k norms and post-norms, and their sliding windows. Gemma's norms hold 1 + w, as llama.cpp's
- * converter stores them, so random norms around 1 are what a converted model looks like.
+ * converter stores them, so random norms around 1 are what a converted model looks like. phi3 stores q, k and v as one
+ * attn_qkv and gate and up as one ffn_up (gate first), as its converter writes them.
  */
 import type { GgufTensorInput } from "./gguf-writer.js";
 import { type GgufValue, gguf } from "./gguf-types.js";
 
 /** Architectures the tiny-model writer can produce. */
-export const tinyArchitectures = ["llama", "qwen2", "qwen3", "gemma2", "gemma3"] as const;
+export const tinyArchitectures = ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"] as const;
 export type TinyArchitecture = (typeof tinyArchitectures)[number];
 
 /** Hyper-parameters only some architectures have (written only where the architecture reads them). */
@@ -83,5 +84,38 @@ export function architectureMetadata(
     out[`${a}.final_logit_softcapping`] = gguf.f32(extras.finalSoftcap);
   if (a === "gemma3" && extras.ropeFreqBaseSwa !== undefined)
     out[`${a}.rope.freq_base_swa`] = gguf.f32(extras.ropeFreqBaseSwa);
+  return out;
+}
+
+/** The architecture's tensors as its converter stores them: phi3 fuses q/k/v and gate/up (row blocks, in order). */
+export function fuseTensors(architecture: TinyArchitecture, tensors: GgufTensorInput[]): GgufTensorInput[] {
+  if (architecture !== "phi3") return tensors;
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  const fused = new Set<string>();
+  const concat = (name: string, parts: string[]): GgufTensorInput => {
+    const inputs = parts.map((part) => byName.get(part)!);
+    for (const part of parts) fused.add(part);
+    const data = new Float32Array(inputs.reduce((sum, t) => sum + t.data.length, 0));
+    let at = 0;
+    for (const t of inputs) {
+      data.set(t.data, at);
+      at += t.data.length;
+    }
+    const rows = inputs.reduce((sum, t) => sum + t.dims[1]!, 0);
+    return { name, dims: [inputs[0]!.dims[0]!, rows], data, type: inputs[0]!.type ?? "F32" };
+  };
+  const out: GgufTensorInput[] = [];
+  for (const tensor of tensors) {
+    const layer = /^blk\.(\d+)\.(attn_q|ffn_gate)\.weight$/.exec(tensor.name);
+    if (layer?.[2] === "attn_q") {
+      const p = `blk.${layer[1]}`;
+      out.push(concat(`${p}.attn_qkv.weight`, [`${p}.attn_q.weight`, `${p}.attn_k.weight`, `${p}.attn_v.weight`]));
+    } else if (layer?.[2] === "ffn_gate") {
+      const p = `blk.${layer[1]}`;
+      out.push(concat(`${p}.ffn_up.weight`, [`${p}.ffn_gate.weight`, `${p}.ffn_up.weight`]));
+    } else if (!fused.has(tensor.name) && !/\.(attn_k|attn_v|ffn_up)\.weight$/.test(tensor.name)) {
+      out.push(tensor);
+    }
+  }
   return out;
 }

@@ -3,6 +3,7 @@ import {
   alwaysTied,
   architectureLayerTensors,
   architectureMetadata,
+  fuseTensors,
   type TinyArchitecture,
   type TinyArchitectureExtras,
 } from "./tiny-architectures.js";
@@ -130,7 +131,9 @@ export function buildTinyModel(options: TinyModelOptions = {}): {
   const a = o.architecture;
   const metadata: Record<string, GgufValue> = {
     "general.architecture": gguf.string(a),
-    "general.name": gguf.string(`selfalign-tiny-${a}-${o.layers}x${o.dim}`),
+    // llama.cpp sets attributes of "<|endoftext|>" for any model whose name contains "phi3", and fails to load a
+    // vocabulary without that token: the byte vocabulary has none, so a phi3 model is named "phi" here.
+    "general.name": gguf.string(`selfalign-tiny-${a === "phi3" ? "phi" : a}-${o.layers}x${o.dim}`),
     "general.file_type": gguf.u32(o.dtype === "F32" ? 0 : 1),
     [`${a}.vocab_size`]: gguf.u32(vocab),
     [`${a}.context_length`]: gguf.u32(o.contextLength),
@@ -146,7 +149,7 @@ export function buildTinyModel(options: TinyModelOptions = {}): {
     ...o.vocabulary.metadata,
   };
   const parameterCount = tensors.reduce((sum, t) => sum + t.data.length, 0);
-  return { metadata, tensors, parameterCount };
+  return { metadata, tensors: fuseTensors(a, tensors), parameterCount };
 }
 
 /** Write a random-weight tiny model GGUF. Returns the parameter count. */

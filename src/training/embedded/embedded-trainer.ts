@@ -267,7 +267,7 @@ async function exportAdapter(
 ): Promise<Pick<TrainResult, "adapterPath" | "peftDir" | "rewardHeadPath">> {
   const adapterPath = join(run.output, "adapter.gguf");
   const peftDir = join(run.output, "peft");
-  await writeGgufLora(adapterPath, run.lora, config.architecture, `${basename(base)}-lora`);
+  await writeGgufLora(adapterPath, run.lora, config.architecture, `${basename(base)}-lora`, config);
   const score = run.objective.peftScore?.();
   await writePeftAdapter(peftDir, run.lora, config, {
     baseModelName: run.options.baseModelName ?? basename(base),

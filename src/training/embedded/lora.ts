@@ -62,7 +62,10 @@ export interface LoraAdapter {
   modules: LoraModule[];
 }
 
-export function loraShape(config: LlamaConfig, target: LoraTarget): { nIn: number; nOut: number } {
+export function loraShape(
+  config: Pick<LlamaConfig, "dim" | "ffn" | "heads" | "kvHeads" | "headDim">,
+  target: LoraTarget,
+): { nIn: number; nOut: number } {
   const kv = config.kvHeads * config.headDim;
   // The attention width (heads × head size) need not be the model width (qwen3, gemma).
   const q = config.heads * config.headDim;

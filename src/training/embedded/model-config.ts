@@ -5,12 +5,13 @@
  * sqrt(dim), norms after attention and MLP, soft-capped attention and final logits, GeGLU, sliding-window attention
  * on alternate layers) and gemma3 (gemma2's block with q/k norms instead of attention soft-capping, 5 of 6 layers
  * sliding-window with their own RoPE base). Gemma's RMSNorm multiplies by (1 + w); llama.cpp's converter stores
- * 1 + w in the GGUF, so every norm here multiplies by the stored weight.
+ * 1 + w in the GGUF, so every norm here multiplies by the stored weight. phi3 stores q/k/v as one attn_qkv and
+ * gate/up as one ffn_up (gate first): they are split at load, and the adapter is fused again at export.
  */
 import { ConfigError } from "../../errors/index.js";
 import type { GgufFile } from "../../gguf/index.js";
 
-export const supportedArchitectures = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"] as const;
+export const supportedArchitectures = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"] as const;
 export type SupportedArchitecture = (typeof supportedArchitectures)[number];
 
 /** RoPE pairing: `normal` rotates adjacent pairs (x[2i], x[2i+1]); `neox` rotates (x[i], x[i + nRot/2]). */
@@ -49,6 +50,10 @@ export interface LlamaConfig {
   attentionSoftcap?: number;
   /** Logits become cap·tanh(z / cap) (gemma2, some gemma3); undefined: none. */
   finalSoftcap?: number;
+  /** q, k and v are stored as one attn_qkv tensor (rows q, then k, then v), as phi3 converts them. */
+  fusedQkv: boolean;
+  /** gate and up are stored as one ffn_up tensor of 2 × ffn rows (gate first), as phi3 converts them. */
+  fusedGateUp: boolean;
   /** Gate activation of the MLP: SwiGLU (silu) or GeGLU with tanh-approximated GELU (gemma). */
   activation: "silu" | "gelu";
   /** Sliding-window attention: the window (a query sees the `window` latest positions, itself included) and the
@@ -88,6 +93,12 @@ export function readLlamaConfig(file: GgufFile): LlamaConfig {
     );
   }
   const a = arch as SupportedArchitecture;
+  if (file.tensorInfo("rope_factors_long.weight") || file.tensorInfo("rope_factors_short.weight")) {
+    throw new ConfigError(
+      `this ${a} model uses LongRoPE frequency factors (rope_factors_long/short, the 128K-context variants), which the embedded trainer does not implement; use a model without them (e.g. a 4K-context variant) or the hf trainer`,
+      { path: file.path, field: "rope_factors_long.weight" },
+    );
+  }
   const dim = required(file, `${a}.embedding_length`);
   const heads = required(file, `${a}.attention.head_count`);
   const kvHeads = numberValue(file, `${a}.attention.head_count_kv`) ?? heads;
@@ -167,6 +178,8 @@ export function readLlamaConfig(file: GgufFile): LlamaConfig {
     tiedEmbeddings: a === "gemma2" || file.tensorInfo("output.weight") === undefined,
     qkvBias: file.tensorInfo("blk.0.attn_q.bias") !== undefined,
     qkNorm: a === "qwen3" || a === "gemma3",
+    fusedQkv: file.tensorInfo("blk.0.attn_qkv.weight") !== undefined,
+    fusedGateUp: file.tensorInfo("blk.0.ffn_gate.weight") === undefined,
     postNorms: gemma,
     embeddingScale: gemma ? Math.fround(Math.sqrt(dim)) : 1,
     attentionScale,
