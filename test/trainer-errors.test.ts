@@ -39,7 +39,20 @@ describe("embedded trainer input errors", () => {
     const path = join(dir, "gpt2.gguf");
     await writeFile(path, encodeGguf({ metadata, tensors }));
     const error = await trainError(path, examples);
-    expect(error.message).toContain("unsupported architecture gpt2; supported: llama, mistral, qwen2");
+    expect(error.message).toContain(
+      "unsupported architecture gpt2; supported: llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3. Use the hf trainer",
+    );
+  });
+
+  it("a phi3 model with LongRoPE factors (the 128K-context variants) is refused before any work", async () => {
+    const { metadata, tensors } = buildTinyModel({ architecture: "phi3", dim: 32, heads: 4, kvHeads: 2, layers: 1 });
+    tensors.push({ name: "rope_factors_long.weight", dims: [4], data: Float32Array.of(1, 2, 3, 4) });
+    tensors.push({ name: "rope_factors_short.weight", dims: [4], data: Float32Array.of(1, 1, 1, 1) });
+    const path = join(dir, "phi3-longrope.gguf");
+    await writeFile(path, encodeGguf({ metadata, tensors }));
+    const error = await trainError(path, examples);
+    expect(error.message).toMatch(/LongRoPE frequency factors .* not implement/);
+    expect(error.field).toBe("rope_factors_long.weight");
   });
 
   it("unsupported quantisation comes from the reader with a fix", async () => {

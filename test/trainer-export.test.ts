@@ -36,6 +36,13 @@ const config: LlamaConfig = {
   rmsEpsilon: 1e-5,
   tiedEmbeddings: false,
   qkvBias: false,
+  qkNorm: false,
+  fusedQkv: false,
+  fusedGateUp: false,
+  postNorms: false,
+  embeddingScale: 1,
+  attentionScale: 1 / Math.sqrt(8),
+  activation: "silu",
 };
 
 describe("safetensors", () => {

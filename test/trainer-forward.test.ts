@@ -56,6 +56,42 @@ const cases: Array<[string, TinyModelOptions]> = [
     { architecture: "qwen2", dim: 32, heads: 4, kvHeads: 1, ffn: 48, layers: 2, seed: 5 },
   ],
   [
+    "qwen3, q/k norms, 4 heads of 16 on a 32-wide model",
+    { architecture: "qwen3", dim: 32, heads: 4, headDim: 16, kvHeads: 2, ffn: 48, layers: 2, seed: 21 },
+  ],
+  [
+    "phi3, q/k/v and gate/up stored fused",
+    { architecture: "phi3", dim: 32, heads: 4, kvHeads: 2, ffn: 48, layers: 2, seed: 27 },
+  ],
+  [
+    "gemma2, scaled embeddings, post-norms, GeGLU, soft-capped scores and logits, sliding window of 5",
+    {
+      architecture: "gemma2",
+      dim: 32,
+      heads: 2,
+      headDim: 16,
+      kvHeads: 1,
+      ffn: 64,
+      layers: 2,
+      seed: 23,
+      extras: { slidingWindow: 5, attentionSoftcap: 3, finalSoftcap: 6 },
+    },
+  ],
+  [
+    "gemma3, q/k norms, post-norms, a sliding layer (RoPE base 500, window 6) and a global one",
+    {
+      architecture: "gemma3",
+      dim: 32,
+      heads: 4,
+      headDim: 12,
+      kvHeads: 2,
+      ffn: 64,
+      layers: 2,
+      seed: 25,
+      extras: { slidingWindow: 6, slidingWindowPattern: 2, ropeFreqBaseSwa: 500, finalSoftcap: 8 },
+    },
+  ],
+  [
     "llama, tied embeddings, no GQA, rope base 5000",
     {
       architecture: "llama",
@@ -97,11 +133,21 @@ describe("embedded forward pass equals llama.cpp", () => {
     });
   }
 
-  for (const architecture of ["llama", "qwen2"] as const) {
+  const loraCases: TinyModelOptions[] = [
+    { architecture: "llama" },
+    { architecture: "qwen2" },
+    { architecture: "qwen3", headDim: 12 },
+    { architecture: "gemma2", headDim: 12, extras: { slidingWindow: 4, attentionSoftcap: 4, finalSoftcap: 6 } },
+    { architecture: "gemma3", extras: { slidingWindow: 4, slidingWindowPattern: 2, finalSoftcap: 6 } },
+    // The seven LoRAs become three on phi3's stored tensors: attn_qkv and ffn_up (rank 3r and 2r), attn_output,
+    // ffn_down.
+    { architecture: "phi3" },
+  ];
+  for (const variant of loraCases) {
+    const architecture = variant.architecture!;
     it(`with a GGUF LoRA on all seven projections (${architecture})`, async () => {
       const path = join(dir, `lora-${architecture}.gguf`);
       await writeTinyModel(path, {
-        architecture,
         dim: 32,
         heads: 4,
         kvHeads: 2,
@@ -109,6 +155,7 @@ describe("embedded forward pass equals llama.cpp", () => {
         layers: 2,
         seed: 13,
         contextLength: 64,
+        ...variant,
       });
       const model = new LlamaTrainModel(await loadLlamaModel(path), kernelPrecision(new TsKernel()));
       const lora = createLora(model.config, {
@@ -121,7 +168,7 @@ describe("embedded forward pass equals llama.cpp", () => {
       const normal = seededNormal(17);
       for (const m of lora.modules) for (let i = 0; i < m.b.length; i++) m.b[i] = normal() * 0.2;
       const adapterPath = join(dir, `lora-${architecture}-adapter.gguf`);
-      await writeGgufLora(adapterPath, lora, architecture);
+      await writeGgufLora(adapterPath, lora, architecture, undefined, model.config);
       const tokens = Array.from({ length: 15 }, (_, i) => (i * 53 + 7) % 354);
       const expected = await llamaCppLogits(path, tokens, adapterPath);
       const base = await llamaCppLogits(path, tokens);

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seededNormal, writeTinyModel } from "../src/gguf/index.js";
+import { seededNormal, type TinyModelOptions, writeTinyModel } from "../src/gguf/index.js";
 import { LlamaTrainModel, type TrainBatch } from "../src/training/embedded/llama-train-model.js";
 import { loadLlamaModel } from "../src/training/embedded/llama-weights.js";
 import { createLora, loraTargets, zerosLike } from "../src/training/embedded/lora.js";
@@ -11,10 +11,14 @@ import {
   attentionForward,
   crossEntropy,
   float64Precision,
+  gegluBackward,
+  gegluForward,
   rmsNormBackward,
   rmsNormForward,
   ropeApply,
   ropeTable,
+  softcapBackward,
+  softcapForward,
   swigluBackward,
   swigluForward,
   type Vec,
@@ -113,6 +117,60 @@ describe("op backward equals central finite differences (float64)", () => {
     checkInputGradient(v, forward, dv);
   });
 
+  it("attention with gemma's scale, soft-capped scores and a sliding window", () => {
+    const shape = { heads: 2, kvHeads: 1, headDim: 4, attentionScale: 0.3, attentionSoftcap: 1.5, window: 3 };
+    const segments = { starts: Int32Array.from([0, 6, 8]) };
+    const rows = 8;
+    const q = randomVec(rows * 8, 2),
+      k = randomVec(rows * 4, 2),
+      v = randomVec(rows * 4),
+      probe = randomVec(rows * 8);
+    const forward = () => {
+      const out = p.alloc(rows * 8);
+      attentionForward(p, q, k, v, segments, shape, out);
+      return dot(out, probe);
+    };
+    const out = p.alloc(rows * 8);
+    const cache = attentionForward(p, q, k, v, segments, shape, out);
+    // The window hides keys more than 2 positions back; soft-capping bounds every score by the cap.
+    expect(cache[0]![5 * 6 + 2]).toBe(0);
+    expect(cache[0]![5 * 6 + 3]).toBeGreaterThan(0);
+    const dq = p.alloc(q.length),
+      dk = p.alloc(k.length),
+      dv = p.alloc(v.length);
+    attentionBackward(p, q, k, v, cache, probe, segments, shape, dq, dk, dv);
+    checkInputGradient(q, forward, dq);
+    checkInputGradient(k, forward, dk);
+    checkInputGradient(v, forward, dv);
+  });
+
+  it("geglu (tanh GELU) and logit soft-capping", () => {
+    const g = randomVec(12, 2),
+      u = randomVec(12),
+      probe = randomVec(12);
+    const forward = () => {
+      const h = p.alloc(12);
+      gegluForward(g, u, h, false);
+      return dot(h, probe);
+    };
+    const dg = p.alloc(12),
+      du = p.alloc(12);
+    gegluBackward(g, u, probe, dg, du, false);
+    checkInputGradient(g, forward, dg);
+    checkInputGradient(u, forward, du);
+    const z = randomVec(10, 4);
+    const capped = () => {
+      const y = Float64Array.from(z);
+      softcapForward(y, 2.5);
+      return dot(y, probe);
+    };
+    const y = Float64Array.from(z);
+    softcapForward(y, 2.5);
+    const dz = Float64Array.from(probe.subarray(0, 10));
+    softcapBackward(dz, y, 2.5);
+    checkInputGradient(z, capped, dz);
+  });
+
   it("swiglu", () => {
     const g = randomVec(12, 2),
       u = randomVec(12),
@@ -151,21 +209,54 @@ describe("every LoRA gradient of the whole model equals finite differences (floa
     await rm(dir, { recursive: true, force: true });
   });
 
-  const variants = [
-    { name: "llama, GQA, checkpointed, dropout", arch: "llama" as const, checkpoint: true, dropout: 0.3 },
-    { name: "qwen2 (NeoX, bias), no checkpoint", arch: "qwen2" as const, checkpoint: false, dropout: 0 },
+  const variants: Array<{ name: string; model: TinyModelOptions; checkpoint: boolean; dropout: number }> = [
+    { name: "llama, GQA, checkpointed, dropout", model: { architecture: "llama" }, checkpoint: true, dropout: 0.3 },
+    { name: "qwen2 (NeoX, bias), no checkpoint", model: { architecture: "qwen2" }, checkpoint: false, dropout: 0 },
+    {
+      name: "qwen3 (q/k norms, heads wider than the model), checkpointed",
+      model: { architecture: "qwen3", heads: 2, kvHeads: 1, headDim: 12 },
+      checkpoint: true,
+      dropout: 0,
+    },
+    {
+      name: "phi3 (fused q/k/v and gate/up split at load), checkpointed",
+      model: { architecture: "phi3" },
+      checkpoint: true,
+      dropout: 0,
+    },
+    {
+      name: "gemma2 (scaled embeddings, post-norms, soft-caps, GeGLU, sliding window), dropout",
+      model: {
+        architecture: "gemma2",
+        heads: 2,
+        kvHeads: 1,
+        headDim: 12,
+        extras: { slidingWindow: 3, attentionSoftcap: 2, finalSoftcap: 3 },
+      },
+      checkpoint: true,
+      dropout: 0.2,
+    },
+    {
+      name: "gemma3 (q/k norms, post-norms, global and sliding layers with their own RoPE base), no checkpoint",
+      model: {
+        architecture: "gemma3",
+        extras: { slidingWindow: 3, slidingWindowPattern: 2, ropeFreqBaseSwa: 100, finalSoftcap: 4 },
+      },
+      checkpoint: false,
+      dropout: 0,
+    },
   ];
   for (const variant of variants) {
     it(variant.name, async () => {
-      const path = join(dir, `${variant.arch}.gguf`);
+      const path = join(dir, `${variant.model.architecture}.gguf`);
       await writeTinyModel(path, {
-        architecture: variant.arch,
         dim: 16,
         heads: 4,
         kvHeads: 2,
         ffn: 24,
         layers: 2,
         seed: 11,
+        ...variant.model,
       });
       const model = new LlamaTrainModel(await loadLlamaModel(path), p);
       const lora = createLora(model.config, { rank: 2, alpha: 3, targets: loraTargets, seed: 1, alloc: p.alloc });

@@ -16,7 +16,23 @@ import {
 const typeById = new Map<number, keyof typeof ggufValueTypes>(
   Object.entries(ggufValueTypes).map(([name, id]) => [id, name as keyof typeof ggufValueTypes]),
 );
-const decoder = new TextDecoder();
+// ignoreBOM: a token may begin with U+FEFF, which the default decoder would silently drop.
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+/** Bytes of each scalar type (a string's 8 are its length prefix). */
+const scalarSizes: Record<GgufScalarType, number> = {
+  u8: 1,
+  i8: 1,
+  bool: 1,
+  u16: 2,
+  i16: 2,
+  u32: 4,
+  i32: 4,
+  f32: 4,
+  u64: 8,
+  i64: 8,
+  f64: 8,
+  string: 8,
+};
 
 /** Reads the header incrementally from a file handle, so multi-GB models are never loaded whole. */
 class HeaderCursor {
@@ -48,6 +64,49 @@ class HeaderCursor {
     const at = this.position - this.bufferStart;
     this.position += bytes;
     return this.buffer.subarray(at, at + bytes);
+  }
+
+  /**
+   * The next scalar when it is already buffered (and then consumed), else undefined with nothing consumed. Reading
+   * the token and merge arrays of a real tokenizer (hundreds of thousands of strings) this way avoids an await each.
+   */
+  bufferedScalar(type: GgufScalarType): string | number | boolean | bigint | undefined {
+    const at = this.position - this.bufferStart;
+    const size = scalarSizes[type];
+    if (type === "string") {
+      if (at + 8 > this.buffer.length) return undefined;
+      const length = Number(this.buffer.readBigUInt64LE(at));
+      if (at + 8 + length > this.buffer.length) return undefined;
+      this.position += 8 + length;
+      return decoder.decode(this.buffer.subarray(at + 8, at + 8 + length));
+    }
+    if (at + size > this.buffer.length) return undefined;
+    const b = this.buffer;
+    this.position += size;
+    switch (type) {
+      case "u8":
+        return b.readUInt8(at);
+      case "i8":
+        return b.readInt8(at);
+      case "bool":
+        return b.readUInt8(at) !== 0;
+      case "u16":
+        return b.readUInt16LE(at);
+      case "i16":
+        return b.readInt16LE(at);
+      case "u32":
+        return b.readUInt32LE(at);
+      case "i32":
+        return b.readInt32LE(at);
+      case "f32":
+        return b.readFloatLE(at);
+      case "u64":
+        return b.readBigUInt64LE(at);
+      case "i64":
+        return b.readBigInt64LE(at);
+      case "f64":
+        return b.readDoubleLE(at);
+    }
   }
 
   async scalar(type: GgufScalarType): Promise<string | number | boolean | bigint> {
@@ -120,7 +179,7 @@ async function readHeader(handle: FileHandle, path: string): Promise<GgufHeader>
       if (itemType === "array") throw new ConfigError("nested GGUF arrays are not supported", { path, field: key });
       const count = Number(await cursor.scalar("u64"));
       const value: Array<string | number | boolean | bigint> = new Array(count);
-      for (let j = 0; j < count; j++) value[j] = await cursor.scalar(itemType);
+      for (let j = 0; j < count; j++) value[j] = cursor.bufferedScalar(itemType) ?? (await cursor.scalar(itemType));
       metadata[key] = { type: "array", itemType, value };
     } else {
       metadata[key] = { type, value: await cursor.scalar(type) } as GgufValue;

@@ -38,6 +38,51 @@ export interface GgufWriteOptions {
 
 const encoder = new TextEncoder();
 
+const scalarSize = { u8: 1, i8: 1, bool: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, u64: 8, i64: 8, f64: 8 } as const;
+
+function writeScalar(
+  view: DataView,
+  at: number,
+  type: Exclude<GgufScalarType, "string">,
+  value: string | number | boolean | bigint,
+): void {
+  switch (type) {
+    case "u8":
+      view.setUint8(at, Number(value));
+      break;
+    case "i8":
+      view.setInt8(at, Number(value));
+      break;
+    case "bool":
+      view.setUint8(at, value ? 1 : 0);
+      break;
+    case "u16":
+      view.setUint16(at, Number(value), true);
+      break;
+    case "i16":
+      view.setInt16(at, Number(value), true);
+      break;
+    case "u32":
+      view.setUint32(at, Number(value), true);
+      break;
+    case "i32":
+      view.setInt32(at, Number(value), true);
+      break;
+    case "f32":
+      view.setFloat32(at, Number(value), true);
+      break;
+    case "u64":
+      view.setBigUint64(at, BigInt(value), true);
+      break;
+    case "i64":
+      view.setBigInt64(at, BigInt(value), true);
+      break;
+    case "f64":
+      view.setFloat64(at, Number(value), true);
+      break;
+  }
+}
+
 class ByteSink {
   private chunks: Uint8Array[] = [];
   length = 0;
@@ -52,43 +97,9 @@ class ByteSink {
       this.push(bytes);
       return;
     }
-    const size = { u8: 1, i8: 1, bool: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, u64: 8, i64: 8, f64: 8 }[type];
+    const size = scalarSize[type];
     const view = new DataView(new ArrayBuffer(size));
-    switch (type) {
-      case "u8":
-        view.setUint8(0, Number(value));
-        break;
-      case "i8":
-        view.setInt8(0, Number(value));
-        break;
-      case "bool":
-        view.setUint8(0, value ? 1 : 0);
-        break;
-      case "u16":
-        view.setUint16(0, Number(value), true);
-        break;
-      case "i16":
-        view.setInt16(0, Number(value), true);
-        break;
-      case "u32":
-        view.setUint32(0, Number(value), true);
-        break;
-      case "i32":
-        view.setInt32(0, Number(value), true);
-        break;
-      case "f32":
-        view.setFloat32(0, Number(value), true);
-        break;
-      case "u64":
-        view.setBigUint64(0, BigInt(value), true);
-        break;
-      case "i64":
-        view.setBigInt64(0, BigInt(value), true);
-        break;
-      case "f64":
-        view.setFloat64(0, Number(value), true);
-        break;
-    }
+    writeScalar(view, 0, type, value);
     this.push(new Uint8Array(view.buffer));
   }
   pad(alignment: number): void {
@@ -104,6 +115,30 @@ class ByteSink {
     }
     return out;
   }
+}
+
+/**
+ * The items of a metadata array, encoded into one buffer: a real tokenizer has hundreds of thousands of tokens and
+ * merges, which one small buffer per item would make slow to write.
+ */
+function encodeArray(itemType: GgufScalarType, values: ReadonlyArray<string | number | boolean | bigint>): Uint8Array {
+  if (itemType === "string") {
+    const encoded = values.map((value) => encoder.encode(String(value)));
+    const out = new Uint8Array(encoded.reduce((sum, bytes) => sum + 8 + bytes.length, 0));
+    const view = new DataView(out.buffer);
+    let at = 0;
+    for (const bytes of encoded) {
+      view.setBigUint64(at, BigInt(bytes.length), true);
+      out.set(bytes, at + 8);
+      at += 8 + bytes.length;
+    }
+    return out;
+  }
+  const size = scalarSize[itemType];
+  const out = new Uint8Array(values.length * size);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < values.length; i++) writeScalar(view, i * size, itemType, values[i]!);
+  return out;
 }
 
 /** Throw unless a tensor's data fits its dims and type (checked for all tensors before anything is written). */
@@ -165,7 +200,7 @@ function* ggufChunks(options: GgufWriteOptions): Generator<Uint8Array> {
     if (entry.type === "array") {
       sink.scalar("u32", ggufValueTypes[entry.itemType]);
       sink.scalar("u64", BigInt(entry.value.length));
-      for (const item of entry.value) sink.scalar(entry.itemType, item);
+      sink.push(encodeArray(entry.itemType, entry.value));
     } else {
       sink.scalar(entry.type, entry.value);
     }

@@ -59,6 +59,30 @@ describe("GGUF write then read", () => {
     );
   });
 
+  it("keeps arrays of every item type whole, past the reader's 1 MiB buffer, and strings that start with a BOM", async () => {
+    // A real tokenizer: hundreds of thousands of strings, some beginning with U+FEFF (which a default UTF-8 decoder
+    // drops), some multi-byte; numbers of each width.
+    const tokens = Array.from({ length: 150_000 }, (_, i) => (i % 1000 === 7 ? "\uFEFF" : "") + `tok${i}é东`);
+    const metadata = {
+      "tokenizer.ggml.tokens": gguf.array("string", ["\uFEFF", "\uFEFF\uFEFF", ...tokens]),
+      "tokenizer.ggml.scores": gguf.array("f32", [0.5, -1.25, 3]),
+      "tokenizer.ggml.token_type": gguf.array("i32", [1, -2, 6]),
+      flags: gguf.array("bool", [true, false, true]),
+      big: gguf.array("u64", [1n, 2n ** 40n]),
+      small: gguf.array("u8", [0, 255]),
+      "general.name": gguf.string("\uFEFFname"),
+    };
+    const path = join(dir, "arrays.gguf");
+    await writeGguf(path, { metadata, tensors: [{ name: "t", dims: [2], data: Float32Array.of(1, 2) }] });
+    const file = await GgufFile.open(path);
+    try {
+      for (const [key, value] of Object.entries(metadata)) expect(file.metadata[key], key).toEqual(value);
+      expect(await file.readTensor("t")).toEqual(Float32Array.of(1, 2));
+    } finally {
+      await file.close();
+    }
+  });
+
   it("F16 round trip keeps values within half precision", async () => {
     const path = join(dir, "f16.gguf");
     const data = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i) * 3);

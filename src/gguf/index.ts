@@ -11,3 +11,32 @@ export {
   writeGguf,
 } from "./gguf-writer.js";
 export * from "./tiny-model.js";
+export {
+  type LlamaCppSource,
+  type LlamaCppSourceOptions,
+  llamaCppBundlePath,
+  llamaCppTemplateNames,
+  llamaCppTemplatePath,
+  llamaCppTokenizerTests,
+  llamaCppVocabularyNames,
+  llamaCppVocabularyPath,
+  openLlamaCppSource,
+} from "./llama-cpp-source.js";
+export {
+  byteVocabulary,
+  llamaCppVocabulary,
+  readVocabulary,
+  resolveChatTemplate,
+  resolveVocabulary,
+  type Vocabulary,
+  withChatTemplate,
+} from "./vocabulary.js";
+export {
+  type QuantizationRecipe,
+  type QuantizedType,
+  quantizationRecipes,
+  quantize,
+  quantizedTypes,
+  recipeType,
+} from "./k-quants.js";
+export { quantizeModel, type QuantizeModelResult } from "./quantize-model.js";

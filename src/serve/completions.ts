@@ -22,7 +22,7 @@ import { codePointLength } from "../backends/openai-compatible/echo-score.js";
 import { HttpError } from "./openai-error.js";
 import { answeringContextLength, checkRequestTokenIds } from "./request-limits.js";
 import type { ChatCompletionsRequest, CompletionsRequest } from "./request-schemas.js";
-import { concatLogprobs, emptyLogprobs, logprobsOf, type OpenAILogprobs } from "./token-logprobs.js";
+import { concatLogprobs, emptyLogprobs, logprobsOf, type OpenAILogprobs, scoreEchoedPrompt } from "./token-logprobs.js";
 
 export interface ServeContext {
   model: LanguageModel;
@@ -164,8 +164,8 @@ export async function handleCompletions(
     let generated: OpenAILogprobs[] = completions.map(() => emptyLogprobs());
     if (wantLogprobs) {
       if (echo) {
-        const [score] = await model.score("", [prompt], { signal, topLogprobs });
-        promptPart = await logprobsOf(model, score!, prompt, { base: 0, firstIsNull: true, tokenIds });
+        const score = await scoreEchoedPrompt(model, prompt, { signal, topLogprobs });
+        promptPart = await logprobsOf(model, score, prompt, { base: 0, firstIsNull: true, tokenIds });
       }
       const scored = await scoreGenerated(model, prompt, completions, { signal, topLogprobs });
       const base = echo ? codePointLength(prompt) : 0;

@@ -1,7 +1,7 @@
 /**
  * OpenAI-style `logprobs` objects (`tokens`, `token_logprobs`, `top_logprobs`, `text_offset`) built from
- * `LanguageModel.score`. The echoed prompt is scored as `score("", [prompt])` (conditioned on BOS only), and its
- * first token's log-probability is reported as null, as OpenAI does. Generated text is scored after generation
+ * `LanguageModel.score`. The echoed prompt is scored as `score("", [prompt])` (conditioned on BOS only; see
+ * scoreEchoedPrompt for models without one), and its first token's log-probability is reported as null, as OpenAI does. Generated text is scored after generation
  * as `score(prompt, [text])`: the raw model distribution, before temperature, top-p and penalties.
  *
  * `top_logprobs` (requested with `logprobs: k`) holds, per position, the chosen token and the k most likely tokens
@@ -9,8 +9,9 @@
  * alternatives leaves a position null, unless the whole text is greedy (then the chosen token is the top-1).
  * Offsets count Unicode code points, as Python servers do.
  */
-import type { LanguageModel, ScoreResult, TokenLogprob } from "../backends/language-model.js";
+import type { LanguageModel, ScoreOptions, ScoreResult, TokenLogprob } from "../backends/language-model.js";
 import { codePointLength } from "../backends/openai-compatible/echo-score.js";
+import { HttpError } from "./openai-error.js";
 
 export interface OpenAILogprobs {
   tokens: string[];
@@ -83,4 +84,35 @@ export function concatLogprobs(first: OpenAILogprobs, second: OpenAILogprobs): O
     top_logprobs: [...first.top_logprobs, ...second.top_logprobs],
     text_offset: [...first.text_offset, ...second.text_offset],
   };
+}
+
+/**
+ * Log-probabilities of an echoed prompt, every token given the ones before it: `score("", [prompt])`, conditioned on
+ * BOS. A model that adds no BOS (Qwen2's vocabulary, for one) has nothing to condition the first token on: that token
+ * is listed (its log-probability is reported as null, as OpenAI does for every first token) and the rest is scored
+ * given it.
+ */
+export async function scoreEchoedPrompt(
+  model: LanguageModel,
+  prompt: string,
+  options: ScoreOptions,
+): Promise<ScoreResult> {
+  const plain = await model.tokenize(prompt);
+  const withBos = await model.tokenize(prompt, { addBos: true });
+  if (withBos.length > plain.length || plain.length === 0) return (await model.score("", [prompt], options))[0]!;
+  const first = plain[0]!;
+  const firstText = await model.detokenize([first]);
+  const [rest] =
+    firstText.length > 0 && prompt.startsWith(firstText)
+      ? await model.score(firstText, [prompt.slice(firstText.length)], options)
+      : [];
+  const ids = rest ? [first, ...rest.tokens.map((token) => token.token)] : [];
+  if (!rest || ids.length !== plain.length || ids.some((id, i) => id !== plain[i])) {
+    throw new HttpError(
+      400,
+      "cannot echo log-probabilities for this prompt: the model adds no BOS token and the prompt's first token does not spell its start, so the rest cannot be scored after it. Leave out `echo` or `logprobs`.",
+      { param: "echo" },
+    );
+  }
+  return { ...rest, tokens: [{ token: first, text: firstText, logprob: 0 }, ...rest.tokens] };
 }

@@ -100,9 +100,24 @@ function tokenBiasFromLogits(model: LlamaModel, biases: Map<number, number>): To
   return bias;
 }
 
-/** End-of-generation tokens of the model (EOS, EOT), for banning when `allowEos` is false. */
-function endTokens(model: LlamaModel): Token[] {
-  return [model.tokens.eos, model.tokens.eot].filter((t): t is Token => t != null);
+const endTokenCache = new WeakMap<LlamaModel, Token[]>();
+
+/**
+ * Every token that ends generation in llama.cpp (its EOG set), for banning when `allowEos` is false. That is more
+ * than EOS and EOT: llama.cpp also stops at tokens it recognises by their text (Qwen2's vocabulary has "<|im_end|>"
+ * as EOT and a plain "</s>" besides its EOS "<|endoftext|>"; FIM pad/separator tokens), so banning EOS and EOT alone
+ * would still let such a model stop. Found once per model by asking llama.cpp about each token.
+ */
+export function endTokens(model: LlamaModel): Token[] {
+  let tokens = endTokenCache.get(model);
+  if (!tokens) {
+    tokens = [];
+    for (const token of model.iterateAllTokens()) if (model.isEogToken(token)) tokens.push(token);
+    for (const token of [model.tokens.eos, model.tokens.eot])
+      if (token != null && !tokens.includes(token)) tokens.push(token);
+    endTokenCache.set(model, tokens);
+  }
+  return tokens;
 }
 
 /** Tokens a sequence of `contextSize` tokens can still generate after a prompt of `promptLength` tokens. */

@@ -46,7 +46,9 @@ export async function localModelProblem(path: string): Promise<string | undefine
   let end: number;
   try {
     const header = await readGgufHeader(path);
-    end = header.dataOffset;
+    // The data section starts at an aligned offset; a file without tensors (a vocabulary-only GGUF) may end before
+    // that padding, so only tensors set the end.
+    end = 0;
     for (const tensor of header.tensors) {
       // Types this package cannot size (newer quantisations) are left to llama.cpp's own check.
       const type = ggmlTypeName(tensor.type);
@@ -84,6 +86,8 @@ export interface ResolveModelSourceOptions {
   signal?: AbortSignal;
   /** Give up when a download makes no progress for this long. Default 20 s. */
   stallTimeoutMs?: number;
+  /** Download a remote model that is not cached yet. Default true; false only looks in the cache. */
+  download?: boolean;
 }
 
 /**
@@ -120,6 +124,11 @@ export async function resolveModelSource(model: string, options: ResolveModelSou
     },
   );
   if (cached) return cached;
+  if (options.download === false)
+    throw new ConfigError(
+      `model "${model}" is not in the cache (${cacheDir}) and this command does not download. Run a command that downloads it (selfalign run, serve) on a machine with internet access, place the GGUF${expected || ` in ${cacheDir}`}, or pass a local path.`,
+      { path: cacheDir, field: "model" },
+    );
   const supply =
     "flag" in origin
       ? `Supply a local file instead (${origin.flag} ./path/model.gguf)`

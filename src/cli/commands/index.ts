@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { registerChat } from "./chat.js";
 import { registerConstitution } from "./constitution.js";
 import { registerDemo } from "./demo.js";
+import { registerDoctor } from "./doctor.js";
 import { registerEval } from "./eval.js";
 import { registerExport } from "./export.js";
 import { registerInit } from "./init.js";
@@ -22,6 +23,7 @@ export const commands: Array<(program: Command) => void> = [
   registerChat,
   registerConstitution,
   registerModel,
+  registerDoctor,
   registerEval,
   registerReport,
   registerStatus,

@@ -1,20 +1,36 @@
 import type { Command } from "commander";
 import { ConfigError } from "../../errors/index.js";
 import { positiveInteger } from "../flags.js";
-import { tinyArchitectures, type TinyArchitecture, writeTinyModel } from "../../gguf/index.js";
+import {
+  byteVocabulary,
+  llamaCppVocabularyNames,
+  openLlamaCppSource,
+  type QuantizationRecipe,
+  quantizationRecipes,
+  quantizeModel,
+  readVocabulary,
+  llamaCppVocabularyPath,
+  resolveChatTemplate,
+  resolveVocabulary,
+  tinyArchitectures,
+  type TinyArchitecture,
+  withChatTemplate,
+  writeTinyModel,
+} from "../../gguf/index.js";
 
 export function registerModel(program: Command): void {
   const model = program.command("model").description("Create and inspect model files.");
   model
     .command("tiny")
     .description(
-      "Write a random-weight LLaMA-architecture GGUF with selfalign's byte-level vocabulary, optionally padded to a real model's vocabulary size (for tests, demos and benchmarks).",
+      "Write a random-weight LLaMA-architecture GGUF (for tests, demos and benchmarks), with selfalign's byte-level vocabulary (optionally padded to a real model's vocabulary size) or a real model's tokenizer.",
     )
     .requiredOption("--out <path>", "output .gguf file")
     .option("--arch <name>", `architecture: ${tinyArchitectures.join(" | ")}`, "llama")
     .option("--layers <n>", "transformer blocks", positiveInteger("layers"), 2)
     .option("--dim <n>", "embedding width", positiveInteger("dim"), 64)
     .option("--heads <n>", "attention heads", positiveInteger("heads"), 4)
+    .option("--head-dim <n>", "size of each attention head (default: dim / heads)", positiveInteger("head-dim"))
     .option("--kv-heads <n>", "key/value heads (grouped-query attention)", positiveInteger("kv-heads"), 2)
     .option("--ffn <n>", "feed-forward width", positiveInteger("ffn"), 128)
     .option("--context <n>", "context length", positiveInteger("context"), 2048)
@@ -27,6 +43,15 @@ export function registerModel(program: Command): void {
       354,
     )
     .option("--tied", "tie output head to token embeddings", false)
+    .option(
+      "--vocab <name|file>",
+      "tokenizer: bytes (default), a vocabulary of llama.cpp's source (selfalign model vocabularies lists them), or a .gguf whose tokenizer to copy",
+      "bytes",
+    )
+    .option(
+      "--chat-template <name|file>",
+      "chat template: a .jinja file or a template of llama.cpp's models/templates (replaces the vocabulary's own)",
+    )
     .action(async (options) => {
       if (!tinyArchitectures.includes(options.arch)) {
         throw new ConfigError(`--arch must be one of ${tinyArchitectures.join(", ")}, got "${options.arch}"`);
@@ -49,21 +74,72 @@ export function registerModel(program: Command): void {
               `--dtype Q8_0 stores rows in blocks of 32 values: ${flag} ${width} must be a multiple of 32`,
               { field: flag.slice(2) },
             );
+      if (options.vocab !== "bytes" && options.vocabSize !== 354)
+        throw new ConfigError("--vocab-size pads the byte vocabulary; a --vocab tokenizer brings its own size", {
+          field: "vocab-size",
+        });
+      let vocabulary =
+        options.vocab === "bytes" ? byteVocabulary(options.vocabSize) : await resolveVocabulary(String(options.vocab));
+      let templateSource: string | undefined;
+      if (options.chatTemplate !== undefined) {
+        const { template, source } = await resolveChatTemplate(String(options.chatTemplate));
+        vocabulary = withChatTemplate(vocabulary, template);
+        templateSource = source;
+      }
       const { parameterCount } = await writeTinyModel(options.out, {
+        vocabulary,
         architecture: options.arch as TinyArchitecture,
         layers: options.layers,
         dim: options.dim,
         heads: options.heads,
         kvHeads: options.kvHeads,
+        ...(options.headDim === undefined ? {} : { headDim: options.headDim }),
         ffn: options.ffn,
         contextLength: options.context,
         seed: options.seed,
         dtype,
         tiedEmbeddings: options.tied,
-        vocabSize: options.vocabSize,
       });
+      const template = vocabulary.metadata["tokenizer.chat_template"] ? (templateSource ?? "the vocabulary's") : "none";
       process.stdout.write(
-        `wrote ${options.out}: ${parameterCount.toLocaleString("en-US")} parameters (random weights)\n`,
+        `wrote ${options.out}: ${parameterCount.toLocaleString("en-US")} parameters (random weights)\n` +
+          `vocabulary: ${vocabulary.size.toLocaleString("en-US")} tokens from ${vocabulary.source}; chat template: ${template}\n`,
       );
+    });
+  model
+    .command("quantize")
+    .description(
+      "Write a quantised copy of a GGUF model with llama-quantize's per-tensor types (Q4_K_M, Q5_K_M, Q8_0), for rehearsing a quantised base.",
+    )
+    .requiredOption("--in <path>", "GGUF model to quantise (F32/F16/BF16 or any type selfalign reads)")
+    .requiredOption("--out <path>", "output .gguf file")
+    .requiredOption("--type <recipe>", `${quantizationRecipes.join(" | ")}`)
+    .action(async (options: { in: string; out: string; type: string }) => {
+      const recipe = options.type.toUpperCase();
+      if (!(quantizationRecipes as readonly string[]).includes(recipe))
+        throw new ConfigError(`--type must be one of ${quantizationRecipes.join(", ")}, got "${options.type}"`);
+      const { types } = await quantizeModel(options.in, options.out, recipe as QuantizationRecipe);
+      const summary = Object.entries(types)
+        .map(([type, count]) => `${count} ${type}`)
+        .join(", ");
+      process.stdout.write(`wrote ${options.out} (${recipe}): ${summary}\n`);
+    });
+  model
+    .command("vocabularies")
+    .description(
+      "List the real tokenizers that `model tiny --vocab` can use: the vocabulary files of llama.cpp's source, as node-llama-cpp ships it.",
+    )
+    .action(async () => {
+      const source = await openLlamaCppSource();
+      const lines = [`llama.cpp ${source.commit} (${source.bundlePath}):`];
+      for (const name of await llamaCppVocabularyNames(source)) {
+        const vocabulary = await readVocabulary(await source.extract(llamaCppVocabularyPath(name)));
+        const kind = vocabulary.metadata["tokenizer.ggml.model"];
+        const template = vocabulary.metadata["tokenizer.chat_template"] ? ", chat template" : "";
+        lines.push(
+          `  ${name.padEnd(20)} ${vocabulary.size.toString().padStart(7)} tokens, ${kind?.type === "string" ? kind.value : "?"}${template}`,
+        );
+      }
+      process.stdout.write(`${lines.join("\n")}\n`);
     });
 }

@@ -73,7 +73,7 @@ export async function loadAdapter(path: string, config: LlamaConfig): Promise<Lo
 }
 
 async function readGguf(path: string, config: LlamaConfig): Promise<LoraAdapter> {
-  const { adapter, architecture } = await readGgufLora(path);
+  const { adapter, architecture } = await readGgufLora(path, config);
   if (architecture !== config.architecture) {
     throw new ConfigError(
       `the adapter was made for a ${architecture} model, but the base model is ${config.architecture}`,

@@ -87,7 +87,7 @@ export function resolveTrainOptions(options: TrainOptions = {}): ResolvedTrainOp
 }
 
 /** node-llama-cpp's tokenizer for the GGUF (vocabulary only, no weights loaded). */
-async function openTokenizer(modelPath: string): Promise<TrainTokenizer & { dispose(): Promise<void> }> {
+export async function openTokenizer(modelPath: string): Promise<TrainTokenizer & { dispose(): Promise<void> }> {
   const llama = await getLlama({ gpu: false, build: "never" });
   const model = await llama.loadModel({ modelPath, vocabOnly: true }).catch((error: unknown) => {
     throw new ConfigError(`llama.cpp cannot load the tokenizer of the model: ${(error as Error).message}`, {
@@ -268,7 +268,7 @@ async function exportAdapter(
 ): Promise<Pick<TrainResult, "adapterPath" | "peftDir" | "rewardHeadPath">> {
   const adapterPath = join(run.output, "adapter.gguf");
   const peftDir = join(run.output, "peft");
-  await writeGgufLora(adapterPath, run.lora, config.architecture, `${basename(base)}-lora`);
+  await writeGgufLora(adapterPath, run.lora, config.architecture, `${basename(base)}-lora`, config);
   const score = run.objective.peftScore?.();
   await writePeftAdapter(peftDir, run.lora, config, {
     baseModelName: run.options.baseModelName ?? basename(base),

@@ -12,9 +12,12 @@ import { type LoraAdapter, type LoraModule, type LoraTarget, loraScale, loraTarg
 import type { LlamaConfig } from "./model-config.js";
 import {
   type AttentionCache,
+  type AttentionShape,
   attentionBackward,
   attentionForward,
   crossEntropy,
+  gegluBackward,
+  gegluForward,
   type Precision,
   type RopeTable,
   rmsNormBackward,
@@ -22,6 +25,8 @@ import {
   ropeApply,
   ropeTable,
   type Segments,
+  softcapBackward,
+  softcapForward,
   swigluBackward,
   swigluForward,
   type Vec,
@@ -108,11 +113,17 @@ interface LayerCache {
   /** σ(gate), saved by the forward. */
   sig?: Vec;
   lin: Partial<Record<LoraTarget, LinearCache>>;
+  /** q and k before their per-head norms, with the norms' inverse RMS (qwen3, gemma3). */
+  qk?: { q: Vec; rq: Vec; k: Vec; rk: Vec };
+  /** Attention and MLP outputs before their post-norms, with the inverse RMS (gemma). */
+  post?: { o: Vec; ro: Vec; d: Vec; rd: Vec };
 }
 
 interface LayerContext {
   rows: number;
   rope: RopeTable;
+  /** RoPE of the sliding-window layers, when they rotate with another base or scale (gemma). */
+  ropeSliding?: RopeTable;
   segments: Segments;
   lora?: LoraAdapter;
   dropout: number;
@@ -288,11 +299,39 @@ export class LlamaTrainModel {
     }
   }
 
+  /** Attention of `layer`: scale, soft-cap and (on sliding-window layers) the window. */
+  private attentionShape(layer: number): AttentionShape {
+    const c = this.config;
+    const sliding = c.slidingWindow?.layers[layer] ? c.slidingWindow.window : undefined;
+    return {
+      heads: c.heads,
+      kvHeads: c.kvHeads,
+      headDim: c.headDim,
+      attentionScale: c.attentionScale,
+      ...(c.attentionSoftcap === undefined ? {} : { attentionSoftcap: c.attentionSoftcap }),
+      ...(sliding === undefined ? {} : { window: sliding }),
+    };
+  }
+
+  /** Sliding-window layers rotate with their own RoPE base (gemma). */
+  private ropeOf(ctx: LayerContext, layer: number): RopeTable {
+    return this.config.slidingWindow?.layers[layer] && ctx.ropeSliding ? ctx.ropeSliding : ctx.rope;
+  }
+
+  /** y = rmsNorm(x) · g over `rows` rows of `width`, with its inverse RMS (for the backward). */
+  private norm(x: Vec, g: Float32Array, rows: number, width: number): { y: Vec; r: Vec } {
+    const y = this.alloc(rows * width);
+    const r = this.alloc(rows);
+    rmsNormForward(x, g, rows, width, this.config.rmsEpsilon, y, r);
+    return { y, r };
+  }
+
   private layerForward(ctx: LayerContext, layer: number, x: Vec, keep: boolean): { out: Vec; cache?: LayerCache } {
     const c = this.config;
     const w = this.model.weights.layers[layer]!;
     const rows = ctx.rows;
     const kvDim = c.kvHeads * c.headDim;
+    const qDim = c.heads * c.headDim;
     const lin: Partial<Record<LoraTarget, LinearCache>> = {};
     const lc = (t: LoraTarget): LinearCache | undefined => {
       if (!keep) return undefined;
@@ -300,32 +339,61 @@ export class LlamaTrainModel {
       lin[t] = entry;
       return entry;
     };
-    const xn1 = this.alloc(rows * c.dim);
-    const r1 = this.alloc(rows);
-    rmsNormForward(x, w.attnNorm, rows, c.dim, c.rmsEpsilon, xn1, r1);
-    const q = this.linearForward(ctx, layer, "q", xn1, w.q, w.qBias, c.dim, c.dim, lc("q"));
-    const k = this.linearForward(ctx, layer, "k", xn1, w.k, w.kBias, c.dim, kvDim, lc("k"));
+    const { y: xn1, r: r1 } = this.norm(x, w.attnNorm, rows, c.dim);
+    const qLinear = this.linearForward(ctx, layer, "q", xn1, w.q, w.qBias, c.dim, qDim, lc("q"));
+    const kLinear = this.linearForward(ctx, layer, "k", xn1, w.k, w.kBias, c.dim, kvDim, lc("k"));
     const v = this.linearForward(ctx, layer, "v", xn1, w.v, w.vBias, c.dim, kvDim, lc("v"));
-    ropeApply(q, rows, c.heads, c.headDim, c.ropeMode, ctx.rope, false);
-    ropeApply(k, rows, c.kvHeads, c.headDim, c.ropeMode, ctx.rope, false);
-    const attn = this.alloc(rows * c.dim);
-    const probs = attentionForward(this.pooled, q, k, v, ctx.segments, c, attn);
-    const o = this.linearForward(ctx, layer, "o", attn, w.o, undefined, c.dim, c.dim, lc("o"));
+    // qwen3, gemma3: each head of q and k is RMS-normed before RoPE.
+    const qNormed = w.qNorm ? this.norm(qLinear, w.qNorm, rows * c.heads, c.headDim) : undefined;
+    const kNormed = w.kNorm ? this.norm(kLinear, w.kNorm, rows * c.kvHeads, c.headDim) : undefined;
+    const q = qNormed?.y ?? qLinear;
+    const k = kNormed?.y ?? kLinear;
+    const rope = this.ropeOf(ctx, layer);
+    ropeApply(q, rows, c.heads, c.headDim, c.ropeMode, rope, false);
+    ropeApply(k, rows, c.kvHeads, c.headDim, c.ropeMode, rope, false);
+    const attn = this.alloc(rows * qDim);
+    const probs = attentionForward(this.pooled, q, k, v, ctx.segments, this.attentionShape(layer), attn);
+    const o = this.linearForward(ctx, layer, "o", attn, w.o, undefined, qDim, c.dim, lc("o"));
+    // gemma: the attention and MLP outputs are normed before their residual adds.
+    const oNormed = w.attnPostNorm ? this.norm(o, w.attnPostNorm, rows, c.dim) : undefined;
     const xMid = this.alloc(rows * c.dim);
-    for (let i = 0; i < xMid.length; i++) xMid[i] = x[i]! + o[i]!;
-    const xn2 = this.alloc(rows * c.dim);
-    const r2 = this.alloc(rows);
-    rmsNormForward(xMid, w.ffnNorm, rows, c.dim, c.rmsEpsilon, xn2, r2);
+    const oOut = oNormed?.y ?? o;
+    for (let i = 0; i < xMid.length; i++) xMid[i] = x[i]! + oOut[i]!;
+    const { y: xn2, r: r2 } = this.norm(xMid, w.ffnNorm, rows, c.dim);
     const g = this.linearForward(ctx, layer, "gate", xn2, w.gate, undefined, c.dim, c.ffn, lc("gate"));
     const u = this.linearForward(ctx, layer, "up", xn2, w.up, undefined, c.dim, c.ffn, lc("up"));
     const h = this.alloc(rows * c.ffn);
-    const sig = keep ? this.alloc(rows * c.ffn) : undefined;
-    swigluForward(g, u, h, sig);
+    const sig = keep && c.activation === "silu" ? this.alloc(rows * c.ffn) : undefined;
+    if (c.activation === "gelu") gegluForward(g, u, h, this.precision.name === "f32");
+    else swigluForward(g, u, h, sig);
     const d = this.linearForward(ctx, layer, "down", h, w.down, undefined, c.ffn, c.dim, lc("down"));
-    const out = d;
+    const dNormed = w.ffnPostNorm ? this.norm(d, w.ffnPostNorm, rows, c.dim) : undefined;
+    const out = dNormed?.y ?? d;
     for (let i = 0; i < out.length; i++) out[i] = out[i]! + xMid[i]!;
     if (!keep) return { out };
-    return { out, cache: { x, xn1, r1, q, k, v, probs, attn, xMid, xn2, r2, g, u, h, sig, lin } };
+    return {
+      out,
+      cache: {
+        x,
+        xn1,
+        r1,
+        q,
+        k,
+        v,
+        probs,
+        attn,
+        xMid,
+        xn2,
+        r2,
+        g,
+        u,
+        h,
+        sig,
+        lin,
+        ...(qNormed && kNormed ? { qk: { q: qLinear, rq: qNormed.r, k: kLinear, rk: kNormed.r } } : {}),
+        ...(oNormed && dNormed ? { post: { o, ro: oNormed.r, d, rd: dNormed.r } } : {}),
+      },
+    };
   }
 
   /** Returns d(loss)/d(layer input), or undefined when `inputGradient` is false (layer 0: embeddings are frozen). */
@@ -341,31 +409,61 @@ export class LlamaTrainModel {
     const w = this.model.weights.layers[layer]!;
     const rows = ctx.rows;
     const kvDim = c.kvHeads * c.headDim;
+    const qDim = c.heads * c.headDim;
     const lin = (t: LoraTarget): LinearCache => cache.lin[t] ?? {};
-    // MLP: out = xMid + down(silu(gate(xn2)) * up(xn2)).
+    // Through a post-norm (gemma): d(raw output) from d(normed output).
+    const throughNorm = (raw: Vec, g: Float32Array, r: Vec, dy: Vec, width: number, count: number): Vec => {
+      const dx = this.alloc(count * width);
+      rmsNormBackward(raw, g, r, dy, count, width, dx, false);
+      return dx;
+    };
+    // MLP: out = xMid + [postNorm](down(act(gate(xn2)) * up(xn2))).
+    const dDown =
+      cache.post && w.ffnPostNorm ? throughNorm(cache.post.d, w.ffnPostNorm, cache.post.rd, dOut, c.dim, rows) : dOut;
     const dh = this.alloc(rows * c.ffn);
-    this.linearBackward(ctx, layer, "down", cache.h, dOut, w.down, c.ffn, c.dim, lin("down"), grads, dh, false);
+    this.linearBackward(ctx, layer, "down", cache.h, dDown, w.down, c.ffn, c.dim, lin("down"), grads, dh, false);
     const dg = this.alloc(rows * c.ffn);
     const du = this.alloc(rows * c.ffn);
-    swigluBackward(cache.g, cache.u, dh, dg, du, cache.sig);
+    if (c.activation === "gelu") gegluBackward(cache.g, cache.u, dh, dg, du, this.precision.name === "f32");
+    else swigluBackward(cache.g, cache.u, dh, dg, du, cache.sig);
     const dxn2 = this.alloc(rows * c.dim);
     this.linearBackward(ctx, layer, "gate", cache.xn2, dg, w.gate, c.dim, c.ffn, lin("gate"), grads, dxn2, false);
     this.linearBackward(ctx, layer, "up", cache.xn2, du, w.up, c.dim, c.ffn, lin("up"), grads, dxn2, true);
     const dxMid = this.alloc(rows * c.dim);
     dxMid.set(dOut);
     rmsNormBackward(cache.xMid, w.ffnNorm, cache.r2, dxn2, rows, c.dim, dxMid, true);
-    // Attention: xMid = x + o(attn(rope(q), rope(k), v)).
-    const dAttn = this.alloc(rows * c.dim);
-    this.linearBackward(ctx, layer, "o", cache.attn, dxMid, w.o, c.dim, c.dim, lin("o"), grads, dAttn, false);
-    const dq = this.alloc(rows * c.dim);
+    // Attention: xMid = x + [postNorm](o(attn(rope([norm] q), rope([norm] k), v))).
+    const dO =
+      cache.post && w.attnPostNorm
+        ? throughNorm(cache.post.o, w.attnPostNorm, cache.post.ro, dxMid, c.dim, rows)
+        : dxMid;
+    const dAttn = this.alloc(rows * qDim);
+    this.linearBackward(ctx, layer, "o", cache.attn, dO, w.o, qDim, c.dim, lin("o"), grads, dAttn, false);
+    const dq = this.alloc(rows * qDim);
     const dk = this.alloc(rows * kvDim);
     const dv = this.alloc(rows * kvDim);
-    attentionBackward(this.pooled, cache.q, cache.k, cache.v, cache.probs, dAttn, ctx.segments, c, dq, dk, dv);
-    ropeApply(dq, rows, c.heads, c.headDim, c.ropeMode, ctx.rope, true);
-    ropeApply(dk, rows, c.kvHeads, c.headDim, c.ropeMode, ctx.rope, true);
+    attentionBackward(
+      this.pooled,
+      cache.q,
+      cache.k,
+      cache.v,
+      cache.probs,
+      dAttn,
+      ctx.segments,
+      this.attentionShape(layer),
+      dq,
+      dk,
+      dv,
+    );
+    const rope = this.ropeOf(ctx, layer);
+    ropeApply(dq, rows, c.heads, c.headDim, c.ropeMode, rope, true);
+    ropeApply(dk, rows, c.kvHeads, c.headDim, c.ropeMode, rope, true);
+    const qk = cache.qk;
+    const dqLinear = qk && w.qNorm ? throughNorm(qk.q, w.qNorm, qk.rq, dq, c.headDim, rows * c.heads) : dq;
+    const dkLinear = qk && w.kNorm ? throughNorm(qk.k, w.kNorm, qk.rk, dk, c.headDim, rows * c.kvHeads) : dk;
     const dxn1 = inputGradient ? this.alloc(rows * c.dim) : undefined;
-    this.linearBackward(ctx, layer, "q", cache.xn1, dq, w.q, c.dim, c.dim, lin("q"), grads, dxn1, false);
-    this.linearBackward(ctx, layer, "k", cache.xn1, dk, w.k, c.dim, kvDim, lin("k"), grads, dxn1, true);
+    this.linearBackward(ctx, layer, "q", cache.xn1, dqLinear, w.q, c.dim, qDim, lin("q"), grads, dxn1, false);
+    this.linearBackward(ctx, layer, "k", cache.xn1, dkLinear, w.k, c.dim, kvDim, lin("k"), grads, dxn1, true);
     this.linearBackward(ctx, layer, "v", cache.xn1, dv, w.v, c.dim, kvDim, lin("v"), grads, dxn1, true);
     if (!dxn1) return undefined;
     const dx = dxMid;
@@ -377,10 +475,12 @@ export class LlamaTrainModel {
     const dim = this.config.dim;
     const x = this.alloc(tokens.length * dim);
     const table = this.model.weights.tokenEmbedding;
+    // gemma scales the embeddings by sqrt(dim).
+    const scale = this.config.embeddingScale;
     for (let t = 0; t < tokens.length; t++) {
       const id = tokens[t]!;
       if (id < 0 || id >= this.config.vocabSize) throw new RangeError(`token id ${id} outside the vocabulary`);
-      for (let i = 0; i < dim; i++) x[t * dim + i] = table[id * dim + i]!;
+      for (let i = 0; i < dim; i++) x[t * dim + i] = table[id * dim + i]! * scale;
     }
     return x;
   }
@@ -390,6 +490,17 @@ export class LlamaTrainModel {
     return {
       rows: batch.tokens.length,
       rope: ropeTable(batch.positions, c.ropeDims, c.ropeFreqBase, c.ropeFreqScale, this.model.weights.ropeFactors),
+      ...(c.slidingWindow
+        ? {
+            ropeSliding: ropeTable(
+              batch.positions,
+              c.ropeDims,
+              c.slidingWindow.ropeFreqBase,
+              c.slidingWindow.ropeFreqScale,
+              this.model.weights.ropeFactors,
+            ),
+          }
+        : {}),
       segments: batch.segments,
       lora,
       dropout: options.dropout ?? 0,
@@ -424,6 +535,7 @@ export class LlamaTrainModel {
     rmsNormForward(x, this.model.weights.outputNorm, ctx.rows, c.dim, c.rmsEpsilon, xn, this.alloc(ctx.rows));
     const logits = this.precision.alloc(ctx.rows * c.vocabSize);
     this.precision.gemm(false, true, ctx.rows, c.vocabSize, c.dim, 1, xn, this.model.weights.output, 0, logits);
+    if (c.finalSoftcap !== undefined) softcapForward(logits, c.finalSoftcap);
     this.recycle();
     return logits;
   }
@@ -491,7 +603,12 @@ export class LlamaTrainModel {
     if (output.over === "logits") {
       const logits = this.alloc(n * c.vocabSize);
       this.precision.gemm(false, true, n, c.vocabSize, c.dim, 1, xn, this.model.weights.output, 0, logits);
+      // gemma: the loss sees cap·tanh(z / cap); its gradient goes back through the cap.
+      const cap = c.finalSoftcap;
+      if (cap !== undefined) softcapForward(logits, cap);
+      const capped = cap !== undefined && backward ? logits.slice() : undefined;
       loss = output.loss(logits, backward ? logits : undefined);
+      if (capped && cap !== undefined) softcapBackward(logits, capped, cap);
       if (backward) {
         dxn = this.alloc(n * c.dim);
         this.precision.gemm(false, false, n, c.dim, c.vocabSize, 1, logits, this.model.weights.output, 0, dxn);

@@ -12,10 +12,17 @@ export interface LlamaLayerWeights {
   qBias?: Float32Array;
   kBias?: Float32Array;
   vBias?: Float32Array;
+  /** (headDim) RMS norm weights of each q and k head (qwen3, gemma3). */
+  qNorm?: Float32Array;
+  kNorm?: Float32Array;
+  /** Norm of the attention output before its residual add (gemma2/3). */
+  attnPostNorm?: Float32Array;
   ffnNorm: Float32Array;
   gate: Float32Array;
   up: Float32Array;
   down: Float32Array;
+  /** Norm of the MLP output before its residual add (gemma2/3). */
+  ffnPostNorm?: Float32Array;
 }
 
 export interface LlamaWeights {
@@ -51,22 +58,46 @@ export async function loadLlamaModel(path: string, alloc?: (length: number) => F
       return placed;
     };
     const optional = async (name: string) => (file.tensorInfo(name) ? await read(name) : undefined);
+    // A fused (out, in) tensor split into consecutive blocks of rows (phi3's attn_qkv and ffn_up).
+    const readSplit = async (name: string, rows: number[], width: number): Promise<Float32Array[]> => {
+      const whole = await file.readTensor(name);
+      let at = 0;
+      return rows.map((n) => {
+        const part = alloc ? alloc(n * width) : new Float32Array(n * width);
+        part.set(whole.subarray(at, at + n * width));
+        at += n * width;
+        return part;
+      });
+    };
+    const qDim = config.heads * config.headDim;
+    const kvDim = config.kvHeads * config.headDim;
     const layers: LlamaLayerWeights[] = [];
     for (let l = 0; l < config.layers; l++) {
       const p = `blk.${l}`;
+      const [q, k, v] = config.fusedQkv
+        ? await readSplit(`${p}.attn_qkv.weight`, [qDim, kvDim, kvDim], config.dim)
+        : [await read(`${p}.attn_q.weight`), await read(`${p}.attn_k.weight`), await read(`${p}.attn_v.weight`)];
+      const [gate, up] = config.fusedGateUp
+        ? await readSplit(`${p}.ffn_up.weight`, [config.ffn, config.ffn], config.dim)
+        : [await read(`${p}.ffn_gate.weight`), await read(`${p}.ffn_up.weight`)];
       layers.push({
         attnNorm: await read(`${p}.attn_norm.weight`),
-        q: await read(`${p}.attn_q.weight`),
-        k: await read(`${p}.attn_k.weight`),
-        v: await read(`${p}.attn_v.weight`),
+        q: q!,
+        k: k!,
+        v: v!,
         o: await read(`${p}.attn_output.weight`),
         qBias: await optional(`${p}.attn_q.bias`),
         kBias: await optional(`${p}.attn_k.bias`),
         vBias: await optional(`${p}.attn_v.bias`),
+        ...(config.qkNorm
+          ? { qNorm: await read(`${p}.attn_q_norm.weight`), kNorm: await read(`${p}.attn_k_norm.weight`) }
+          : {}),
+        ...(config.postNorms ? { attnPostNorm: await read(`${p}.post_attention_norm.weight`) } : {}),
         ffnNorm: await read(`${p}.ffn_norm.weight`),
-        gate: await read(`${p}.ffn_gate.weight`),
-        up: await read(`${p}.ffn_up.weight`),
+        gate: gate!,
+        up: up!,
         down: await read(`${p}.ffn_down.weight`),
+        ...(config.postNorms ? { ffnPostNorm: await read(`${p}.post_ffw_norm.weight`) } : {}),
       });
     }
     const tokenEmbedding = await read("token_embd.weight");

@@ -62,16 +62,21 @@ export interface LoraAdapter {
   modules: LoraModule[];
 }
 
-export function loraShape(config: LlamaConfig, target: LoraTarget): { nIn: number; nOut: number } {
+export function loraShape(
+  config: Pick<LlamaConfig, "dim" | "ffn" | "heads" | "kvHeads" | "headDim">,
+  target: LoraTarget,
+): { nIn: number; nOut: number } {
   const kv = config.kvHeads * config.headDim;
+  // The attention width (heads × head size) need not be the model width (qwen3, gemma).
+  const q = config.heads * config.headDim;
   switch (target) {
     case "q":
-      return { nIn: config.dim, nOut: config.dim };
+      return { nIn: config.dim, nOut: q };
     case "k":
     case "v":
       return { nIn: config.dim, nOut: kv };
     case "o":
-      return { nIn: config.dim, nOut: config.dim };
+      return { nIn: q, nOut: config.dim };
     case "gate":
     case "up":
       return { nIn: config.dim, nOut: config.ffn };

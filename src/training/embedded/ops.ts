@@ -3,6 +3,7 @@
  * (Float32Array for training, Float64Array for the finite-difference check path). Backward functions return or
  * accumulate gradients with respect to the op's *inputs* only: frozen weights get no gradient.
  */
+import { float16BitsToFloat32, float32ToFloat16Bits } from "../../gguf/float16.js";
 import type { RopeMode } from "./model-config.js";
 
 export type Vec = Float32Array | Float64Array;
@@ -145,6 +146,17 @@ export interface AttentionShape {
   heads: number;
   kvHeads: number;
   headDim: number;
+  /** Scale of q·k. Default 1/sqrt(headDim). */
+  attentionScale?: number;
+  /** Scores become cap·tanh(s / cap) before the softmax (gemma2). */
+  attentionSoftcap?: number;
+  /** Sliding window: query i sees keys j with i - window < j <= i. Default: all earlier keys. */
+  window?: number;
+}
+
+/** First key a query at `i` attends to. */
+function firstKey(i: number, window: number | undefined): number {
+  return window === undefined ? 0 : Math.max(0, i - window + 1);
 }
 
 /** Softmax probabilities of every (segment, head), kept for the backward. */
@@ -174,11 +186,11 @@ export function attentionForward(
   shape: AttentionShape,
   out: Vec,
 ): AttentionCache {
-  const { heads, kvHeads, headDim: hd } = shape;
+  const { heads, kvHeads, headDim: hd, attentionSoftcap: cap, window } = shape;
   const qw = heads * hd;
   const kw = kvHeads * hd;
   const group = heads / kvHeads;
-  const scale = 1 / Math.sqrt(hd);
+  const scale = shape.attentionScale ?? 1 / Math.sqrt(hd);
   const cache: AttentionCache = [];
   out.fill(0);
   for (let s = 0; s + 1 < segments.starts.length; s++) {
@@ -197,16 +209,19 @@ export function attentionForward(
       p.gemm(false, true, len, len, hd, scale, qh, kh, 0, probs);
       for (let i = 0; i < len; i++) {
         const row = i * len;
+        const from = firstKey(i, window);
+        if (cap !== undefined) for (let j = from; j <= i; j++) probs[row + j] = cap * Math.tanh(probs[row + j]! / cap);
         let max = -Infinity;
-        for (let j = 0; j <= i; j++) max = Math.max(max, probs[row + j]!);
+        for (let j = from; j <= i; j++) max = Math.max(max, probs[row + j]!);
         let sum = 0;
-        for (let j = 0; j <= i; j++) {
+        for (let j = from; j <= i; j++) {
           const e = Math.exp(probs[row + j]! - max);
           probs[row + j] = e;
           sum += e;
         }
         const inv = 1 / sum;
-        for (let j = 0; j <= i; j++) probs[row + j] = probs[row + j]! * inv;
+        for (let j = 0; j < from; j++) probs[row + j] = 0;
+        for (let j = from; j <= i; j++) probs[row + j] = probs[row + j]! * inv;
         for (let j = i + 1; j < len; j++) probs[row + j] = 0;
       }
       p.gemm(false, false, len, hd, len, 1, probs, vh, 0, oh);
@@ -231,11 +246,11 @@ export function attentionBackward(
   dk: Vec,
   dv: Vec,
 ): void {
-  const { heads, kvHeads, headDim: hd } = shape;
+  const { heads, kvHeads, headDim: hd, attentionSoftcap: cap, window } = shape;
   const qw = heads * hd;
   const kw = kvHeads * hd;
   const group = heads / kvHeads;
-  const scale = 1 / Math.sqrt(hd);
+  const scale = shape.attentionScale ?? 1 / Math.sqrt(hd);
   dq.fill(0);
   dk.fill(0);
   dv.fill(0);
@@ -251,6 +266,8 @@ export function attentionBackward(
     const dkh = p.alloc(len * hd);
     const dvh = p.alloc(len * hd);
     const dp = p.alloc(len * len);
+    // Soft-capping: the raw scores again, for the derivative 1 - tanh²(s / cap).
+    const scores = cap === undefined ? undefined : p.alloc(len * len);
     for (let h = 0; h < heads; h++) {
       const kvh = Math.floor(h / group);
       const probs = cache[index++]!;
@@ -261,11 +278,19 @@ export function attentionBackward(
       // dV = P^T dO; dP = dO V^T; dS = P ⊙ (dP - rowsum(dP ⊙ P)) * scale.
       p.gemm(true, false, len, hd, len, 1, probs, doh, 0, dvh);
       p.gemm(false, true, len, len, hd, 1, doh, vh, 0, dp);
+      if (scores) p.gemm(false, true, len, len, hd, scale, qh, kh, 0, scores);
       for (let i = 0; i < len; i++) {
         const row = i * len;
+        const from = firstKey(i, window);
         let dot = 0;
-        for (let j = 0; j <= i; j++) dot += dp[row + j]! * probs[row + j]!;
-        for (let j = 0; j <= i; j++) dp[row + j] = probs[row + j]! * (dp[row + j]! - dot) * scale;
+        for (let j = from; j <= i; j++) dot += dp[row + j]! * probs[row + j]!;
+        for (let j = 0; j < from; j++) dp[row + j] = 0;
+        for (let j = from; j <= i; j++) dp[row + j] = probs[row + j]! * (dp[row + j]! - dot) * scale;
+        if (scores && cap !== undefined)
+          for (let j = from; j <= i; j++) {
+            const t = Math.tanh(scores[row + j]! / cap);
+            dp[row + j] = dp[row + j]! * (1 - t * t);
+          }
         for (let j = i + 1; j < len; j++) dp[row + j] = 0;
       }
       p.gemm(false, false, len, hd, len, 1, dp, kh, 0, dqh);
@@ -294,6 +319,74 @@ export function swigluBackward(g: Vec, u: Vec, dh: Vec, dg: Vec, du: Vec, sig?: 
     const s = sig ? sig[i]! : 1 / (1 + Math.exp(-x));
     du[i] = dh[i]! * x * s;
     dg[i] = dh[i]! * u[i]! * s * (1 + x * (1 - s));
+  }
+}
+
+const geluCoefficient = Math.fround(0.044715);
+const sqrt2OverPi = Math.fround(0.7978845608028654);
+
+/** ggml's tanh-approximated GELU, in single precision as ggml_gelu_f32 computes it. */
+function geluF32(x: number): number {
+  const f = Math.fround;
+  const inner = f(f(sqrt2OverPi * x) * f(1 + f(f(geluCoefficient * x) * x)));
+  return f(f(0.5 * x) * f(1 + f(Math.tanh(inner))));
+}
+
+let geluTable: Float32Array | undefined;
+
+/**
+ * GELU as llama.cpp's CPU backend evaluates it (ggml_vec_geglu_f32 with GGML_GELU_FP16): x is rounded to half
+ * precision and looked up in a table of half-precision GELU values; x <= -10 gives 0 and x >= 10 gives x.
+ */
+function geluLlamaCpp(x: number): number {
+  if (x <= -10) return 0;
+  if (x >= 10) return x;
+  if (!geluTable) {
+    geluTable = new Float32Array(65536);
+    for (let bits = 0; bits < 65536; bits++) {
+      const value = float16BitsToFloat32(bits);
+      geluTable[bits] = Number.isFinite(value) ? float16BitsToFloat32(float32ToFloat16Bits(geluF32(value))) : value;
+    }
+  }
+  return geluTable[float32ToFloat16Bits(x)]!;
+}
+
+/** The exact tanh-approximated GELU and its derivative. */
+function geluExact(x: number): { value: number; slope: number } {
+  const c = 0.7978845608028654;
+  const inner = c * (x + 0.044715 * x * x * x);
+  const t = Math.tanh(inner);
+  return { value: 0.5 * x * (1 + t), slope: 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x) };
+}
+
+/**
+ * h = gelu(g) * u (GeGLU, gemma). `llamaCpp`: GELU through llama.cpp's half-precision table (the forward the trained
+ * adapter will run under); otherwise the smooth function (the float64 check path, whose gradient is checked by
+ * finite differences).
+ */
+export function gegluForward(g: Vec, u: Vec, h: Vec, llamaCpp: boolean): void {
+  for (let i = 0; i < h.length; i++) h[i] = (llamaCpp ? geluLlamaCpp(g[i]!) : geluExact(g[i]!).value) * u[i]!;
+}
+
+/** dg, du from dh, with the smooth GELU's derivative (the table's is zero almost everywhere). */
+export function gegluBackward(g: Vec, u: Vec, dh: Vec, dg: Vec, du: Vec, llamaCpp: boolean): void {
+  for (let i = 0; i < dh.length; i++) {
+    const { value, slope } = geluExact(g[i]!);
+    du[i] = dh[i]! * (llamaCpp ? geluLlamaCpp(g[i]!) : value);
+    dg[i] = dh[i]! * u[i]! * slope;
+  }
+}
+
+/** x = cap·tanh(x / cap), in place (gemma's final logit soft-capping). */
+export function softcapForward(x: Vec, cap: number): void {
+  for (let i = 0; i < x.length; i++) x[i] = cap * Math.tanh(x[i]! / cap);
+}
+
+/** The gradient through softcapForward, in place: d(x) *= 1 - (y / cap)², from the capped values y. */
+export function softcapBackward(gradient: Vec, capped: Vec, cap: number): void {
+  for (let i = 0; i < gradient.length; i++) {
+    const t = capped[i]! / cap;
+    gradient[i] = gradient[i]! * (1 - t * t);
   }
 }
 

@@ -17,6 +17,7 @@ import {
 } from "../embedded/lora.js";
 import { readLlamaModelConfig } from "../embedded/llama-weights.js";
 import type { LlamaConfig } from "../embedded/model-config.js";
+import { fusedAdapterReadError, hasFusedProjections, storedLoraModules } from "./fused-lora.js";
 import { writeGgufLora } from "./gguf-lora.js";
 import { ggufToHfRows, hfToGgufRows } from "./qk-permutation.js";
 import { readSafetensors, type SafetensorsDtype, writeSafetensors } from "./safetensors.js";
@@ -60,6 +61,7 @@ export async function writePeftAdapter(
   options: PeftExportOptions,
 ): Promise<void> {
   await mkdir(dir, { recursive: true });
+  if (hasFusedProjections(config)) return writeFusedPeftAdapter(dir, adapter, config, options);
   const tensors = adapter.modules.flatMap((m) => {
     const h = heads(config, m.target);
     const b = h !== undefined && hasPermutedQk(config) ? ggufToHfRows(asFloat32(m.b), h, adapter.rank) : asFloat32(m.b);
@@ -91,8 +93,61 @@ export async function writePeftAdapter(
   await writeFile(join(dir, "adapter_config.json"), `${JSON.stringify(adapterConfig, null, 2)}\n`);
 }
 
+/**
+ * phi3's PEFT adapter: LoRAs on qkv_proj and gate_up_proj of rank g·r (fused-lora.ts), with rank_pattern and
+ * alpha_pattern so PEFT scales each by the same alpha / r as the others.
+ */
+async function writeFusedPeftAdapter(
+  dir: string,
+  adapter: LoraAdapter,
+  config: LlamaConfig,
+  options: PeftExportOptions,
+): Promise<void> {
+  const stored = storedLoraModules(adapter, config);
+  const dtype = options.dtype ?? "F32";
+  const tensors = stored.flatMap((m) => {
+    const name = `base_model.model.model.layers.${m.layer}.${m.hfName}`;
+    return [
+      { name: `${name}.lora_A.weight`, shape: [m.rank, m.nIn], data: m.a, dtype },
+      { name: `${name}.lora_B.weight`, shape: [m.nOut, m.rank], data: m.b, dtype },
+    ];
+  });
+  if (options.score)
+    tensors.push({ name: peftScoreTensorName, shape: [1, options.score.length], data: options.score, dtype: "F32" });
+  await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
+  const short = (hfName: string) => hfName.slice(hfName.indexOf(".") + 1);
+  const targetModules = [...new Set(stored.map((m) => short(m.hfName)))];
+  const rankPattern: Record<string, number> = {};
+  const alphaPattern: Record<string, number> = {};
+  for (const m of stored)
+    if (m.members > 1) {
+      rankPattern[short(m.hfName)] = m.rank;
+      alphaPattern[short(m.hfName)] = adapter.alpha * m.members;
+    }
+  const adapterConfig = {
+    peft_type: "LORA",
+    task_type: options.score ? "SEQ_CLS" : "CAUSAL_LM",
+    base_model_name_or_path: options.baseModelName,
+    r: adapter.rank,
+    lora_alpha: adapter.alpha,
+    rank_pattern: rankPattern,
+    alpha_pattern: alphaPattern,
+    lora_dropout: options.dropout,
+    target_modules: targetModules,
+    bias: "none",
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_lora_weights: true,
+    modules_to_save: options.score ? ["score"] : null,
+    use_rslora: false,
+    use_dora: false,
+  };
+  await writeFile(join(dir, "adapter_config.json"), `${JSON.stringify(adapterConfig, null, 2)}\n`);
+}
+
 /** Read a PEFT LoRA (F32, F16 or BF16 tensors) into GGUF order (q/k lora_B permuted for llama-style RoPE). */
 export async function readPeftAdapter(dir: string, config: LlamaConfig): Promise<LoraAdapter> {
+  if (hasFusedProjections(config)) throw fusedAdapterReadError(dir);
   const configPath = join(dir, "adapter_config.json");
   let raw: { r?: number; lora_alpha?: number; peft_type?: string; use_rslora?: boolean };
   try {
@@ -142,6 +197,6 @@ export async function convertPeftToGgufLora(peftDir: string, basePath: string, o
       );
     }
   }
-  await writeGgufLora(outPath, adapter, config.architecture);
+  await writeGgufLora(outPath, adapter, config.architecture, undefined, config);
   return adapter;
 }
