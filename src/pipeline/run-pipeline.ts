@@ -31,7 +31,7 @@ import {
 } from "../run-store/index.js";
 import { type LoadedPipelineConfig, type PipelineConfig, resolveConfigPath, runDirOf } from "./pipeline-config.js";
 import { createStageContext, expandInstances, mainFolder, ModelPool, type StageInstance } from "./stage-context.js";
-import { isGroup } from "./stage-definition.js";
+import { baseModelRoles, isGroup } from "./stage-definition.js";
 import { defaultRegistry, type StageRegistry } from "./stage-registry.js";
 import {
   type FolderSwitch,
@@ -133,8 +133,9 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
   });
   const instances = expandInstances(registry, config.stages);
   const training = instances.filter((instance) => !instance.skip && uses(instance, "trainer"));
+  const loadingBase = instances.filter((instance) => !instance.skip && uses(instance, ...baseModelRoles));
   let trainBase: string | undefined;
-  if (training.length > 0) {
+  if (loadingBase.length > 0) {
     if (config.trainBase) {
       const resolved = await resolveModelSpec(config.trainBase, { resolvePath, field: "trainBase", ...progress });
       if (resolved.type !== "llama-cpp") {
@@ -146,7 +147,7 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
       trainBase = resolved.model;
     } else if (!isServerSpec(config.model) && generator.type === "llama-cpp") {
       trainBase = generator.model;
-    } else {
+    } else if (training.length > 0) {
       const names = [...new Set(training.map((instance) => instance.definition.name))];
       throw new ConfigError(
         `${names.join(" and ")} train on a local GGUF, but \`model\` is a server URL (${specString(config.model)}): set \`trainBase\` to the base model's .gguf (or hf: URI), or skip ${names.length > 1 ? "those stages" : "that stage"}`,
@@ -232,7 +233,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
       }
       const settings = stageSettings(instance, {
         model: uses(instance, "generator") ? generatorIdentity : undefined,
-        trainBase: uses(instance, "trainer", "teacher") ? prepared.trainBase : undefined,
+        trainBase: uses(instance, ...baseModelRoles) ? prepared.trainBase : undefined,
         group: shapingGroupOptions(prepared, instance),
         seed: config.seed,
         constitution: constitution.hash,
