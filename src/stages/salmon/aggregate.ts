@@ -56,7 +56,9 @@ export interface ScoredPair {
 
 /**
  * Each principle's variance over every s12 and s21 value of the pairs (the population variance, as NumPy's `var`).
- * The reference divides a principle's mean score by this variance, not by its standard deviation; so do we.
+ * The reference divides a principle's mean score by this variance, not by its standard deviation; so do we. The
+ * values are summed in sorted order, so the result does not depend on the order the pairs are read in (a resumed
+ * stage may have written them in another order) down to the last bit.
  */
 export function principleVariances(pairs: readonly ScoredPair[], principles: readonly string[]): Map<string, number> {
   const variances = new Map<string, number>();
@@ -66,6 +68,7 @@ export function principleVariances(pairs: readonly ScoredPair[], principles: rea
       const judgment = pair.judgments.find((one) => one.principle === principle);
       if (judgment) values.push(judgment.s12, judgment.s21);
     }
+    values.sort((a, b) => a - b);
     const mean = values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length);
     variances.set(principle, values.reduce((sum, value) => sum + (value - mean) ** 2, 0) / Math.max(1, values.length));
   }
