@@ -6,12 +6,14 @@ import {
   type Token,
   TokenBias,
 } from "node-llama-cpp";
-import { BackendError, ConfigError } from "../../errors/index.js";
+import { BackendError, ConfigError, ContextLengthError } from "../../errors/index.js";
 import type { Completion, SamplingOptions } from "../language-model.js";
 import { NgramPenaltyTracker } from "./ngram-penalty.js";
 import { commonPrefixLength } from "./sequence-pool.js";
+import { vocabularySizeOf } from "./token-ids.js";
 
-const defaultMaxTokens = 256;
+/** `maxTokens` when a request gives none. */
+export const defaultMaxTokens = 256;
 
 export interface GenerateOptions extends SamplingOptions {
   /** Resolved seed of this sample. */
@@ -40,9 +42,48 @@ export function settledText(text: string, longestStop: number): string {
   return text.slice(0, Math.max(0, end));
 }
 
+/** Tokens of the settled part of a GrowingText given as context for the rest (node-llama-cpp uses the last few). */
+const growingContextTokens = 16;
+/** Unsettled tokens after which a GrowingText tries to settle them. */
+const growingSettleAfter = 32;
+
+/**
+ * The detokenized text of a growing list of generated tokens, without detokenizing all of them at every token (which
+ * made each step cost grow with the length of the output). The text of the tokens up to a settled point is kept;
+ * only the tokens after it are detokenized, with the last settled tokens as context (what node-llama-cpp's
+ * `lastTokens` is for: spaces and other heuristics at the join). A run of tokens is settled once its text has no
+ * unfinished UTF-8 character (U+FFFD), so the join always falls on a character boundary.
+ */
+export class GrowingText {
+  private settled = "";
+  private settledCount = 0;
+
+  constructor(
+    private readonly model: LlamaModel,
+    /** Tokens before the first generated one (the prompt's last few), as the full detokenization would use. */
+    private readonly contextTail: readonly Token[],
+  ) {}
+
+  /** The text of `generated` (the same list each call, grown by any number of tokens). */
+  textOf(generated: readonly Token[]): string {
+    const context =
+      this.settledCount > 0
+        ? generated.slice(Math.max(0, this.settledCount - growingContextTokens), this.settledCount)
+        : this.contextTail;
+    const rest = this.model.detokenize(generated.slice(this.settledCount), false, context);
+    const text = this.settled + rest;
+    if (generated.length - this.settledCount >= growingSettleAfter && !rest.includes("\uFFFD")) {
+      this.settled = text;
+      this.settledCount = generated.length;
+    }
+    return text;
+  }
+}
+
 export interface GenerateResult extends Completion {
   /** Prompt tokens that had to be evaluated (not found in the sequence's KV cache). */
   evaluatedPromptTokens: number;
+  /** Ids of the generated tokens that make up `text`. */
   tokens: Token[];
 }
 
@@ -59,31 +100,43 @@ function tokenBiasFromLogits(model: LlamaModel, biases: Map<number, number>): To
   return bias;
 }
 
-/** Number of tokens in the model's vocabulary, from its GGUF metadata (undefined when not recorded). */
-function vocabularySizeOf(model: LlamaModel): number | undefined {
-  const metadata = model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } } | undefined;
-  const tokens = metadata?.tokenizer?.ggml?.tokens;
-  return Array.isArray(tokens) && tokens.length > 0 ? tokens.length : undefined;
-}
-
 /** End-of-generation tokens of the model (EOS, EOT), for banning when `allowEos` is false. */
 function endTokens(model: LlamaModel): Token[] {
   return [model.tokens.eos, model.tokens.eot].filter((t): t is Token => t != null);
 }
 
+/** Tokens a sequence of `contextSize` tokens can still generate after a prompt of `promptLength` tokens. */
+export function generationRoom(promptLength: number, contextSize: number): number {
+  return contextSize - promptLength - 1;
+}
+
 /**
  * Throw unless generation can start from `promptTokens` in a sequence of `contextSize` tokens: at least one token
- * (a BOS token or text) and room for one generated token. `where` prefixes the message (e.g. `request 3: `).
- * Callers check before taking a sequence, so a bad prompt fails before any work starts.
+ * (a BOS token or text) and room for one generated token; with `refuseMaxTokens`, room for that many (otherwise
+ * generation stops where the context ends). `where` prefixes the message (e.g. `request 3: `). Callers check
+ * before taking a sequence, so a bad prompt fails before any work starts.
  */
-export function checkPromptFits(promptTokens: readonly Token[], contextSize: number, where = ""): void {
+export function checkPromptFits(
+  promptTokens: readonly Token[],
+  contextSize: number,
+  where = "",
+  refuseMaxTokens?: number,
+): void {
   if (promptTokens.length === 0)
-    throw new BackendError(
-      `${where}cannot generate from an empty prompt: expected at least one token (a BOS token or text).`,
+    throw new ConfigError(
+      `${where}cannot generate from an empty prompt: expected at least one token (a BOS token or text)`,
+      { field: "prompt" },
     );
-  if (promptTokens.length >= contextSize - 1)
-    throw new BackendError(
+  const room = generationRoom(promptTokens.length, contextSize);
+  if (room < 1)
+    throw new ContextLengthError(
       `${where}prompt has ${promptTokens.length} tokens but each sequence holds ${contextSize}: expected a prompt shorter than the context. Shorten the prompt or raise contextSize.`,
+      { promptTokens: promptTokens.length, contextSize },
+    );
+  if (refuseMaxTokens !== undefined && refuseMaxTokens > room)
+    throw new ContextLengthError(
+      `${where}maxTokens is ${refuseMaxTokens} but after the prompt's ${promptTokens.length} tokens a sequence of ${contextSize} has room for ${room}: expected at most ${room}. Lower maxTokens, shorten the prompt or raise contextSize.`,
+      { promptTokens: promptTokens.length, maxTokens: refuseMaxTokens, contextSize },
     );
 }
 
@@ -98,7 +151,10 @@ export async function generateOnSequence(
   options: GenerateOptions,
 ): Promise<GenerateResult> {
   const model = sequence.model;
-  const budget = Math.min(options.maxTokens ?? defaultMaxTokens, sequence.contextSize - promptTokens.length - 1);
+  const budget = Math.min(
+    options.maxTokens ?? defaultMaxTokens,
+    generationRoom(promptTokens.length, sequence.contextSize),
+  );
   if (budget <= 0) return { text: "", finishReason: "length", tokenCount: 0, evaluatedPromptTokens: 0, tokens: [] };
 
   const cached = commonPrefixLength(sequence.contextTokens, promptTokens);
@@ -144,10 +200,13 @@ export async function generateOnSequence(
   const stops = [...(options.stop ?? []), ...(options.extraStops ?? [])].filter((s) => s.length > 0);
   const longestStop = Math.max(0, ...stops.map((s) => s.length));
   const contextTail = promptTokens.slice(-16);
+  const growing = new GrowingText(model, contextTail);
 
   const generated: Token[] = [];
   let finishReason: Completion["finishReason"] = "stop";
   let text: string | undefined;
+  // With a stop string, the generated tokens that make up `text` (the stop string's own tokens left out).
+  let spelling: Token[] | undefined;
   let checkedLength = 0;
   let sent = "";
   const meterBefore = sequence.tokenMeter.getState();
@@ -177,7 +236,7 @@ export async function generateOnSequence(
     ngrams.push(token);
     tokenCounts.set(token, (tokenCounts.get(token) ?? 0) + 1);
     if (stops.length > 0 || options.onText) {
-      const current = model.detokenize(generated, false, contextTail);
+      const current = growing.textOf(generated);
       let cut = -1;
       for (const stop of stops) {
         const at = current.indexOf(stop, Math.max(0, checkedLength - longestStop));
@@ -186,6 +245,7 @@ export async function generateOnSequence(
       checkedLength = current.length;
       if (cut >= 0) {
         text = current.slice(0, cut);
+        spelling = tokensSpelling(model, generated, cut, contextTail);
         finishReason = "stop";
         break;
       }
@@ -213,6 +273,14 @@ export async function generateOnSequence(
     tokenCount: generated.length,
     // Still unset when the first sampled token ended generation: everything decoded was the prompt.
     evaluatedPromptTokens: evaluatedPromptTokens < 0 ? tokensEvaluatedSoFar() : evaluatedPromptTokens,
-    tokens: generated,
+    tokens: spelling ?? generated,
   };
+}
+
+/** The shortest prefix of `tokens` whose text reaches `length` characters (it covers text cut at a stop string). */
+function tokensSpelling(model: LlamaModel, tokens: Token[], length: number, before: readonly Token[]): Token[] {
+  for (let count = 0; count < tokens.length; count++)
+    if (model.detokenize(tokens.slice(0, count), false, before as Token[]).length >= length)
+      return tokens.slice(0, count);
+  return tokens;
 }

@@ -20,7 +20,13 @@ import type {
 } from "../language-model.js";
 import { runConcurrently } from "../run-concurrently.js";
 import { chatWrapperFor, renderChat } from "./chat-prompt.js";
-import { checkPromptFits, type GenerateOptions, type GenerateResult, generateOnSequence } from "./generate.js";
+import {
+  checkPromptFits,
+  defaultMaxTokens,
+  type GenerateOptions,
+  type GenerateResult,
+  generateOnSequence,
+} from "./generate.js";
 import { getSharedLlama, subscribeLlamaLogs } from "./llama-instance.js";
 import { resolveModelSource } from "./model-source.js";
 import {
@@ -30,8 +36,10 @@ import {
   type NativeBatchTuning,
   tuneNativeBatches,
 } from "./native-batch.js";
-import { scoreOnSequence, tokenizeWithBos } from "./scorer.js";
+import { BatchScorer, scoringSequencesFor } from "./batch-scorer.js";
+import { tokenizeWithBos } from "./scorer.js";
 import { SequencePool } from "./sequence-pool.js";
+import { checkTokenIds, vocabularySizeOf } from "./token-ids.js";
 
 export interface LlamaCppBackendOptions {
   /** Path to a .gguf file, or an `hf:` URI (`hf:owner/repo/file.gguf`, `hf:owner/repo:quant`) downloaded to `cacheDir`. */
@@ -49,6 +57,12 @@ export interface LlamaCppBackendOptions {
   threads?: number | "auto";
   /** Threads for long prompt evaluation (batches of 64+ tokens). Default: the number of CPU cores. */
   batchThreads?: number;
+  /**
+   * Sequences of the scoring context: `score` evaluates up to this many continuations (of one call, or of calls
+   * made at the same time) in the same decode calls, the prompt's shared prefix evaluated once. Default: up to 8,
+   * as many as fit in 1 GiB of F32 KV cache; 1 with `deterministic`.
+   */
+  scoreSequences?: number;
   /** LoRA adapters (GGUF) applied to generation and scoring; `scale` defaults to 1. */
   lora?: Array<{ path: string; scale?: number }>;
   /** Offload to a GPU: true / "auto" use one when node-llama-cpp finds a GPU build. Default false (CPU). */
@@ -98,6 +112,7 @@ interface BackendParts {
   contextSize: number;
   threads: number | "auto";
   batchThreads: number;
+  scoreSequences: number;
   lora?: LlamaContextOptions["lora"];
   seed?: number;
   sharePrefix: boolean;
@@ -117,6 +132,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   for (const [field, value] of [
     ["threads", threads === "auto" ? 1 : threads],
     ["batchThreads", batchThreads],
+    ["scoreSequences", options.scoreSequences ?? 1],
   ] as const)
     if (!Number.isInteger(value) || value < 1)
       throw new ConfigError(`${field} must be a positive integer, got ${value}`, { field });
@@ -150,7 +166,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     } catch (error) {
       throwIfAborted(options.signal);
       throw new BackendError(
-        `could not load model ${modelPath}: ${error instanceof Error ? error.message : String(error)}. Expected a GGUF model file that llama.cpp supports.`,
+        `could not load model ${modelPath}: ${(error instanceof Error ? error.message : String(error)).replace(/[.\s]+$/, "")}; expected a GGUF model that llama.cpp supports (a known architecture, from a llama.cpp of this version or older)`,
         { path: modelPath, cause: error },
       );
     }
@@ -188,6 +204,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
       contextSize,
       threads,
       batchThreads,
+      scoreSequences: deterministic ? 1 : (options.scoreSequences ?? scoringSequencesFor(model, contextSize)),
       lora,
       seed: options.seed,
       sharePrefix: !deterministic && (options.sharePrefix ?? true) && (options.reusePrefix ?? true),
@@ -201,6 +218,11 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   }
 }
 
+/** The `maxTokens` a request must fit or be refused (`maxTokensOverflow: "refuse"`), else undefined. */
+function refusedMaxTokens(sampling: SamplingOptions): number | undefined {
+  return sampling.maxTokensOverflow === "refuse" ? (sampling.maxTokens ?? defaultMaxTokens) : undefined;
+}
+
 /** The embedded backend: node-llama-cpp in-process, with parallel sequences and KV-cache prefix reuse. */
 export class LlamaCppBackend implements LanguageModel {
   readonly id: string;
@@ -208,16 +230,17 @@ export class LlamaCppBackend implements LanguageModel {
   private readonly parts: BackendParts;
   private readonly pool: SequencePool;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
-  private scoring?: Promise<{ context: LlamaContext; sequence: ReturnType<LlamaContext["getSequence"]> }>;
-  private scoreQueue: Promise<unknown> = Promise.resolve();
+  private scoring?: Promise<{ context: LlamaContext; scorer: BatchScorer; tuning: NativeBatchTuning }>;
   private chatWrapper?: ReturnType<typeof chatWrapperFor>;
   private closed = false;
+  private readonly vocabularySize: number | undefined;
 
   /** Use `createLlamaCppBackend`. */
   constructor(parts: BackendParts) {
     this.parts = parts;
     this.id = parts.id;
     this.model = parts.model;
+    this.vocabularySize = vocabularySizeOf(parts.model);
     const sequences = Array.from({ length: parts.context.totalSequences }, () => parts.context.getSequence());
     this.pool = new SequencePool(sequences, parts.sharePrefix);
   }
@@ -225,6 +248,20 @@ export class LlamaCppBackend implements LanguageModel {
   /** Native decode calls of the generation context so far and the tokens in them (diagnostics, benchmarks). */
   decodeStats(): NativeBatchStats & { tuned: boolean } {
     return { ...this.parts.tuning.stats(), tuned: this.parts.tuning.active };
+  }
+
+  /** Native decode calls of the scoring context so far (none before the first `score`; diagnostics, benchmarks). */
+  async scoreDecodeStats(): Promise<NativeBatchStats & { sequences: number }> {
+    const stats = this.scoring ? (await this.scoring).tuning.stats() : undefined;
+    return {
+      decodeCalls: 0,
+      decodedTokens: 0,
+      callsBySize: {},
+      reorderedCalls: 0,
+      threadChoices: {},
+      ...stats,
+      sequences: this.parts.scoreSequences,
+    };
   }
 
   capabilities(): Capabilities {
@@ -236,6 +273,7 @@ export class LlamaCppBackend implements LanguageModel {
       ngramPenalty: true,
       maxContext: this.parts.contextSize,
       parallel: this.pool.size,
+      ...(this.vocabularySize === undefined ? {} : { vocabularySize: this.vocabularySize }),
     };
   }
 
@@ -246,6 +284,8 @@ export class LlamaCppBackend implements LanguageModel {
 
   async detokenize(tokens: number[]): Promise<string> {
     this.ensureOpen();
+    // llama.cpp aborts the process on an id outside the vocabulary.
+    checkTokenIds(tokens, this.vocabularySize, "tokens");
     return this.model.detokenize(tokens as Token[], false);
   }
 
@@ -265,7 +305,7 @@ export class LlamaCppBackend implements LanguageModel {
     const prepared = await Promise.all(
       requests.map(async (request, index) => {
         const tokens = tokenizeWithBos(this.model, request.prompt);
-        checkPromptFits(tokens, this.parts.contextSize, `request ${index}: `);
+        checkPromptFits(tokens, this.parts.contextSize, `request ${index}: `, refusedMaxTokens(request));
         const n = request.n ?? 1;
         if (!Number.isInteger(n) || n < 1)
           throw new ConfigError(`request ${index}: n must be a positive integer, got ${n}`, { field: "n" });
@@ -293,7 +333,7 @@ export class LlamaCppBackend implements LanguageModel {
         return {
           index,
           completions: samples.map(
-            ({ text, finishReason, tokenCount }): Completion => ({ text, finishReason, tokenCount }),
+            ({ text, finishReason, tokenCount, tokens }): Completion => ({ text, finishReason, tokenCount, tokens }),
           ),
           usage: {
             promptTokens: tokens.length,
@@ -311,12 +351,17 @@ export class LlamaCppBackend implements LanguageModel {
   async score(prompt: string, continuations: string[], options: ScoreOptions = {}): Promise<ScoreResult[]> {
     this.ensureOpen();
     throwIfAborted(options.signal);
-    const run = this.scoreQueue.then(async () => {
-      const { sequence } = await this.scoringContext();
-      return scoreOnSequence(sequence, prompt, continuations, options.signal, options.topLogprobs ?? 0);
-    });
-    this.scoreQueue = run.catch(() => undefined);
-    return run;
+    const { scorer } = await this.scoringContext();
+    return scorer.score(prompt, continuations, options.signal, options.topLogprobs ?? 0);
+  }
+
+  async scoreTokens(context: number[], continuations: number[][], options: ScoreOptions = {}): Promise<ScoreResult[]> {
+    this.ensureOpen();
+    throwIfAborted(options.signal);
+    checkTokenIds(context, this.vocabularySize, "context");
+    for (const continuation of continuations) checkTokenIds(continuation, this.vocabularySize, "continuations");
+    const { scorer } = await this.scoringContext();
+    return scorer.scoreTokens(context as Token[], continuations as Token[][], options.signal, options.topLogprobs ?? 0);
   }
 
   async chat(messages: ChatMessage[], options: SamplingOptions & CompleteOptions = {}): Promise<ChatResult> {
@@ -324,7 +369,7 @@ export class LlamaCppBackend implements LanguageModel {
     throwIfAborted(options.signal);
     this.chatWrapper ??= chatWrapperFor(this.model);
     const { tokens, stops } = renderChat(this.model, this.chatWrapper, messages);
-    checkPromptFits(tokens, this.parts.contextSize);
+    checkPromptFits(tokens, this.parts.contextSize, "", refusedMaxTokens(options));
     const compiledGrammar = options.grammar ? await this.grammar(options.grammar) : undefined;
     const onText = options.onText;
     const result = await this.runSample(tokens, {
@@ -390,21 +435,23 @@ export class LlamaCppBackend implements LanguageModel {
     return grammar;
   }
 
-  private scoringContext(): Promise<{ context: LlamaContext; sequence: ReturnType<LlamaContext["getSequence"]> }> {
+  private scoringContext(): Promise<{ context: LlamaContext; scorer: BatchScorer; tuning: NativeBatchTuning }> {
     this.scoring ??= (async () => {
+      const sequences = this.parts.scoreSequences;
       const context = await this.model.createContext({
         contextSize: this.parts.contextSize,
-        sequences: 1,
+        sequences,
         ...exactContextOptions,
         threads: Math.max(this.parts.threads === "auto" ? 1 : this.parts.threads, this.parts.batchThreads),
         lora: this.parts.lora,
       });
-      tuneNativeBatches(context, {
+      const tuning = tuneNativeBatches(context, {
         decodeThreads: this.parts.threads,
         batchThreads: this.parts.batchThreads,
         gate: this.parts.gate,
       });
-      return { context, sequence: context.getSequence() };
+      const scorer = new BatchScorer(Array.from({ length: sequences }, () => context.getSequence()));
+      return { context, scorer, tuning };
     })();
     return this.scoring;
   }

@@ -10,6 +10,7 @@ import { defineStage, progressOptions, type ReportRecordView } from "../../pipel
 import { positiveInt, trainConfigSchema } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { engraveStage } from "../engrave/run.js";
+import { withGrammar } from "../shared/grammar.js";
 import { rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { promptSourceStages, promptsFileSchema, readStagePromptsOrFile } from "../shared/stage-prompts.js";
 import { verboseCloneStage } from "../verbose-clone/run.js";
@@ -97,7 +98,7 @@ export const salmonResponsesDefinition = defineStage({
       store: await context.store(),
       prompts,
       constitution: context.constitution,
-      sampling,
+      sampling: await withGrammar(context, sampling),
       seed: context.seed,
       ...(concurrency === undefined ? {} : { concurrency }),
       ...progressOptions(context),
