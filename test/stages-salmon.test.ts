@@ -18,7 +18,7 @@ import { collectReportData } from "../src/report/index.js";
 import { readJsonl } from "../src/run-store/index.js";
 import { judgePrompt, judgePromptHead, judgePromptTail } from "../src/stages/salmon/judge-prompt.js";
 import { judgePair, pairResponses, preferenceOf, type ResponsePair } from "../src/stages/salmon/preferences.js";
-import { minResponseLength, runSalmonResponses } from "../src/stages/salmon/responses.js";
+import { minResponseLength, runSalmonResponses, type SalmonResponseRecord } from "../src/stages/salmon/responses.js";
 import { REVIEWER_CUE, rewardPrincipleText } from "../src/stages/salmon/reviewer-prompt.js";
 import { RewardModel } from "../src/training/reward/reward-model.js";
 import { salmonConfig, type SalmonTestUpTo, salmonTestPrinciples } from "./fixtures/salmon-pipeline.js";
@@ -183,9 +183,7 @@ async function jsonLines(path: string): Promise<Array<Record<string, string>>> {
 /** Write the judge: the tiny model, made to prefer answer 1 of the first pair in both orders (see salmon-judge.ts). */
 async function prepareJudge(runDir: string): Promise<void> {
   await run(runDir, "responses", policy);
-  const responses = (
-    await readJsonl<Parameters<typeof pairResponses>[0][number]>(join(runDir, "salmon-responses", "records.jsonl"))
-  ).records;
+  const responses = (await readJsonl<SalmonResponseRecord>(join(runDir, "salmon-responses", "records.jsonl"))).records;
   const [pair] = pairResponses(responses, 42);
   const principle = constitution.salmon!.rewardPrinciples.find((p) => p.id === salmonTestPrinciples[0])!;
   const tail = judgePromptTail(
@@ -211,8 +209,8 @@ describe("the SALMON stages through `selfalign run`", () => {
     expect(status["self-align"]?.status).toBe("skipped");
     expect(status["salmon-responses"]).toMatchObject({ status: "up-to-date" });
     expect(status["salmon-preferences"]).toMatchObject({ status: "ran", rejected: 0 });
-    const responses = await readRecordsFile(join(runDir(), "salmon-responses", "records.jsonl"));
-    const pairs = pairResponses(responses as Parameters<typeof pairResponses>[0], 42);
+    const responses = await readJsonl<SalmonResponseRecord>(join(runDir(), "salmon-responses", "records.jsonl"));
+    const pairs = pairResponses(responses.records, 42);
     expect(status["salmon-preferences"]?.kept).toBe(pairs.length);
     expect(pairs.length).toBeGreaterThanOrEqual(4);
 
