@@ -121,6 +121,7 @@ describe("judging a pair", () => {
   };
   const swapped: ResponsePair = { ...pair, output1: pair.output2, output2: pair.output1 };
 
+  // Equal to float32 rounding: the batched scorer's results depend at that level on which calls shared a decode.
   it("reads s12 and s21 from the option letters in both orders; swapping the answers mirrors them", async () => {
     const principles = constitution.salmon!.rewardPrinciples.slice(0, 3);
     const judged = await judgePair(backend, pair, principles, constitution);
@@ -136,12 +137,12 @@ describe("judging a pair", () => {
         );
         return a!.logprob - b!.logprob;
       };
-      expect(one.s12).toBeCloseTo(await letters(pair.output1, pair.output2), 10);
-      expect(one.s21).toBeCloseTo(-(await letters(pair.output2, pair.output1)), 10);
+      expect(one.s12).toBeCloseTo(await letters(pair.output1, pair.output2), 5);
+      expect(one.s21).toBeCloseTo(-(await letters(pair.output2, pair.output1)), 5);
       expect(one.preference).toBe(preferenceOf(one.s12, one.s21));
       // The swapped pair is judged from the same two prompts: its s12 is our -s21 and its s21 our -s12.
-      expect(mirrored[index]!.s12).toBeCloseTo(-one.s21, 10);
-      expect(mirrored[index]!.s21).toBeCloseTo(-one.s12, 10);
+      expect(mirrored[index]!.s12).toBeCloseTo(-one.s21, 5);
+      expect(mirrored[index]!.s21).toBeCloseTo(-one.s12, 5);
       expect(mirrored[index]!.preference).toBe(([0, 2, 1] as const)[one.preference]);
     }
   });
