@@ -9,10 +9,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import { completeAll } from "../src/backends/language-model.js";
 import {
   createOpenAICompatibleBackend,
+  type OpenAICompatibleBackend,
   parseRetryAfter,
   type RetryEvent,
 } from "../src/backends/openai-compatible/index.js";
+import { createBackend } from "../src/backends/registry.js";
+import { createProgressRenderer } from "../src/cli/progress-renderer.js";
 import { AbortedError, BackendError, CapabilityError, ConfigError } from "../src/errors/index.js";
+import type { ProgressEvent } from "../src/progress/progress-event.js";
 
 interface Received {
   path: string;
@@ -198,7 +202,9 @@ describe("retries", () => {
       requests.map((request) => [` answer to ${request.prompt} #0`, ` answer to ${request.prompt} #1`]),
     );
     expect(results[0]!.completions.map((c) => c.finishReason)).toEqual(["stop", "length"]);
-    expect(results[0]!.usage).toEqual({ promptTokens: 5, completionTokens: 6 });
+    // P0 failed once: its usage says so.
+    expect(results[0]!.usage).toEqual({ promptTokens: 5, completionTokens: 6, retries: 1 });
+    expect(results.reduce((sum, result) => sum + (result.usage.retries ?? 0), 0)).toBe(10);
     expect(server.received).toHaveLength(30 + 10);
   });
 
@@ -633,5 +639,79 @@ describe("score", () => {
     const error = await backend.score("a", ["b"]).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CapabilityError);
     expect((error as Error).message).toMatch(/no \/completions endpoint.*chat-only/);
+  });
+});
+
+describe("retries are visible", () => {
+  it("each retry is a progress event with its reason, counted on the answer and on the backend", async () => {
+    // Every second attempt of each request fails with a 503: one retry per request.
+    const server = await mockServer((request, response, count) => {
+      if (count % 2 === 1) return json(response, 503, { error: { message: `warming up (${count})` } });
+      if (request.path.endsWith("/chat/completions"))
+        return json(response, 200, {
+          id: "chat",
+          object: "chat.completion",
+          choices: [{ index: 0, message: { role: "assistant", content: "hi" }, finish_reason: "stop" }],
+          usage: { prompt_tokens: 2, completion_tokens: 1, total_tokens: 3 },
+        });
+      return json(response, 200, completionFor(request));
+    });
+    const events: ProgressEvent[] = [];
+    // Through the registry, as the CLI and the pipeline create it: progress alone is enough to see retries.
+    const backend = (await createBackend(
+      // Context and server kind given, so the backend asks the server nothing before the requests counted here.
+      {
+        type: "openai",
+        baseUrls: [server.url],
+        model: "m",
+        maxRetries: 3,
+        contextSize: 4096,
+        serverKind: "other",
+        ...fast,
+      },
+      { onProgress: (event) => events.push(event) },
+    )) as OpenAICompatibleBackend;
+    const [first] = await completeAll(backend, [{ prompt: "P0", maxTokens: 4 }]);
+    expect(first!.usage.retries).toBe(1);
+    const chat = await backend.chat([{ role: "user", content: "hello" }]);
+    expect(chat.usage.retries).toBe(1);
+    const retries = events.filter((event) => event.type === "request-retry");
+    expect(retries).toHaveLength(2);
+    expect(retries[0]).toMatchObject({ attempt: 1, maxRetries: 3, statusCode: 503 });
+    expect(retries[0]!.reason).toContain("answered HTTP 503: warming up (1)");
+    expect(retries[1]!.reason).toContain("warming up (3)");
+    expect(retries[1]!.url).toBe(`${server.url}/chat/completions`);
+    expect(backend.retryCount()).toBe(2);
+
+    // An answer that needed no retry says so by leaving the count out.
+    const calm = await mockServer((request, response) => json(response, 200, completionFor(request)));
+    const steady = createOpenAICompatibleBackend({ baseUrls: [calm.url], model: "m", ...fast });
+    const [result] = await completeAll(steady, [{ prompt: "P1" }]);
+    expect(result!.usage.retries).toBeUndefined();
+    expect(steady.retryCount()).toBe(0);
+  });
+
+  it("the CLI prints one line per retry with the reason", () => {
+    let text = "";
+    const renderer = createProgressRenderer({
+      stream: {
+        write: (chunk: string) => {
+          text += chunk;
+        },
+      },
+      mode: "plain",
+      color: false,
+      logLevel: "warn",
+    });
+    renderer.onProgress({
+      type: "request-retry",
+      url: "http://127.0.0.1:8000/v1/completions",
+      attempt: 2,
+      maxRetries: 5,
+      delayMs: 1500,
+      reason: "http://127.0.0.1:8000/v1/completions answered HTTP 500: boom",
+      statusCode: 500,
+    });
+    expect(text).toBe("warning: retry 2/5 in 1.5s: http://127.0.0.1:8000/v1/completions answered HTTP 500: boom\n");
   });
 });

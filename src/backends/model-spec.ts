@@ -65,6 +65,8 @@ export interface ResolveModelOptions {
   field?: string;
   /** Download `hf:` models now (default true); false only checks the spec. */
   download?: boolean;
+  /** Where the model was named (a config field at a line, or a flag), so a bad file's error says what to change. */
+  origin?: import("./llama-cpp/model-source.js").ModelSourceOrigin;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -94,6 +96,7 @@ export async function resolveModelSpec(spec: ModelSpec, options: ResolveModelOpt
       options.download === false
         ? source
         : await (await import("./llama-cpp/model-source.js")).resolveModelSource(source, {
+            ...(options.origin ? { origin: options.origin } : {}),
             ...(options.onProgress ? { onProgress: options.onProgress } : {}),
             ...(options.signal ? { signal: options.signal } : {}),
           });

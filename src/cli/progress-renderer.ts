@@ -265,6 +265,13 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
         printLine(`train: held-out at step ${event.step}/${event.totalSteps}: ${describeMetrics(event)}`);
         return;
       }
+      case "request-retry": {
+        // A warning: retries cost time and, on a paid API, money. One line each, with the reason.
+        printLine(
+          `warning: retry ${event.attempt}/${event.maxRetries} in ${(event.delayMs / 1000).toFixed(1)}s: ${event.reason}`,
+        );
+        return;
+      }
       case "message": {
         if (event.level === "info" && logLevel === "warn") return;
         printLine(event.level === "warn" ? `warning: ${event.text}` : event.text);

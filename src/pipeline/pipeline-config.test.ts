@@ -64,7 +64,7 @@ describe("pipeline config", () => {
       await configFile("missing-model.yaml", "name: missing\nmodel: ./nope.gguf\n"),
     );
     await expect(runPipeline({ loaded: missing })).rejects.toThrow(
-      /model file not found: expected a GGUF file at .*nope\.gguf/,
+      /missing-model\.yaml, line 2, model: .*nope\.gguf does not exist: expected a GGUF model file/,
     );
     await expect(stat(runDirOf(missing))).rejects.toThrow(); // no run directory was created
 

@@ -124,6 +124,8 @@ export interface LoadedPipelineConfig {
   baseDir: string;
   /** The stages it was validated against (default: the built-in registry). */
   registry?: StageRegistry;
+  /** 1-based line of a field in the config file, when it was read from one (for errors about its values). */
+  lineOf?: (path: ReadonlyArray<PropertyKey>) => number | undefined;
 }
 
 /** Validate a config object; `file` names the source in errors. */
@@ -163,7 +165,7 @@ export async function loadPipelineConfig(
     throw new ConfigError(issue.message, { path, ...(issue.line !== undefined ? { line: issue.line } : {}) });
   }
   const config = parsePipelineConfig(parsed.source.value ?? {}, path, parsed.source.lineOf, registry);
-  return { config, path, baseDir: dirname(resolve(path)), registry };
+  return { config, path, baseDir: dirname(resolve(path)), registry, lineOf: parsed.source.lineOf };
 }
 
 /** Resolve a path from the config against the config's folder (hf: URIs and URLs are left alone). */

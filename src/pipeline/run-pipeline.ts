@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import type { BackendConfig } from "../backends/backend-config.js";
-import { isServerSpec, modelIdentity, resolveModelSpec, specString } from "../backends/model-spec.js";
+import { modelIdentity } from "../backends/model-spec.js";
 import {
   type Constitution,
   checkConstitution,
@@ -15,7 +15,7 @@ import {
   formatConstitutionIssue,
   loadConstitution,
 } from "../constitution/index.js";
-import { AbortedError, ConfigError, isSelfalignError } from "../errors/index.js";
+import { ConfigError } from "../errors/index.js";
 import { packageVersion } from "../package-root.js";
 import type { ProgressEvent, ProgressListener } from "../progress/progress-event.js";
 import { writeReport } from "../report/index.js";
@@ -32,6 +32,7 @@ import {
 import { type LoadedPipelineConfig, type PipelineConfig, resolveConfigPath, runDirOf } from "./pipeline-config.js";
 import { createStageContext, expandInstances, mainFolder, ModelPool, type StageInstance } from "./stage-context.js";
 import { isGroup } from "./stage-definition.js";
+import { resolvePipelineModels } from "./resolve-models.js";
 import { defaultRegistry, type StageRegistry } from "./stage-registry.js";
 import {
   type FolderSwitch,
@@ -115,45 +116,13 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
       { path: constitutionDir },
     );
   }
-  const resolvePath = (path: string) => resolveConfigPath(loaded, path);
-  const progress = { ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) };
-  const generator = await resolveModelSpec(config.model, {
-    resolvePath,
-    engine: { seed: config.seed, ...config.engine },
-    ...progress,
-  }).catch((error: unknown) => {
-    if (!isSelfalignError(error) || error instanceof AbortedError) throw error;
-    // Point at the config, where the model is chosen, rather than at a CLI flag.
-    const message = error.message.replace(/\s*\(--model [^)]*\)/, "");
-    throw new ConfigError(`${message}\nTo use a local file, set \`model:\` in the config to its path.`, {
-      path: loaded.path ?? "config",
-      field: "model",
-      cause: error,
-    });
-  });
   const instances = expandInstances(registry, config.stages);
   const training = instances.filter((instance) => !instance.skip && uses(instance, "trainer"));
-  let trainBase: string | undefined;
-  if (training.length > 0) {
-    if (config.trainBase) {
-      const resolved = await resolveModelSpec(config.trainBase, { resolvePath, field: "trainBase", ...progress });
-      if (resolved.type !== "llama-cpp") {
-        throw new ConfigError("trainBase must be a GGUF file or an hf: URI, not a server", {
-          path: loaded.path ?? "config",
-          field: "trainBase",
-        });
-      }
-      trainBase = resolved.model;
-    } else if (!isServerSpec(config.model) && generator.type === "llama-cpp") {
-      trainBase = generator.model;
-    } else {
-      const names = [...new Set(training.map((instance) => instance.definition.name))];
-      throw new ConfigError(
-        `${names.join(" and ")} train on a local GGUF, but \`model\` is a server URL (${specString(config.model)}): set \`trainBase\` to the base model's .gguf (or hf: URI), or skip ${names.length > 1 ? "those stages" : "that stage"}`,
-        { path: loaded.path ?? "config", field: "trainBase" },
-      );
-    }
-  }
+  const { generator, trainBase } = await resolvePipelineModels(loaded, {
+    training: [...new Set(training.map((instance) => instance.definition.name))],
+    ...(onProgress ? { onProgress } : {}),
+    ...(signal ? { signal } : {}),
+  });
   const { resolveHfBase } = await import("../training/hf/hf-trainer-options.js");
   const hfBase = config.hfBase === undefined ? undefined : resolveHfBase(config.hfBase, loaded.baseDir);
   return {

@@ -57,6 +57,9 @@ export const chatCompletionsRequestSchema = z.object({
     .min(1),
   max_tokens: z.number().int().min(1).nullish(),
   max_completion_tokens: z.number().int().min(1).nullish(),
+  // Read only to refuse them: chat replies carry no log-probabilities here (see chat-completions.ts).
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
 });
 export type ChatCompletionsRequest = z.infer<typeof chatCompletionsRequestSchema>;
 

@@ -55,8 +55,8 @@ export interface EchoedText {
 const cannotScore = (serverUrl: string, what: string) =>
   new CapabilityError(
     `${serverUrl} cannot score text: ${what}. Scoring needs a completions endpoint that returns log-probabilities of ` +
-      "echoed prompt tokens (vLLM, SGLang, llama.cpp server with echo, `selfalign serve`). Use the embedded backend " +
-      "(`llama-cpp:<model.gguf>`) or serve the model with vLLM to run score-based evaluations.",
+      "echoed prompt tokens (vLLM, `selfalign serve`; llama.cpp's server gives none). Use the embedded backend " +
+      "(`llama-cpp:<model.gguf>`), or serve the model with vLLM or `selfalign serve`, to run score-based evaluations.",
   );
 
 /** Best-first alternatives from an OpenAI `top_logprobs` entry (token text or `token_id:N` -> log-probability). */

@@ -85,15 +85,16 @@ export interface OpenAICompatibleBackendOptions {
    */
   returnTokenIds?: boolean;
   /**
-   * How `score` asks for log-probabilities: "echo" (`echo: true, logprobs: 1`; OpenAI legacy, vLLM, llama.cpp
-   * server, `selfalign serve`) or "prompt-logprobs" (vLLM's `prompt_logprobs: 1`). Default "echo".
+   * How `score` asks for log-probabilities: "echo" (`echo: true, logprobs: 1`; OpenAI legacy, vLLM, `selfalign
+   * serve`) or "prompt-logprobs" (vLLM's `prompt_logprobs: 1`). Default "echo". llama.cpp's server gives no
+   * log-probabilities for prompt tokens, so it cannot score either way (a CapabilityError says so).
    */
   scoreMethod?: "echo" | "prompt-logprobs";
   /** Extra fields merged into every completions and chat request body (server-specific options). */
   extraBody?: Record<string, unknown>;
   /** Called before each retry with the delay chosen (backoff or the server's `retry-after`) and the reason. */
   onRetry?: (event: RetryEvent) => void;
-  /** Receives warnings (unsupported options), each kind once. */
+  /** Receives warnings (unsupported options), each kind once, and a `request-retry` event before each retry. */
   onProgress?: ProgressListener;
 }
 
@@ -107,6 +108,11 @@ export interface OpenAICompatibleBackend extends LanguageModel {
   serverInfo(): Promise<ServerInfo>;
   /** Requests sent to each base URL so far (attempts, including retries). */
   requestCounts(): Array<{ baseUrl: string; sent: number }>;
+  /**
+   * Retries made so far by every request of this backend (scoring and tokenising included). The retries behind
+   * one completion or chat reply are also in its `usage.retries`.
+   */
+  retryCount(): number;
 }
 
 function positiveInteger(value: number, field: string): number {
@@ -162,7 +168,10 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
       maxBackoffMs: nonNegative(options.maxBackoffMs ?? 30_000, "maxBackoffMs"),
     },
     apiKey,
-    options.onRetry,
+    (event) => {
+      options.onRetry?.(event);
+      options.onProgress?.({ type: "request-retry", ...event });
+    },
   );
   return new OpenAICompatibleModel(options, client, pool);
 }
@@ -203,6 +212,10 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
       maxContext: this.#options.contextSize ?? this.#options.maxContext ?? this.#info?.contextSize ?? 4096,
       parallel: this.#pool.capacity,
     };
+  }
+
+  retryCount(): number {
+    return this.#client.retries;
   }
 
   requestCounts(): Array<{ baseUrl: string; sent: number }> {
@@ -306,7 +319,7 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
   async #completeOne(request: CompletionRequest, index: number, signal: AbortSignal): Promise<CompletionResult> {
     const n = request.n ?? 1;
     const warnings: string[] = [];
-    const response = await this.#client.request({
+    const { value: response, retries } = await this.#client.requestCounted({
       path: "/completions",
       body: { model: this.#options.model, prompt: request.prompt, n, ...(await this.#samplingBody(request, warnings)) },
       parse: parseCompletionsResponse,
@@ -326,7 +339,7 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
         finishReason: choice.finishReason,
         tokenCount: choice.logprobs ? choice.logprobs.tokens.length : splitEvenly(completionTokens, n, i),
       })),
-      usage: { promptTokens: response.usage?.promptTokens ?? 0, completionTokens },
+      usage: { promptTokens: response.usage?.promptTokens ?? 0, completionTokens, ...(retries > 0 ? { retries } : {}) },
       ...(warnings.length > 0 ? { warnings } : {}),
     };
   }
@@ -527,7 +540,7 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
     this.#checkOpen();
     const { signal, ...sampling } = options;
     const warnings: string[] = [];
-    const response = await this.#client.request({
+    const { value: response, retries } = await this.#client.requestCounted({
       path: "/chat/completions",
       body: { model: this.#options.model, messages, ...(await this.#samplingBody(sampling, warnings)) },
       parse: parseChatResponse,
@@ -539,6 +552,7 @@ class OpenAICompatibleModel implements OpenAICompatibleBackend {
       usage: {
         promptTokens: response.usage?.promptTokens ?? 0,
         completionTokens: response.usage?.completionTokens ?? 0,
+        ...(retries > 0 ? { retries } : {}),
       },
       ...(warnings.length > 0 ? { warnings } : {}),
     };

@@ -134,7 +134,7 @@ function formatStats(dir: string, hash: string, stats: ConstitutionStats): strin
     "lines of human annotation",
     ...annotation.map(([label, count]) => row(label, count)),
     row("total", lines.total),
-    `  (+${lines.negatedPrinciples} negated principle texts, used only by SALMON)`,
+    `  (+${lines.negatedPrinciples} negated principle texts, kept for SALMON; no SELF-ALIGN stage reads them)`,
     "",
   ].join("\n");
 }
