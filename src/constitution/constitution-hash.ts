@@ -5,8 +5,9 @@ import type { ConstitutionContent } from "./constitution-schema.js";
 
 /** sha256 (hex) of the canonical JSON of the constitution's content. */
 export function hashConstitution(content: ConstitutionContent): string {
-  const { principles, exemplars, redTeamTypes, seedTasks, assistant } = content;
+  const { principles, exemplars, redTeamTypes, seedTasks, assistant, salmon } = content;
+  // A folder without salmon.yaml hashes as it did before SALMON's principles existed.
   return createHash("sha256")
-    .update(canonicalJson({ principles, exemplars, redTeamTypes, seedTasks, assistant }))
+    .update(canonicalJson({ principles, exemplars, redTeamTypes, seedTasks, assistant, ...(salmon ? { salmon } : {}) }))
     .digest("hex");
 }

@@ -1,5 +1,6 @@
 /**
- * The constitution as data: zod schemas for the five YAML files of a constitution folder (method-spec A.2-A.7).
+ * The constitution as data: zod schemas for the YAML files of a constitution folder (method-spec A.2-A.7, and B.2-B.5
+ * for SALMON's salmon.yaml, which older folders may lack).
  * Texts may hold the placeholders `{name}`, `{developer}` and `{knowledgeCutoff}`, filled in by
  * `renderConstitutionText` (stage 2 fills `{name}` with `generationName`, inference with `name`).
  */
@@ -94,6 +95,107 @@ export const exemplarsFileSchema = z.strictObject({ exemplars: z.array(exemplarS
 export const redTeamFileSchema = z.strictObject({ types: z.array(redTeamTypeSchema).min(1) });
 export const seedTasksFileSchema = z.strictObject({ tasks: z.array(seedTaskSchema).min(1) });
 
+/** The kinds of RL prompt SALMON tells apart when it samples RL principles (method-spec B.5). */
+export const salmonPromptTypes = ["general", "reasoning", "red-teaming"] as const;
+export type SalmonPromptType = (typeof salmonPromptTypes)[number];
+
+const salmonPrincipleFields = ["dimension", "definition", "negativeDefinition"] as const;
+
+/**
+ * A reward-model principle as written: one quality of a response, its definition and its negative definition (the
+ * judge labels pairs under it, the reward model reads it, negated half of the time). It either has its own texts or
+ * reuses a SELF-ALIGN rule (`principle: <id>`), whose `text` and `negatedText` then are its definitions.
+ */
+export const rewardPrincipleEntrySchema = z
+  .strictObject({
+    id: kebabId,
+    /** Id of the rule in principles.yaml whose text and negatedText this principle reuses. */
+    principle: kebabId.optional(),
+    /** The quality judged, as the judge's answer names it ("the more {dimension} output"). Default: the rule's name. */
+    dimension: text.optional(),
+    definition: text.optional(),
+    negativeDefinition: text.optional(),
+  })
+  .superRefine((entry, context) => {
+    for (const field of salmonPrincipleFields) {
+      if (entry.principle === undefined && entry[field] === undefined)
+        context.addIssue({
+          code: "custom",
+          path: [field],
+          message: `missing required field "${field}"; add it, or reuse a rule of principles.yaml with \`principle: <id>\``,
+        });
+      if (entry.principle !== undefined && field !== "dimension" && entry[field] !== undefined)
+        context.addIssue({
+          code: "custom",
+          path: [field],
+          message: `a principle that reuses rule "${entry.principle}" takes its texts from principles.yaml; remove ${field}, or remove \`principle\``,
+        });
+    }
+  });
+export type RewardPrincipleEntry = z.infer<typeof rewardPrincipleEntrySchema>;
+
+/** An RL principle as written: a definition the reward model reads during RL, drawn with probability ∝ weight. */
+export const rlPrincipleEntrySchema = z
+  .strictObject({
+    id: kebabId,
+    /** Id of the rule in principles.yaml whose text this principle reuses as its definition. */
+    principle: kebabId.optional(),
+    definition: text.optional(),
+    weight: z.number().positive(),
+    /** Prompt types on which `promptTypeBoost` is added to the weight (B.5: reasoning and red-teaming boosts). */
+    boostFor: z.array(z.enum(salmonPromptTypes)).default([]),
+  })
+  .superRefine((entry, context) => {
+    if ((entry.principle === undefined) === (entry.definition === undefined))
+      context.addIssue({
+        code: "custom",
+        path: ["definition"],
+        message:
+          entry.principle === undefined
+            ? 'missing required field "definition"; add it, or reuse a rule of principles.yaml with `principle: <id>`'
+            : `a principle that reuses rule "${entry.principle}" takes its text from principles.yaml; remove definition, or remove \`principle\``,
+      });
+  });
+export type RlPrincipleEntry = z.infer<typeof rlPrincipleEntrySchema>;
+
+export const salmonFileSchema = z.strictObject({
+  rewardPrinciples: z.array(rewardPrincipleEntrySchema).min(1),
+  rlPrinciples: z.array(rlPrincipleEntrySchema).min(1),
+  /** Added to an RL principle's weight on the prompt types its `boostFor` names. Default 128 (B.5). */
+  promptTypeBoost: z.number().min(0).default(128),
+  /** RL-time intervention principles: listed first in every reviewer prompt during RL (B.5). */
+  interventions: z.array(text).default([]),
+});
+export type SalmonFile = z.infer<typeof salmonFileSchema>;
+
+/** A reward-model principle, resolved: its texts (placeholders unfilled) and, when reused, the rule they come from. */
+export interface RewardPrinciple {
+  id: string;
+  dimension: string;
+  definition: string;
+  negativeDefinition: string;
+  /** The SELF-ALIGN rule whose text and negatedText these are. */
+  principle?: string;
+}
+
+/** An RL principle, resolved. */
+export interface RlPrinciple {
+  id: string;
+  definition: string;
+  weight: number;
+  boostFor: SalmonPromptType[];
+  /** The SELF-ALIGN rule whose text this is. */
+  principle?: string;
+}
+
+/** SALMON's human annotation (salmon.yaml), resolved against principles.yaml. */
+export interface Salmon {
+  rewardPrinciples: RewardPrinciple[];
+  rlPrinciples: RlPrinciple[];
+  promptTypeBoost: number;
+  interventions: string[];
+}
+
 /** The content of a constitution folder, as validated. */
 export interface ConstitutionContent {
   principles: Principle[];
@@ -101,6 +203,8 @@ export interface ConstitutionContent {
   redTeamTypes: RedTeamType[];
   seedTasks: SeedTask[];
   assistant: Assistant;
+  /** SALMON's principles; absent when the folder has no salmon.yaml (the SALMON stages then refuse to run). */
+  salmon?: Salmon;
 }
 
 /** A loaded constitution: its content, the folder it came from and its content hash (for provenance). */
@@ -112,7 +216,10 @@ export interface Constitution extends ConstitutionContent {
 }
 
 /** The files of a constitution folder, what each holds (for error messages and `init`), and its schema. */
-export const constitutionFiles = {
+export const constitutionFiles: Record<
+  "principles" | "exemplars" | "redTeam" | "seedTasks" | "assistant" | "salmon",
+  { file: string; holds: string; schema: z.ZodType; optional?: boolean }
+> = {
   principles: {
     file: "principles.yaml",
     holds: "`principles:`, a list of rules with id, number, name, text and negatedText",
@@ -139,5 +246,12 @@ export const constitutionFiles = {
       "the assistant's name, generationName, developer, knowledgeCutoff, thoughtOpening, verbosePrompt, concisePrompt and identity",
     schema: assistantSchema,
   },
-} as const;
+  salmon: {
+    file: "salmon.yaml",
+    holds:
+      "SALMON's `rewardPrinciples` (id, dimension, definition, negativeDefinition, or `principle: <id>`), `rlPrinciples` (id, definition or principle, weight, boostFor), promptTypeBoost and interventions",
+    schema: salmonFileSchema,
+    optional: true,
+  },
+};
 export type ConstitutionFileKey = keyof typeof constitutionFiles;

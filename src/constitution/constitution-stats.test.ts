@@ -59,8 +59,40 @@ describe("constitutionStats", () => {
       prompts: 4 + 2,
       identity: 1 + 2,
       total: 3 + 1 + 1 + 12 + 6 + 3,
-      negatedPrinciples: 1,
+      unusedNegatedTexts: 1,
+      salmon: { rewardPrinciples: 0, rlPrinciples: 0, interventions: 0, total: 0 },
+      allMethods: 26,
     });
+  });
+
+  it("counts SALMON's lines: own principles by their texts, reused rules by their negated text only", () => {
+    const stats = constitutionStats({
+      ...tiny,
+      salmon: {
+        rewardPrinciples: [
+          { id: "brief", dimension: "brief", definition: "Be brief.", negativeDefinition: "Ramble." },
+          { id: "kind", dimension: "kind", principle: "kind", definition: "x", negativeDefinition: "y" },
+        ],
+        rlPrinciples: [
+          { id: "kind", principle: "kind", definition: "x", weight: 1, boostFor: [] },
+          { id: "plain", definition: "Be plain.", weight: 2, boostFor: [] },
+          { id: "exact", definition: "Be exact.", weight: 1, boostFor: ["reasoning"] },
+        ],
+        promptTypeBoost: 128,
+        interventions: ["No self-praise."],
+      },
+    });
+    expect(stats.salmon).toEqual({
+      rewardPrinciples: 2,
+      rewardPrinciplesReused: 1,
+      rlPrinciples: 3,
+      rlPrinciplesReused: 1,
+      interventions: 1,
+    });
+    // 2 (own) + 1 (the reused rule's negated text); 2 own RL definitions; 1 intervention.
+    expect(stats.annotationLines.salmon).toEqual({ rewardPrinciples: 3, rlPrinciples: 2, interventions: 1, total: 6 });
+    expect(stats.annotationLines.unusedNegatedTexts).toBe(0);
+    expect(stats.annotationLines.allMethods).toBe(stats.annotationLines.total + 6);
   });
 
   it("describes the default constitution, which stays under 300 lines of annotation", async () => {
@@ -82,10 +114,29 @@ describe("constitutionStats", () => {
     // Roughly a third with input and some classification, as the issue asks.
     expect(stats.seedTasks.withInput / stats.seedTasks.total).toBeGreaterThan(0.25);
     expect(stats.seedTasks.classification / stats.seedTasks.total).toBeGreaterThan(0.1);
-    const { total, ...parts } = stats.annotationLines;
-    const { negatedPrinciples, ...counted } = parts;
-    expect(negatedPrinciples).toBe(16);
+    const { total, unusedNegatedTexts, salmon, allMethods, ...counted } = stats.annotationLines;
     expect(total).toBe(Object.values(counted).reduce((sum, n) => sum + n, 0));
     expect(total).toBeLessThan(300);
+    // SALMON, counted from salmon.yaml directly: two lines per principle with texts of its own, one (the negated
+    // text) per reused rule; one per RL definition written; one per intervention.
+    const file = parse(await readFile(join(dir, "salmon.yaml"), "utf8")) as {
+      rewardPrinciples: Array<Record<string, unknown>>;
+      rlPrinciples: Array<Record<string, unknown>>;
+      interventions: string[];
+    };
+    const reward = file.rewardPrinciples.reduce((sum, p) => sum + ("principle" in p ? 1 : 2), 0);
+    const rl = file.rlPrinciples.filter((p) => "definition" in p).length;
+    expect(salmon).toEqual({
+      rewardPrinciples: reward,
+      rlPrinciples: rl,
+      interventions: file.interventions.length,
+      total: reward + rl + file.interventions.length,
+    });
+    expect(stats.salmon.rewardPrinciples).toBe(8);
+    expect(stats.salmon.rlPrinciples).toBe(14);
+    expect(stats.salmon.interventions).toBe(3);
+    const reused = new Set(file.rewardPrinciples.flatMap((p) => (p.principle ? [p.principle] : [])));
+    expect(unusedNegatedTexts).toBe(16 - reused.size);
+    expect(allMethods).toBe(total + salmon.total);
   });
 });

@@ -20,10 +20,21 @@ export {
   principleSchema,
   type RedTeamType,
   redTeamTypeSchema,
+  type RewardPrinciple,
+  type RewardPrincipleEntry,
+  type RlPrinciple,
+  type RlPrincipleEntry,
+  rewardPrincipleEntrySchema,
+  rlPrincipleEntrySchema,
+  type Salmon,
+  type SalmonFile,
+  type SalmonPromptType,
+  salmonFileSchema,
+  salmonPromptTypes,
   type SeedTask,
   seedTaskSchema,
 } from "./constitution-schema.js";
-export { type ConstitutionStats, constitutionStats } from "./constitution-stats.js";
+export { type ConstitutionStats, constitutionStats, type SalmonAnnotationLines } from "./constitution-stats.js";
 export { defaultConstitutionDir } from "./default-constitution-dir.js";
 export {
   type ImportSeedListResult,

@@ -1,9 +1,11 @@
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createHash } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument, stringify } from "yaml";
 import { ConfigError } from "../errors/index.js";
+import { canonicalJson } from "../run-store/record-id.js";
 import { formatConstitutionIssue } from "./constitution-issue.js";
 import { defaultConstitutionDir } from "./default-constitution-dir.js";
 import { loadConstitution, readConstitution } from "./load-constitution.js";
@@ -170,7 +172,14 @@ describe("constitution hash", () => {
   it("ignores formatting and comments but changes with content", async () => {
     const original = await loadConstitution(defaultConstitutionDir());
     const reformatted = await fixture();
-    for (const file of ["principles.yaml", "exemplars.yaml", "red-team.yaml", "seed-tasks.yaml", "assistant.yaml"]) {
+    for (const file of [
+      "principles.yaml",
+      "exemplars.yaml",
+      "red-team.yaml",
+      "seed-tasks.yaml",
+      "assistant.yaml",
+      "salmon.yaml",
+    ]) {
       const data = parseDocument(await readFile(join(reformatted, file), "utf8")).toJS();
       // Different layout: flow style for short collections, no comments, different quoting.
       const text = `# reformatted\n${stringify(data, { indent: 4, defaultStringType: "QUOTE_DOUBLE", lineWidth: 40 })}`;
@@ -186,6 +195,89 @@ describe("constitution hash", () => {
       text.replace("name: Bactrian", "name: Camelot"),
     );
     expect((await loadConstitution(renamed)).hash).not.toBe(original.hash);
+    const { dir: reweighted } = await editedFixture("salmon.yaml", (text) =>
+      text.replace("promptTypeBoost: 128", "promptTypeBoost: 64"),
+    );
+    expect((await loadConstitution(reweighted)).hash).not.toBe(original.hash);
+  });
+
+  it("of a folder without salmon.yaml is the hash of its five files alone, as before SALMON", async () => {
+    const dir = await fixture();
+    await rm(join(dir, "salmon.yaml"));
+    const loaded = await loadConstitution(dir);
+    expect(loaded.salmon).toBeUndefined();
+    const { principles, exemplars, redTeamTypes, seedTasks, assistant } = loaded;
+    const expected = createHash("sha256")
+      .update(canonicalJson({ principles, exemplars, redTeamTypes, seedTasks, assistant }))
+      .digest("hex");
+    expect(loaded.hash).toBe(expected);
+    expect(loaded.hash).not.toBe((await loadConstitution(defaultConstitutionDir())).hash);
+  });
+});
+
+describe("salmon.yaml", () => {
+  it("resolves reused rules: their text and negated text, their name as the default dimension", async () => {
+    const constitution = await loadConstitution(defaultConstitutionDir());
+    const salmon = constitution.salmon!;
+    const rule = (id: string) => constitution.principles.find((principle) => principle.id === id)!;
+    const ethical = salmon.rewardPrinciples.find((principle) => principle.id === "ethical")!;
+    expect(ethical).toEqual({
+      id: "ethical",
+      dimension: rule("ethical").name,
+      definition: rule("ethical").text,
+      negativeDefinition: rule("ethical").negatedText,
+      principle: "ethical",
+    });
+    const methodical = salmon.rewardPrinciples.find((principle) => principle.id === "methodical")!;
+    expect(methodical).toMatchObject({ dimension: "methodical", definition: rule("step-by-step").text });
+    expect(salmon.rewardPrinciples.find((principle) => principle.id === "concise")?.principle).toBeUndefined();
+    const reasoning = salmon.rlPrinciples.find((principle) => principle.id === "consistent-reasoning")!;
+    expect(reasoning).toMatchObject({ definition: rule("reasoning").text, weight: 1, boostFor: ["reasoning"] });
+    expect(salmon.rlPrinciples.find((principle) => principle.id === "honest")?.boostFor).toEqual([]);
+    expect(salmon.promptTypeBoost).toBe(128);
+    expect(salmon.interventions).toHaveLength(3);
+  });
+
+  it("names file, line and field of an unknown rule, and lists the rules", async () => {
+    const { dir, source } = await editedFixture("salmon.yaml", (text) =>
+      text.replace("principle: step-by-step", "principle: stepwise"),
+    );
+    const error = await loadError(dir);
+    expect(error.message).toMatch(
+      new RegExp(
+        `^${escapeRegExp(join(dir, "salmon.yaml"))}, line ${lineOf(source, "stepwise")}, rewardPrinciples\\[5\\]\\.principle: unknown rule id "stepwise"; the rules of principles.yaml are: ethical, informative, .*operational$`,
+      ),
+    );
+  });
+
+  it("asks for the missing texts of an own principle, and refuses texts beside a reused rule", async () => {
+    const { dir: missing, source } = await editedFixture("salmon.yaml", (text) =>
+      text.replace(/ {4}negativeDefinition: >-\n {6}The response should pad.*\n/, ""),
+    );
+    expect((await loadError(missing)).message).toBe(
+      `${join(missing, "salmon.yaml")}, line ${lineOf(source, "- id: concise")}, rewardPrinciples[0].negativeDefinition: missing required field "negativeDefinition"; add it, or reuse a rule of principles.yaml with \`principle: <id>\``,
+    );
+    const { dir: both } = await editedFixture("salmon.yaml", (text) =>
+      text.replace("    principle: ethical\n\n", "    principle: ethical\n    definition: Be good.\n\n"),
+    );
+    expect((await loadError(both)).message).toMatch(
+      /rewardPrinciples\[2\]\.definition: a principle that reuses rule "ethical" takes its texts from principles\.yaml; remove definition/,
+    );
+  });
+
+  it("rejects an unknown prompt type, a weight of zero and a repeated dimension", async () => {
+    const { dir: type } = await editedFixture("salmon.yaml", (text) =>
+      text.replace("boostFor: [red-teaming]", "boostFor: [redteam]"),
+    );
+    expect((await loadError(type)).message).toMatch(/rlPrinciples\[1\]\.boostFor\[0\]: invalid option/);
+    const { dir: weight } = await editedFixture("salmon.yaml", (text) => text.replace("weight: 4", "weight: 0"));
+    expect((await loadError(weight)).message).toMatch(/rlPrinciples\[12\]\.weight: too small/);
+    const { dir: dimension } = await editedFixture("salmon.yaml", (text) =>
+      text.replace("dimension: specific", "dimension: concise"),
+    );
+    expect((await loadError(dimension)).message).toMatch(
+      /rewardPrinciples\[3\]\.dimension: dimension "concise" is also rewardPrinciples\[0\]'s/,
+    );
   });
 });
 

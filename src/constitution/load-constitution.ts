@@ -1,5 +1,6 @@
 /**
- * Load a constitution folder (five YAML files), validating every file with zod and the links between them.
+ * Load a constitution folder (five YAML files, and salmon.yaml where SALMON is used), validating every file with zod
+ * and the links between them.
  * seed-tasks.yaml and red-team.yaml may instead name a file holding their list in the field's formats
  * (`tasks: ./seed_tasks.jsonl`, `types: ./seed_questions.jsonl`; see seed-files.ts).
  * Every problem names the file, the line and the field, and says how to fix it.
@@ -19,6 +20,8 @@ import {
   type Exemplar,
   type Principle,
   type RedTeamType,
+  type Salmon,
+  type SalmonFile,
   type SeedTask,
 } from "./constitution-schema.js";
 import { parseYamlSource } from "../config/yaml-source.js";
@@ -62,6 +65,7 @@ export async function readConstitution(dir: string): Promise<ReadConstitutionRes
   if (!folder?.isDirectory()) {
     const what = folder ? "is a file, not a folder" : "does not exist";
     const message = `constitution folder ${what}; pass a folder holding ${Object.values(constitutionFiles)
+      .filter((spec) => !spec.optional)
       .map((spec) => spec.file)
       .join(", ")} (create one with "selfalign init <dir>")`;
     return { issues: [{ severity: "error", file: dir, message }] };
@@ -80,6 +84,7 @@ export async function readConstitution(dir: string): Promise<ReadConstitutionRes
       text = await readFile(file, "utf8");
     } catch (error) {
       const missing = (error as NodeJS.ErrnoException).code === "ENOENT";
+      if (missing && spec.optional) continue;
       issues.push({
         severity: "error",
         file,
@@ -118,7 +123,7 @@ export async function readConstitution(dir: string): Promise<ReadConstitutionRes
     }
     parsed[key] = { file: located.file, lineOf: located.lineOf, fieldOf: located.fieldOf, data: validated.data };
   }
-  const { principles, exemplars, redTeam, seedTasks, assistant } = parsed;
+  const { principles, exemplars, redTeam, seedTasks, assistant, salmon } = parsed;
   const at = (entry: Located, path: PropertyKey[], message: string) =>
     issues.push({ severity: "error", file: entry.file, line: entry.lineOf(path), field: entry.fieldOf(path), message });
   const listOf = <T>(entry: { data: unknown } | undefined, listKey: string): T[] | undefined =>
@@ -168,6 +173,8 @@ export async function readConstitution(dir: string): Promise<ReadConstitutionRes
       });
     });
   }
+  const resolvedSalmon =
+    salmon && principleList ? resolveSalmon(salmon.data as SalmonFile, principleList, salmon, at) : undefined;
   issues.sort((a, b) => fileOrder.indexOf(a.file) - fileOrder.indexOf(b.file) || (a.line ?? 0) - (b.line ?? 0));
   if (!principles || !exemplars || !redTeam || !seedTasks || !assistant) return { issues };
   const content: ConstitutionContent = {
@@ -176,13 +183,87 @@ export async function readConstitution(dir: string): Promise<ReadConstitutionRes
     redTeamTypes: listOf<RedTeamType>(redTeam, "types") ?? [],
     seedTasks: listOf<SeedTask>(seedTasks, "tasks") ?? [],
     assistant: assistant.data as Assistant,
+    ...(resolvedSalmon ? { salmon: resolvedSalmon } : {}),
   };
   if (issues.some((issue) => issue.severity === "error")) return { issues };
 
   const constitution: Constitution = { ...content, hash: hashConstitution(content), dir };
-  locations.set(constitution, { principles, exemplars, redTeam, seedTasks, assistant });
+  const salmonFile: Located = salmon ?? {
+    file: join(dir, constitutionFiles.salmon.file),
+    lineOf: () => undefined,
+    fieldOf: formatFieldPath,
+  };
+  locations.set(constitution, { principles, exemplars, redTeam, seedTasks, assistant, salmon: salmonFile });
   return { constitution, issues };
 }
+
+/**
+ * salmon.yaml with its references to principles.yaml filled in: a reused rule lends its text (and negatedText) and
+ * its name as the default dimension. Unknown rule ids and repeated ids are reported at their line.
+ */
+function resolveSalmon(
+  file: SalmonFile,
+  principles: readonly Principle[],
+  located: Located,
+  at: (entry: Located, path: PropertyKey[], message: string) => void,
+): Salmon | undefined {
+  const byId = new Map(principles.map((principle) => [principle.id, principle]));
+  let ok = true;
+  const rule = (list: string, index: number, id: string | undefined): Principle | undefined => {
+    if (id === undefined) return undefined;
+    const found = byId.get(id);
+    if (!found) {
+      ok = false;
+      at(
+        located,
+        [list, index, "principle"],
+        `unknown rule id "${id}"; the rules of principles.yaml are: ${[...byId.keys()].join(", ")}`,
+      );
+    }
+    return found;
+  };
+  for (const list of ["rewardPrinciples", "rlPrinciples"] as const) {
+    for (const { value, index, first } of findRepeats(file[list].map((entry) => entry.id))) {
+      ok = false;
+      at(
+        located,
+        [list, index, "id"],
+        `duplicate id "${value}", already used by ${list}[${first}] (line ${located.lineOf([list, first, "id"])}); give each entry its own id`,
+      );
+    }
+  }
+  const rewardPrinciples = file.rewardPrinciples.map((entry, index) => {
+    const reused = rule("rewardPrinciples", index, entry.principle);
+    return {
+      id: entry.id,
+      dimension: entry.dimension ?? reused?.name ?? "",
+      definition: entry.definition ?? reused?.text ?? "",
+      negativeDefinition: entry.negativeDefinition ?? reused?.negatedText ?? "",
+      ...(entry.principle === undefined ? {} : { principle: entry.principle }),
+    };
+  });
+  for (const { value, index, first } of findRepeats(rewardPrinciples.map((entry) => entry.dimension))) {
+    ok = false;
+    at(
+      located,
+      ["rewardPrinciples", index, dimensionField(file, index)],
+      `dimension "${value}" is also rewardPrinciples[${first}]'s; the judge tells principles apart by their dimension, so give each its own`,
+    );
+  }
+  const rlPrinciples = file.rlPrinciples.map((entry, index) => ({
+    id: entry.id,
+    definition: entry.definition ?? rule("rlPrinciples", index, entry.principle)?.text ?? "",
+    weight: entry.weight,
+    boostFor: entry.boostFor,
+    ...(entry.principle === undefined ? {} : { principle: entry.principle }),
+  }));
+  if (!ok) return undefined;
+  return { rewardPrinciples, rlPrinciples, promptTypeBoost: file.promptTypeBoost, interventions: file.interventions };
+}
+
+/** The field a repeated dimension comes from: `dimension` when written, else the reused `principle`. */
+const dimensionField = (file: SalmonFile, index: number) =>
+  file.rewardPrinciples[index]?.dimension === undefined ? "principle" : "dimension";
 
 /**
  * The list a seed-tasks.yaml or red-team.yaml names by file (`tasks: ./seed_tasks.jsonl`, relative to the folder);

@@ -69,6 +69,11 @@ describe("selfalign constitution", () => {
     const total = Number(/^ {2}total +(\d+)$/m.exec(result.stdout)?.[1]);
     expect(total).toBe(stats.annotationLines.total);
     expect(total).toBeLessThan(300);
+    // Per method: SELF-ALIGN's total first, SALMON's second, then both.
+    const totals = [...result.stdout.matchAll(/^ {2}total +(\d+)$/gm)].map((match) => Number(match[1]));
+    expect(totals).toEqual([stats.annotationLines.total, stats.annotationLines.salmon.total]);
+    expect(stats.annotationLines.salmon.total).toBeGreaterThan(0);
+    expect(result.stdout).toMatch(new RegExp(`^ {2}all methods +${stats.annotationLines.allMethods} `, "m"));
 
     const json = await selfalign("constitution", "stats", defaultConstitutionDir(), "--json");
     expect(json.code).toBe(0);

@@ -103,7 +103,7 @@ function formatIssues(dir: string, issues: ConstitutionIssue[]): string {
 }
 
 function formatStats(dir: string, hash: string, stats: ConstitutionStats): string {
-  const { seedTasks, annotationLines: lines } = stats;
+  const { seedTasks, annotationLines: lines, salmon } = stats;
   const rows: Array<[string, number, string?]> = [
     ["principles", stats.principles],
     ["exemplars", stats.exemplars, `${stats.exemplarTurns} turns`],
@@ -114,8 +114,11 @@ function formatStats(dir: string, hash: string, stats: ConstitutionStats): strin
       `${seedTasks.withInput} with input, ${seedTasks.withoutInput} without, ${seedTasks.classification} classification`,
     ],
     ["identity exchanges", stats.identityExchanges],
+    ["reward principles", salmon.rewardPrinciples, `SALMON; ${salmon.rewardPrinciplesReused} reuse a rule`],
+    ["RL principles", salmon.rlPrinciples, `SALMON; ${salmon.rlPrinciplesReused} reuse a rule`],
+    ["interventions", salmon.interventions, "SALMON"],
   ];
-  const annotation: Array<[string, number]> = [
+  const selfAlign: Array<[string, number]> = [
     ["seed tasks", lines.seedTasks],
     ["red-team questions", lines.redTeamQuestions],
     ["principles", lines.principles],
@@ -124,7 +127,7 @@ function formatStats(dir: string, hash: string, stats: ConstitutionStats): strin
     ["identity", lines.identity],
   ];
   const row = (label: string, count: number, note?: string) =>
-    `  ${label.padEnd(20)}${String(count).padStart(5)}${note ? `  (${note})` : ""}`;
+    `  ${label.padEnd(22)}${String(count).padStart(5)}${note ? `  (${note})` : ""}`;
   return [
     `constitution ${dir}`,
     `hash         ${hash}`,
@@ -132,9 +135,17 @@ function formatStats(dir: string, hash: string, stats: ConstitutionStats): strin
     ...rows.map(([label, count, note]) => row(label, count, note)),
     "",
     "lines of human annotation",
-    ...annotation.map(([label, count]) => row(label, count)),
+    "SELF-ALIGN",
+    ...selfAlign.map(([label, count]) => row(label, count)),
     row("total", lines.total),
-    `  (+${lines.negatedPrinciples} negated principle texts, kept for SALMON; no SELF-ALIGN stage reads them)`,
+    "SALMON",
+    row("reward principles", lines.salmon.rewardPrinciples, "own: definition + negative; reused: the negated text"),
+    row("RL principles", lines.salmon.rlPrinciples, "own definitions; a reused rule adds none"),
+    row("interventions", lines.salmon.interventions),
+    row("total", lines.salmon.total),
+    "",
+    row("all methods", lines.allMethods, "I-SHEEP's prompts are in its stage code, not counted here"),
+    `  (${lines.unusedNegatedTexts} negated rule texts are used by no principle and not counted)`,
     "",
   ].join("\n");
 }
