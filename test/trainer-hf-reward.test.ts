@@ -6,6 +6,7 @@
  * reward-head.safetensors + reward-model.json, whose rewards through llama.cpp (`RewardModel`) equal the embedded
  * trainer's forward with the PEFT adapter read directly, within 1e-4.
  */
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -115,6 +116,35 @@ describe("trainer hf, kind reward: PEFT sequence-classification adapter -> GGUF 
     expect(Math.max(...differences)).toBeLessThanOrEqual(1e-4);
     // The rewards differ from text to text: the head and adapter are in use, not zeros.
     expect(Math.max(...served) - Math.min(...served)).toBeGreaterThan(1e-2);
+  });
+
+  it("selfalign model convert-peft: a reward PEFT folder becomes a reward-model folder, a causal one a GGUF LoRA", async () => {
+    const peft = join(work, "rm", "peft");
+    const cli = (args: string[]) =>
+      spawnSync(process.execPath, ["--import", "tsx", "src/cli/cli.ts", "model", "convert-peft", ...args], {
+        encoding: "utf8",
+      });
+    const folder = join(work, "converted-rm");
+    const reward = cli(["--peft", peft, "--base", basePath, "--out", folder]);
+    expect(reward.stderr).toBe("");
+    expect(reward.stdout).toContain(`serve it with selfalign serve --reward-model ${folder}`);
+    expect(readFileSync(join(folder, "reward-head.safetensors"))).toEqual(
+      readFileSync(join(work, "rm", "reward-head.safetensors")),
+    );
+    const causal = join(work, "causal-peft");
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(causal, { recursive: true });
+    const config = JSON.parse(readFileSync(join(peft, "adapter_config.json"), "utf8"));
+    writeFileSync(join(causal, "adapter_config.json"), JSON.stringify({ ...config, task_type: "CAUSAL_LM" }));
+    const { readSafetensors, writeSafetensors } = await import("../src/training/export/safetensors.js");
+    const tensors = [...(await readSafetensors(join(peft, "adapter_model.safetensors"))).tensors]
+      .filter(([name]) => !name.includes("score"))
+      .map(([name, tensor]) => ({ name, shape: tensor.shape, data: tensor.data }));
+    await writeSafetensors(join(causal, "adapter_model.safetensors"), tensors);
+    const lora = cli(["--peft", causal, "--base", basePath, "--out", join(work, "ppo.gguf")]);
+    expect(lora.stdout).toContain("rank 4, 4 modules");
+    const { readGgufLora } = await import("../src/training/export/gguf-lora.js");
+    expect((await readGgufLora(join(work, "ppo.gguf"))).adapter.modules).toHaveLength(4);
   });
 
   it("refuses a PEFT folder without a reward head, naming what is missing", async () => {

@@ -4,6 +4,7 @@
  */
 import { engraveDefinition } from "../stages/engrave/definition.js";
 import { redTeamDefinition } from "../stages/red-team/definition.js";
+import { salmonRlDefinition } from "../stages/salmon/rl-definition.js";
 import { selfAlignDefinition } from "../stages/self-align/definition.js";
 import { selfInstructDefinition } from "../stages/self-instruct/definition.js";
 import { verboseCloneDefinition } from "../stages/verbose-clone/definition.js";
@@ -17,6 +18,7 @@ export const defaultRegistry: StageRegistry = [
   selfAlignDefinition,
   engraveDefinition,
   verboseCloneDefinition,
+  salmonRlDefinition,
 ] as StageRegistry;
 
 /** Every stage definition, group members included, in order. */
