@@ -483,7 +483,7 @@ function runScript(
   return new Promise((resolve) => child.on("close", (status) => resolve({ status, stdout, stderr })));
 }
 
-const valueOf = (args: readonly string[], flag: string) => args[args.indexOf(flag) + 1];
+const flagValue = (args: readonly string[], flag: string) => args[args.indexOf(flag) + 1];
 
 describe(`OpenRLHF ${openRlhfVersion} command lines`, () => {
   const ppoInput = {
@@ -497,11 +497,11 @@ describe(`OpenRLHF ${openRlhfVersion} command lines`, () => {
     const args = openRlhfPpoArguments(ppoInput);
     expect(args.slice(0, 2)).toEqual(["-m", "openrlhf.cli.train_ppo_ray"]);
     checkArguments(args.slice(2), trainPpoRayFlags, trainPpoRaySwitches);
-    expect(valueOf(args, "--actor.model_name_or_path")).toBe("/models/sft-merged");
-    expect(valueOf(args, "--reward.remote_url")).toBe("http://127.0.0.1:8000/get_reward");
-    expect(valueOf(args, "--data.prompt_dataset")).toBe("/run/prompts.jsonl");
-    expect(valueOf(args, "--data.input_key")).toBe("prompt");
-    expect(valueOf(args, "--data.label_key")).toBe("label");
+    expect(flagValue(args, "--actor.model_name_or_path")).toBe("/models/sft-merged");
+    expect(flagValue(args, "--reward.remote_url")).toBe("http://127.0.0.1:8000/get_reward");
+    expect(flagValue(args, "--data.prompt_dataset")).toBe("/run/prompts.jsonl");
+    expect(flagValue(args, "--data.input_key")).toBe("prompt");
+    expect(flagValue(args, "--data.label_key")).toBe("label");
     expect(args).not.toContain("--data.apply_chat_template");
     // B.5: T 0.7, top-p 1, 256 + 1024 tokens, KL 0.01 (k1), GAE 1/1, clips 0.2/0.2, lr 2e-5, batches 576/288, 2 x 2.
     const expected = {
@@ -526,10 +526,10 @@ describe(`OpenRLHF ${openRlhfVersion} command lines`, () => {
       "--ckpt.save_steps": "10",
       "--train.seed": "42",
     };
-    for (const [flag, value] of Object.entries(expected)) expect([flag, valueOf(args, flag)]).toEqual([flag, value]);
+    for (const [flag, value] of Object.entries(expected)) expect([flag, flagValue(args, flag)]).toEqual([flag, value]);
     // Colocated, the vLLM engines cover the actor's GPUs exactly (OpenRLHF asserts it).
     const two = openRlhfPpoArguments({ ...ppoInput, nodes: 2, gpusPerNode: 8, vllmTensorParallel: 2 });
-    expect(valueOf(two, "--vllm.num_engines")).toBe("8");
+    expect(flagValue(two, "--vllm.num_engines")).toBe("8");
     const full = openRlhfPpoArguments({ ...ppoInput, loraRank: 0, colocate: false, zeroStage: 3 });
     checkArguments(full.slice(2), trainPpoRayFlags, trainPpoRaySwitches);
     expect(full).not.toContain("--ds.lora.rank");
@@ -542,19 +542,19 @@ describe(`OpenRLHF ${openRlhfVersion} command lines`, () => {
     expect(rm.slice(0, 2)).toEqual(["--module", "openrlhf.cli.train_rm"]);
     checkArguments(rm.slice(2), trainRmFlags, trainRmSwitches);
     expect([
-      valueOf(rm, "--data.prompt_key"),
-      valueOf(rm, "--data.chosen_key"),
-      valueOf(rm, "--data.rejected_key"),
+      flagValue(rm, "--data.prompt_key"),
+      flagValue(rm, "--data.chosen_key"),
+      flagValue(rm, "--data.rejected_key"),
     ]).toEqual(["prompt", "chosen", "rejected"]);
     expect(rm).not.toContain("--model.beta");
     for (const variant of [{}, { ipo: true }, { labelSmoothing: 0.1 }]) {
       const dpo = openRlhfPairArguments("dpo", { ...common, ...variant });
       expect(dpo.slice(0, 2)).toEqual(["--module", "openrlhf.cli.train_dpo"]);
       checkArguments(dpo.slice(2), trainDpoFlags, trainDpoSwitches);
-      expect(valueOf(dpo, "--model.beta")).toBe("0.1");
+      expect(flagValue(dpo, "--model.beta")).toBe("0.1");
     }
     expect(openRlhfPairArguments("dpo", { ...common, ipo: true })).toContain("--model.ipo_enable");
-    expect(valueOf(openRlhfPairArguments("dpo", { ...common, labelSmoothing: 0.1 }), "--model.label_smoothing")).toBe(
+    expect(flagValue(openRlhfPairArguments("dpo", { ...common, labelSmoothing: 0.1 }), "--model.label_smoothing")).toBe(
       "0.1",
     );
     for (const reward of [false, true]) {

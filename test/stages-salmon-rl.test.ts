@@ -93,9 +93,9 @@ describe("selfalign stage salmon-rl --trainer openrlhf", () => {
     expect(records).toHaveLength(3);
 
     const script = await readFile(join(out, "train_ppo.sh"), "utf8");
-    expect(script).toContain('BASE="${BASE:-meta-llama/Llama-2-7b-hf}"');
+    expect(script).toContain(`BASE="\${BASE:-meta-llama/Llama-2-7b-hf}"`);
     expect(script).toContain(`SFT_ADAPTER="\${SFT_ADAPTER:-${join(runDir, "verbose-clone", "adapter", "peft")}}"`);
-    expect(script).toContain('REWARD_URL="${REWARD_URL:-http://10.0.0.5:8000/get_reward}"');
+    expect(script).toContain(`REWARD_URL="\${REWARD_URL:-http://10.0.0.5:8000/get_reward}"`);
     expect(script).toContain("--actor.num_gpus_per_node 4");
     expect(script).toContain(`--data.prompt_dataset ${join(out, "prompts.jsonl")}`);
     expect(spawnSync("bash", ["-n", join(out, "train_ppo.sh")]).status).toBe(0);

@@ -135,7 +135,7 @@ export function openRlhfPpoScript(dir: string, options: OpenRlhfScriptOptions): 
     "fi",
     "",
     "# 2. The reward server must answer before the first rollout (OpenRLHF gives up on a sample after 5 failed calls).",
-    'if ! python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)" "${REWARD_URL%/get_reward}/health" 2>/dev/null; then',
+    `if ! python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)" "\${REWARD_URL%/get_reward}/health" 2>/dev/null; then`,
     `  echo "no reward server at \${REWARD_URL}; start it with: ${serveLine.replace(/"/g, '\\"')}" >&2; exit 1`,
     "fi",
     "",
