@@ -23,6 +23,11 @@ export const samplingConfigSchema = z.strictObject({
     .array(z.strictObject({ n: positiveInt, penalty: z.number() }))
     .optional()
     .describe('Dromedary n-gram penalties (JSON, e.g. [{"n":3,"penalty":1}])'),
+  grammar: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("a GBNF grammar the output must match: a .gbnf file, or the grammar itself (off by default)"),
 });
 export type SamplingConfig = z.infer<typeof samplingConfigSchema>;
 
@@ -46,7 +51,10 @@ export const trainConfigSchema = z.strictObject({
   weightDecay: z.number().min(0).optional().describe("AdamW weight decay (default 0)"),
   maxGradNorm: z.number().min(0).optional().describe("gradient clipping, 0 = off (default 1)"),
   cutoffLen: positiveInt.optional().describe("longest example in tokens (default: the model's context)"),
-  overlong: z.enum(overlongPolicies).optional().describe("an example longer than cutoffLen: error, truncate or drop"),
+  overlong: z
+    .enum(overlongPolicies)
+    .default("truncate")
+    .describe("an example longer than cutoffLen: truncate (as the reference does), drop or error"),
   checkpointEvery: z.number().int().min(0).optional().describe("checkpoint every N steps (default 50)"),
   kernel: z.enum(["auto", "ts", "wasm", "blas"]).optional().describe("matmul kernel (default auto)"),
   threads: positiveInt.optional().describe("kernel threads (default: all cores)"),

@@ -4,6 +4,7 @@ import { defineStage, progressOptions } from "../../pipeline/stage-definition.js
 import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { countPrincipleUsage } from "./principle-usage.js";
+import { withGrammar } from "../shared/grammar.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { mergeOnePer } from "../shared/merge-one-per.js";
 import { promptSourceStages, promptsFileSchema, readStagePromptsOrFile } from "../shared/stage-prompts.js";
@@ -67,7 +68,7 @@ export const selfAlignDefinition = defineStage({
       constitution: context.constitution,
       inputs: inputs.slice(0, maxPrompts),
       seed: context.seed,
-      sampling,
+      sampling: await withGrammar(context, sampling),
       ...(concurrency === undefined ? {} : { concurrency }),
       ...(logitBias
         ? { logitBias: Object.fromEntries(Object.entries(logitBias).map(([token, bias]) => [Number(token), bias])) }

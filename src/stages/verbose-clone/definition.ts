@@ -7,6 +7,7 @@ import { positiveInt, trainConfigSchema } from "../../pipeline/train-config.js";
 import { recordId } from "../../run-store/index.js";
 import { sftRecordSchema, sftReport } from "../engrave/definition.js";
 import { engraveStage } from "../engrave/run.js";
+import { withGrammar } from "../shared/grammar.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { promptSourceStages, promptsFileSchema, readStagePromptsOrFile } from "../shared/stage-prompts.js";
 import { runVerboseClone, verboseCloneStage, verboseSamplingDefaults } from "./run.js";
@@ -85,7 +86,7 @@ export const verboseCloneDefinition = defineStage({
       base,
       trainOptions: { seed: context.seed, ...options },
       seed: context.seed,
-      sampling,
+      sampling: await withGrammar(context, sampling),
       ...(context.command ? { command: context.command } : {}),
       beforeTraining: () => context.releaseModels(),
       ...progressOptions(context),
