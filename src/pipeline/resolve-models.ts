@@ -14,6 +14,11 @@ import { type LoadedPipelineConfig, resolveConfigPath } from "./pipeline-config.
 export interface ResolvePipelineModelsOptions {
   /** The stages that train (they need a local GGUF to train on), by name; none: no training base is resolved. */
   training: readonly string[];
+  /**
+   * A stage loads the training base without training it (a default policy or judge: the base + an adapter): the
+   * base is resolved when the config gives one, but not required.
+   */
+  loadsBase?: boolean;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -60,7 +65,7 @@ export async function resolvePipelineModels(
     }
   };
   const generator = await resolveField("model", config.model);
-  if (options.training.length === 0) return { generator };
+  if (options.training.length === 0 && !options.loadsBase) return { generator };
   if (config.trainBase) {
     const base = await resolveField("trainBase", config.trainBase);
     if (base.type !== "llama-cpp")
@@ -71,6 +76,7 @@ export async function resolvePipelineModels(
     return { generator, trainBase: base.model };
   }
   if (generator.type === "llama-cpp") return { generator, trainBase: generator.model };
+  if (options.training.length === 0) return { generator };
   const names = options.training;
   throw new ConfigError(
     `${names.join(" and ")} train on a local GGUF, but \`model\` is a server URL (${specString(config.model)}): set \`trainBase\` to the base model's .gguf (or hf: URI), or skip ${names.length > 1 ? "those stages" : "that stage"}`,

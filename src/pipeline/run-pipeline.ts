@@ -31,7 +31,7 @@ import {
 } from "../run-store/index.js";
 import { type LoadedPipelineConfig, type PipelineConfig, resolveConfigPath, runDirOf } from "./pipeline-config.js";
 import { createStageContext, expandInstances, mainFolder, ModelPool, type StageInstance } from "./stage-context.js";
-import { isGroup } from "./stage-definition.js";
+import { baseModelRoles, isGroup } from "./stage-definition.js";
 import { resolvePipelineModels } from "./resolve-models.js";
 import { defaultRegistry, type StageRegistry } from "./stage-registry.js";
 import {
@@ -120,6 +120,7 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
   const training = instances.filter((instance) => !instance.skip && uses(instance, "trainer"));
   const { generator, trainBase } = await resolvePipelineModels(loaded, {
     training: [...new Set(training.map((instance) => instance.definition.name))],
+    loadsBase: instances.some((instance) => !instance.skip && uses(instance, ...baseModelRoles)),
     ...(onProgress ? { onProgress } : {}),
     ...(signal ? { signal } : {}),
   });
@@ -201,7 +202,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
       }
       const settings = stageSettings(instance, {
         model: uses(instance, "generator") ? generatorIdentity : undefined,
-        trainBase: uses(instance, "trainer", "teacher") ? prepared.trainBase : undefined,
+        trainBase: uses(instance, ...baseModelRoles) ? prepared.trainBase : undefined,
         group: shapingGroupOptions(prepared, instance),
         seed: config.seed,
         constitution: constitution.hash,

@@ -210,6 +210,8 @@ export function createStageContext(params: StageContextParams): StageContext<Rec
     upstreamRecords: (stage, folder) => readFolder(instanceOf(stage), folder),
     roundRecords: (stage, round, folder) => readFolder(instanceOf(stage, round), folder),
     adapterOf: async (stage, round) => adapterIn(runDir, folderOf(instanceOf(stage, round)).name),
+    manifestExtra: async (stage, round) =>
+      (await readManifest(join(runDir, folderOf(instanceOf(stage, round)).name, "manifest.json")))?.extra,
     model: async (_role, options = {}) => {
       const generator = params.generator;
       if (!generator)

@@ -15,6 +15,11 @@ import type { TrainConfig } from "./train-config.js";
 /** The models a stage can ask the runner for, by role. */
 export const modelRoles = ["generator", "teacher", "trainer", "judge", "policy", "rater"] as const;
 export type ModelRole = (typeof modelRoles)[number];
+/**
+ * Roles whose model is the training base (with an upstream adapter, by default): the runner resolves the training
+ * base for a stage with one of them, and the base is part of its settings.
+ */
+export const baseModelRoles = ["trainer", "teacher", "policy", "judge"] as const satisfies readonly ModelRole[];
 
 /** One folder a stage writes, with the schemas its kept and rejected records are checked against. */
 export interface StageFolderSpec {
@@ -63,6 +68,8 @@ export interface StageContext<O> {
   roundRecords<T = StoreRecord>(stage: string, round: number, folder?: string): Promise<T[]>;
   /** The adapter an upstream (or earlier-round) training stage wrote, if it finished. */
   adapterOf(stage: string, round?: number): Promise<string | undefined>;
+  /** What an upstream stage recorded in its main folder's manifest besides counts (`extra`), if it ran. */
+  manifestExtra(stage: string, round?: number): Promise<Record<string, unknown> | undefined>;
   /**
    * A model by role: "generator" is the run's model (in a round after the first, with the previous round's adapter;
    * `{ base: true }` gives the base alone). Models are created once and shared.
@@ -108,10 +115,12 @@ export interface ReportRecordView {
   principles: string[];
   questionType?: string;
   topic?: string;
+  /** Headings of the detail's thoughts and answer columns, where the stage's records hold something else. */
+  labels?: { thoughts?: string; output?: string };
 }
 
 /** Report panels a folder's records feed. */
-export const reportPanels = ["prompts", "answers", "red-team-coverage"] as const;
+export const reportPanels = ["prompts", "answers", "red-team-coverage", "preferences", "preference-labels"] as const;
 export type ReportPanel = (typeof reportPanels)[number];
 
 export interface FolderReport {

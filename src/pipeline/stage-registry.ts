@@ -3,6 +3,12 @@
  * list. A new stage is one folder exporting its definition and one line here.
  */
 import { engraveDefinition } from "../stages/engrave/definition.js";
+import {
+  salmonAggregateDefinition,
+  salmonPreferencesDefinition,
+  salmonResponsesDefinition,
+  salmonRewardModelDefinition,
+} from "../stages/salmon/definitions.js";
 import { redTeamDefinition } from "../stages/red-team/definition.js";
 import { salmonRlDefinition } from "../stages/salmon/rl-definition.js";
 import { selfAlignDefinition } from "../stages/self-align/definition.js";
@@ -18,6 +24,10 @@ export const defaultRegistry: StageRegistry = [
   selfAlignDefinition,
   engraveDefinition,
   verboseCloneDefinition,
+  salmonResponsesDefinition,
+  salmonPreferencesDefinition,
+  salmonAggregateDefinition,
+  salmonRewardModelDefinition,
   salmonRlDefinition,
 ] as StageRegistry;
 

@@ -7,6 +7,7 @@ import { readRunStatus, readStageAcrossShards, type StoreRecord } from "../run-s
 import type { ReportPanel, ReportRecordView } from "../pipeline/stage-definition.js";
 import { defaultRegistry, type StageRegistry, stageOfFolder } from "../pipeline/stage-registry.js";
 import { countVerbNouns, type VerbNounCounts } from "./instruction-diversity.js";
+import { type PreferenceStats, preferenceStats } from "./preference-stats.js";
 
 /** One record as the browser shows it (kept or rejected): its stage's view of it, and where it stands. */
 export interface ReportRecord extends ReportRecordView {
@@ -42,6 +43,10 @@ export interface ReportData {
   diversity: VerbNounCounts;
   lengths: { prompts: Histogram; thoughts: Histogram; answers: Histogram };
   lossCurves: Array<{ name: string; points: Array<{ step: number; loss: number }> }>;
+  /** Held-out metrics of trainings that evaluated (eval.jsonl): loss, and accuracy for pair objectives. */
+  evalCurves: Array<{ name: string; points: Array<{ step: number; loss: number; accuracy?: number }> }>;
+  /** SALMON: agreement of the judge's two orders and score spread per principle; labels after aggregation. */
+  salmon: PreferenceStats;
   evaluations: Array<{ name: string; task: string; metrics: Record<string, number> }>;
   records: ReportRecord[];
 }
@@ -108,13 +113,18 @@ async function findFiles(dir: string, name: (file: string) => boolean, depth = 4
   return found.sort();
 }
 
-async function readLossCurve(path: string): Promise<Array<{ step: number; loss: number }>> {
-  const points: Array<{ step: number; loss: number }> = [];
+async function readLossCurve(path: string): Promise<Array<{ step: number; loss: number; accuracy?: number }>> {
+  const points: Array<{ step: number; loss: number; accuracy?: number }> = [];
   for (const line of (await readFile(path, "utf8")).split("\n")) {
     if (!line.trim()) continue;
     try {
-      const row = JSON.parse(line) as { step?: unknown; loss?: unknown };
-      if (typeof row.step === "number" && typeof row.loss === "number") points.push({ step: row.step, loss: row.loss });
+      const row = JSON.parse(line) as { step?: unknown; loss?: unknown; accuracy?: unknown };
+      if (typeof row.step === "number" && typeof row.loss === "number")
+        points.push({
+          step: row.step,
+          loss: row.loss,
+          ...(typeof row.accuracy === "number" ? { accuracy: row.accuracy } : {}),
+        });
     } catch {
       // a torn last line of a training log in progress
     }
@@ -148,6 +158,8 @@ export async function collectReportData(
   const parentOf = new Map<string, string>();
   const stages: ReportData["stages"] = [];
   const panelsOf = new Map<string, ReportPanel[]>();
+  const judged: StoreRecord[] = [];
+  const aggregated: StoreRecord[] = [];
   const feeds = (record: ReportRecord, panel: ReportPanel) => panelsOf.get(record.stage)?.includes(panel) ?? false;
   for (const stageStatus of status.stages) {
     const { stage, manifest } = stageStatus;
@@ -163,6 +175,13 @@ export async function collectReportData(
     const view = folderReport?.view ?? genericView;
     for (const panel of folderReport?.panels ?? []) panelsOf.set(stage, [...(panelsOf.get(stage) ?? []), panel]);
     const read = await readStageAcrossShards(runDir, stage);
+    const panels = folderReport?.panels ?? [];
+    if (panels.includes("preferences")) judged.push(...read.records);
+    if (panels.includes("preference-labels")) {
+      // An aggregation folder may also hold examples of an earlier set of pairs; the figures are of the current one.
+      const set = manifest.extra.set;
+      aggregated.push(...read.records.filter((record) => typeof set !== "string" || record.set === set));
+    }
     for (const record of read.records) records.push(toReportRecord(stage, record, true, view, found?.round));
     for (const record of read.rejected) records.push(toReportRecord(stage, record, false, view, found?.round));
     for (const r of [...read.records, ...read.rejected])
@@ -227,8 +246,13 @@ export async function collectReportData(
 
   const lossCurves = [];
   for (const path of await findFiles(runDir, (f) => f === "loss.jsonl")) {
-    const points = await readLossCurve(path);
+    const points = (await readLossCurve(path)).map(({ step, loss }) => ({ step, loss }));
     if (points.length) lossCurves.push({ name: relative(runDir, path), points });
+  }
+  const evalCurves = [];
+  for (const path of await findFiles(runDir, (f) => f === "eval.jsonl")) {
+    const points = await readLossCurve(path);
+    if (points.length) evalCurves.push({ name: relative(runDir, path), points });
   }
   // Eval results live in one documented place, <run>/eval/<name>.json (where `selfalign eval --run` writes them).
   const evaluations = [];
@@ -260,6 +284,8 @@ export async function collectReportData(
       answers: wordHistogram(answered.map((r) => r.output)),
     },
     lossCurves,
+    evalCurves,
+    salmon: preferenceStats(judged, aggregated),
     evaluations,
     records,
   };

@@ -9,7 +9,7 @@ import { modelIdentity, resolveModelSpec } from "../../backends/model-spec.js";
 import { type Constitution, defaultConstitutionDir, loadConstitution } from "../../constitution/index.js";
 import { ConfigError } from "../../errors/index.js";
 import { createStageContext, expandInstances, mainFolder, ModelPool } from "../../pipeline/stage-context.js";
-import { isGroup, type StageDefinition } from "../../pipeline/stage-definition.js";
+import { baseModelRoles, isGroup, type StageDefinition } from "../../pipeline/stage-definition.js";
 import { allStages, defaultRegistry, findStage, type StageRegistry } from "../../pipeline/stage-registry.js";
 import { readFolderSettings, refuseOtherSettings, stageSettings } from "../../pipeline/stage-settings.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
@@ -141,7 +141,7 @@ export async function runStageCommand(
     const uses = (...roles: string[]) => definition.models.some((role) => roles.includes(role));
     const settings = stageSettings(instance, {
       model: uses("generator") && generator ? modelIdentity(generator) : undefined,
-      trainBase: uses("trainer", "teacher") ? trainBase : undefined,
+      trainBase: uses(...baseModelRoles) ? trainBase : undefined,
       group: round === undefined ? undefined : {},
       seed,
       constitution: constitution.hash,
@@ -203,10 +203,13 @@ export function registerStage(program: Command, registry: StageRegistry = defaul
       .option("--shard <i/n>", "work on shard i of n (merge with `selfalign merge`)")
       .option("--constitution <dir>", "constitution folder (default: the built-in one)")
       .option("--seed <n>", "base seed (default 42)", nonNegative("seed", true));
-    if (definition.models.includes("trainer")) {
-      command.option("--train-base <gguf>", "GGUF the trainer loads");
+    if (definition.models.some((role) => (baseModelRoles as readonly string[]).includes(role)))
+      command.option(
+        "--train-base <gguf>",
+        "the base model's GGUF (the trainer loads it; so does the default teacher)",
+      );
+    if (definition.models.includes("trainer"))
       command.option("--hf-base <model>", "trainer hf: the base in Hugging Face form (folder or hub id)");
-    }
     if (registry.some((entry) => isGroup(entry) && entry.stages.includes(definition)))
       command.option("--round <n>", "round of the group (default 1)", nonNegative("round"));
     addSchemaFlags(command, schemaFlags(definition.options), definition.flagAliases);

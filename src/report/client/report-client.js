@@ -164,6 +164,89 @@
       options: { parsing: false, scales: { x: { type: "linear", title: { display: true, text: "step" } } } },
     });
   } else $("#training").classList.add("empty");
+  if (data.evalCurves.length) {
+    chart("held-out-chart", {
+      type: "line",
+      data: {
+        datasets: data.evalCurves.flatMap((curve, i) =>
+          [
+            { label: `${curve.name}: loss`, data: curve.points.map((p) => ({ x: p.step, y: p.loss })) },
+            curve.points.some((p) => p.accuracy !== undefined)
+              ? {
+                  label: `${curve.name}: accuracy`,
+                  data: curve.points.map((p) => ({ x: p.step, y: p.accuracy })),
+                  borderDash: [4, 3],
+                }
+              : undefined,
+          ]
+            .filter(Boolean)
+            .map((dataset) => Object.assign(dataset, { borderColor: palette[i % palette.length], pointRadius: 2 })),
+        ),
+      },
+      options: { parsing: false, scales: { x: { type: "linear", title: { display: true, text: "step" } } } },
+    });
+  } else $("#held-out").classList.add("empty");
+
+  // SALMON: the judge's agreement and scores per principle, and the labels after aggregation.
+  const salmon = data.salmon;
+  const fixed = (value) => value.toFixed(3);
+  const spread = (q) => `${fixed(q.p10)}, ${fixed(q.median)}, ${fixed(q.p90)}`;
+  const judgmentBody = $("#salmon-judgments tbody");
+  for (const row of salmon.principles) {
+    judgmentBody.append(
+      el(
+        "tr",
+        { "data-principle": row.principle },
+        el("td", { text: row.principle }),
+        el("td", { class: "num", text: String(row.pairs) }),
+        el("td", {
+          class: "num",
+          "data-field": "agree",
+          text: `${row.agree} (${row.pairs ? Math.round((100 * row.agree) / row.pairs) : 0}%)`,
+        }),
+        el("td", { class: "num", text: `${row.preference1} / ${row.preference2}` }),
+        el("td", { class: "num", text: spread(row.s12) }),
+        el("td", { class: "num", text: spread(row.s21) }),
+      ),
+    );
+  }
+  if (salmon.principles.length) {
+    const bins = salmon.scoreBins;
+    chart("salmon-scores-chart", {
+      type: "line",
+      data: {
+        labels: bins.slice(0, -1).map((edge, i) => fixed((edge + bins[i + 1]) / 2)),
+        datasets: salmon.principles.map((row, i) => ({
+          label: row.principle,
+          data: row.histogram,
+          borderColor: palette[i % palette.length],
+          pointRadius: 0,
+        })),
+      },
+      options: { scales: { x: { title: { display: true, text: "mean of s12 and s21" } } } },
+    });
+  } else $("#salmon-judgments").classList.add("empty");
+  const labels = salmon.labels;
+  const count = (record) =>
+    Object.entries(record)
+      .sort((a, b) => b[1] - a[1])
+      .map(([key, n]) => `${key} ${n}`)
+      .join(", ") || "none";
+  const labelRows = [
+    ["examples", String(labels.examples)],
+    ["output 1 / output 2 preferred", `${labels.preference1} / ${labels.preference2}`],
+    ["decided by the dominant principle", count(labels.byDominant)],
+    ["decided by a rule", count(labels.rules)],
+    ["labels flipped as noise", String(labels.noiseFlips)],
+    ["outputs swapped", String(labels.swaps)],
+    ["principles negated", `${Math.round(100 * labels.negatedShare)}%`],
+    ["principles per example", count(labels.subsetSizes)],
+  ];
+  const labelBody = $("#salmon-labels tbody");
+  for (const [label, value] of labelRows)
+    labelBody.append(el("tr", { "data-field": label }, el("th", { text: label }), el("td", { text: value })));
+  if (!labels.examples) $("#salmon-labels").classList.add("empty");
+
   const evalBody = $("#evaluation tbody");
   for (const evaluation of data.evaluations) {
     for (const [metric, value] of Object.entries(evaluation.metrics)) {
@@ -225,14 +308,14 @@
         el(
           "section",
           { "data-testid": "detail-thoughts" },
-          el("h4", { text: "internal thoughts" }),
+          el("h4", { text: r.labels?.thoughts || "internal thoughts" }),
           el("pre", { text: r.thoughts || "—" }),
           el("p", { text: r.principles.length ? `cites: ${r.principles.join(", ")}` : "" }),
         ),
         el(
           "section",
           { "data-testid": "detail-answer" },
-          el("h4", { text: "answer" }),
+          el("h4", { text: r.labels?.output || "answer" }),
           el("pre", { text: r.output || "—" }),
         ),
       ),
