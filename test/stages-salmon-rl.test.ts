@@ -58,7 +58,10 @@ async function runWithPrompts(runDir: string): Promise<void> {
   await writeFile(join(adapter, "peft", "adapter_config.json"), "{}");
   await writeFile(join(adapter, "adapter.gguf"), "");
   verboseClone.manifest.extra.adapter = join(adapter, "adapter.gguf");
-  for (const store of [selfInstruct, redTeam, verboseClone]) await store.saveManifest();
+  // And a trained reward model, as salmon-reward-model records its folder.
+  const rewardModel = await run.stage("salmon-reward-model");
+  rewardModel.manifest.extra.rewardModel = join(runDir, "salmon-reward-model", "reward-model");
+  for (const store of [selfInstruct, redTeam, verboseClone, rewardModel]) await store.saveManifest();
   await run.close();
 }
 
@@ -97,6 +100,7 @@ describe("selfalign stage salmon-rl --trainer openrlhf", () => {
     expect(script).toContain(`SFT_ADAPTER="\${SFT_ADAPTER:-${join(runDir, "verbose-clone", "adapter", "peft")}}"`);
     expect(script).toContain(`REWARD_URL="\${REWARD_URL:-http://10.0.0.5:8000/get_reward}"`);
     expect(script).toContain("--actor.num_gpus_per_node 4");
+    expect(script).toContain(`selfalign serve --reward-model ${join(runDir, "salmon-reward-model", "reward-model")}`);
     expect(script).toContain(`--data.prompt_dataset ${join(out, "prompts.jsonl")}`);
     expect(spawnSync("bash", ["-n", join(out, "train_ppo.sh")]).status).toBe(0);
   });
