@@ -10,6 +10,7 @@ import {
   salmonRewardModelDefinition,
 } from "../stages/salmon/definitions.js";
 import { redTeamDefinition } from "../stages/red-team/definition.js";
+import { salmonRlDefinition } from "../stages/salmon/rl-definition.js";
 import { selfAlignDefinition } from "../stages/self-align/definition.js";
 import { selfInstructDefinition } from "../stages/self-instruct/definition.js";
 import { verboseCloneDefinition } from "../stages/verbose-clone/definition.js";
@@ -27,6 +28,7 @@ export const defaultRegistry: StageRegistry = [
   salmonPreferencesDefinition,
   salmonAggregateDefinition,
   salmonRewardModelDefinition,
+  salmonRlDefinition,
 ] as StageRegistry;
 
 /** Every stage definition, group members included, in order. */

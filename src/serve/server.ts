@@ -2,7 +2,8 @@
  * `selfalign serve`: an OpenAI-compatible HTTP server over a LanguageModel (the embedded engine). Bound to
  * 127.0.0.1 by default; optional bearer token; request-size and concurrency limits; every error in OpenAI's shape.
  * Routes: GET /v1/models, POST /v1/completions, POST /v1/chat/completions, POST /tokenize, POST /detokenize
- * (llama.cpp server style; also under /v1), GET /health.
+ * (llama.cpp server style; also under /v1), GET /health; with a reward service, POST /get_reward (OpenRLHF's remote
+ * reward model), which queues instead of answering 429 and by default takes no bearer token (OpenRLHF sends none).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -14,6 +15,8 @@ import { handleChatCompletions } from "./chat-completions.js";
 import { handleCompletions, type RequestUsage, type ServeContext } from "./completions.js";
 import { HttpError, invalidRequest, sendError, sendJson } from "./openai-error.js";
 import { checkRequestTokenIds, contextLengthHttpError } from "./request-limits.js";
+import { openRlhfRewardRequestSchema } from "./reward/openrlhf-request.js";
+import type { RewardService } from "./reward/reward-service.js";
 import {
   chatCompletionsRequestSchema,
   completionsRequestSchema,
@@ -22,7 +25,10 @@ import {
 } from "./request-schemas.js";
 
 export interface StartServerOptions {
-  model: LanguageModel;
+  /** The model behind the OpenAI routes. Without one, only the reward route (and /health) is served. */
+  model?: LanguageModel;
+  /** Serve POST /get_reward with this reward service. */
+  reward?: RewardRouteOptions;
   /** Interface to listen on. Default 127.0.0.1 (local only); use 0.0.0.0 deliberately, with an API key. */
   host?: string;
   /** Port; 0 picks a free one. Default 8000. */
@@ -37,6 +43,17 @@ export interface StartServerOptions {
   maxConcurrent?: number;
   /** Called once per request when its answer is over (sent, or cut short by the client): for an access log. */
   onRequest?: (entry: ServedRequest) => void;
+}
+
+export interface RewardRouteOptions {
+  service: RewardService;
+  /**
+   * Whether POST /get_reward needs the bearer token too. Default false: OpenRLHF sends no Authorization header, so
+   * the reward route is open and belongs on a cluster-internal address.
+   */
+  requireApiKey?: boolean;
+  /** Every failed or abandoned reward request is reported here (the CLI prints it on stderr). */
+  log?: (level: "info" | "warn" | "error", text: string) => void;
 }
 
 /** One request as an access log sees it. */
@@ -149,7 +166,9 @@ export async function startServer(options: StartServerOptions): Promise<StartSer
   const host = options.host ?? "127.0.0.1";
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   const maxConcurrent = options.maxConcurrent ?? 16;
-  const context: ServeContext = { model: options.model, modelName: options.modelName };
+  const model = options.model;
+  const context: ServeContext | undefined = model ? { model, modelName: options.modelName } : undefined;
+  const reward = options.reward;
   const inFlight = new Set<AbortController>();
   let active = 0;
 
@@ -163,7 +182,8 @@ export async function startServer(options: StartServerOptions): Promise<StartSer
     const method = request.method ?? "GET";
     if (path === "/health" && method === "GET") return sendJson(response, 200, { status: "ok" });
 
-    if (options.apiKey !== undefined) {
+    const openReward = reward !== undefined && !reward.requireApiKey && path === "/get_reward";
+    if (options.apiKey !== undefined && !openReward) {
       const header = request.headers.authorization ?? "";
       const token = header.startsWith("Bearer ") ? header.slice("Bearer ".length).trim() : "";
       if (!token || !sameSecret(token, options.apiKey)) {
@@ -177,66 +197,76 @@ export async function startServer(options: StartServerOptions): Promise<StartSer
       }
     }
 
-    const routes: Record<string, { method: string; run: () => Promise<void> }> = {
-      "/v1/models": {
-        method: "GET",
-        run: async () =>
-          sendJson(response, 200, {
-            object: "list",
-            data: [
-              {
-                id: context.modelName,
-                object: "model",
-                created: 0,
-                owned_by: "selfalign",
-                // The context window in vLLM's name and in llama.cpp server's (`meta`), so clients of either read it.
-                max_model_len: context.model.capabilities().maxContext,
-                meta: { n_ctx: context.model.capabilities().maxContext },
-              },
-            ],
-          }),
-      },
-      "/v1/completions": {
-        method: "POST",
-        run: async () => {
-          const body = parseJsonBody(await readBody(request, maxBodyBytes), completionsRequestSchema);
-          await limited(() => handleCompletions(body, context, response, signal, usage));
-        },
-      },
-      "/v1/chat/completions": {
-        method: "POST",
-        run: async () => {
-          const body = parseJsonBody(await readBody(request, maxBodyBytes), chatCompletionsRequestSchema);
-          await limited(() => handleChatCompletions(body, context, response, signal, usage));
-        },
-      },
-      "/tokenize": {
-        method: "POST",
-        run: async () => {
-          const body = parseJsonBody(await readBody(request, maxBodyBytes), tokenizeRequestSchema);
-          const tokens = await context.model.tokenize(body.content ?? body.prompt ?? "", {
-            addBos: body.add_special ?? body.add_special_tokens ?? false,
-          });
-          sendJson(response, 200, { tokens, count: tokens.length });
-        },
-      },
-      "/detokenize": {
-        method: "POST",
-        run: async () => {
-          const body = parseJsonBody(await readBody(request, maxBodyBytes), detokenizeRequestSchema);
-          checkRequestTokenIds(context.model, body.tokens, "tokens");
-          const content = await context.model.detokenize(body.tokens);
-          sendJson(response, 200, { content, prompt: content });
-        },
-      },
-    };
-    routes["/v1/tokenize"] = routes["/tokenize"]!;
-    routes["/v1/detokenize"] = routes["/detokenize"]!;
+    const routes: Record<string, { method: string; run: () => Promise<void> }> = !context
+      ? {}
+      : {
+          "/v1/models": {
+            method: "GET",
+            run: async () =>
+              sendJson(response, 200, {
+                object: "list",
+                data: [
+                  {
+                    id: context.modelName,
+                    object: "model",
+                    created: 0,
+                    owned_by: "selfalign",
+                    // The context window in vLLM's name and in llama.cpp server's (`meta`), so clients of either read it.
+                    max_model_len: context.model.capabilities().maxContext,
+                    meta: { n_ctx: context.model.capabilities().maxContext },
+                  },
+                ],
+              }),
+          },
+          "/v1/completions": {
+            method: "POST",
+            run: async () => {
+              const body = parseJsonBody(await readBody(request, maxBodyBytes), completionsRequestSchema);
+              await limited(() => handleCompletions(body, context, response, signal, usage));
+            },
+          },
+          "/v1/chat/completions": {
+            method: "POST",
+            run: async () => {
+              const body = parseJsonBody(await readBody(request, maxBodyBytes), chatCompletionsRequestSchema);
+              await limited(() => handleChatCompletions(body, context, response, signal, usage));
+            },
+          },
+          "/tokenize": {
+            method: "POST",
+            run: async () => {
+              const body = parseJsonBody(await readBody(request, maxBodyBytes), tokenizeRequestSchema);
+              const tokens = await context.model.tokenize(body.content ?? body.prompt ?? "", {
+                addBos: body.add_special ?? body.add_special_tokens ?? false,
+              });
+              sendJson(response, 200, { tokens, count: tokens.length });
+            },
+          },
+          "/detokenize": {
+            method: "POST",
+            run: async () => {
+              const body = parseJsonBody(await readBody(request, maxBodyBytes), detokenizeRequestSchema);
+              checkRequestTokenIds(context.model, body.tokens, "tokens");
+              const content = await context.model.detokenize(body.tokens);
+              sendJson(response, 200, { content, prompt: content });
+            },
+          },
+        };
+    if (context) {
+      routes["/v1/tokenize"] = routes["/tokenize"]!;
+      routes["/v1/detokenize"] = routes["/detokenize"]!;
+    }
+    if (reward) {
+      routes["/get_reward"] = { method: "POST", run: () => rewardRoute(reward, request, response, signal) };
+    }
     const found = routes[path];
     if (!found) {
-      throw new HttpError(404, `Unknown route ${method} ${path}; see GET /v1/models, POST /v1/completions`, {
-        code: "not_found",
-      });
+      const known = context ? "see GET /v1/models, POST /v1/completions" : "this server serves a reward model only";
+      throw new HttpError(
+        404,
+        `Unknown route ${method} ${path}; ${known}${reward ? " (POST /get_reward for rewards)" : ""}`,
+        { code: "not_found" },
+      );
     }
     if (found.method !== method) {
       throw new HttpError(405, `${path} expects ${found.method}, got ${method}`, {
@@ -245,6 +275,37 @@ export async function startServer(options: StartServerOptions): Promise<StartSer
       });
     }
     await found.run();
+  };
+
+  /** POST /get_reward: waits for the reward model however busy it is; every failure is logged, then answered. */
+  const rewardRoute = async (
+    route: RewardRouteOptions,
+    request: IncomingMessage,
+    response: ServerResponse,
+    signal: AbortSignal,
+  ): Promise<void> => {
+    const started = performance.now();
+    try {
+      const body = parseJsonBody(await readBody(request, maxBodyBytes), openRlhfRewardRequestSchema);
+      const reply = await route.service.reward(body, signal);
+      if (signal.aborted) throw new AbortedError("the client went away before its reward was ready");
+      sendJson(response, 200, reply);
+    } catch (error) {
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      if (signal.aborted) {
+        route.log?.(
+          "warn",
+          `POST /get_reward: the client gave up after ${seconds} s, before its reward was ready (OpenRLHF waits 180 s, then retries); ${route.service.queued} requests wait for the reward model: serve it with a larger --parallel, or on more servers`,
+        );
+      } else {
+        const httpError = toHttpError(error);
+        route.log?.(
+          "error",
+          `POST /get_reward failed with ${httpError.status} after ${seconds} s: ${httpError.message}`,
+        );
+      }
+      throw error;
+    }
   };
 
   const limited = async (run: () => Promise<void>): Promise<void> => {

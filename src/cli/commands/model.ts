@@ -142,4 +142,33 @@ export function registerModel(program: Command): void {
       }
       process.stdout.write(`${lines.join("\n")}\n`);
     });
+  model
+    .command("convert-peft")
+    .description(
+      "Convert a PEFT LoRA (transformers + peft, OpenRLHF, TRL) to a GGUF LoRA for a GGUF base; a reward model " +
+        "(a score head) becomes a folder selfalign serve --reward-model reads.",
+    )
+    .requiredOption("--peft <dir>", "PEFT adapter folder (adapter_config.json, adapter_model.safetensors)")
+    .requiredOption("--base <gguf>", "the base model the adapter was trained on, as a GGUF")
+    .requiredOption("--out <path>", "the .gguf to write (a folder for a reward model)")
+    .action(async (options: { peft: string; base: string; out: string }) => {
+      const { readLlamaModelConfig } = await import("../../training/embedded/llama-weights.js");
+      const { loadAdapter } = await import("../../training/embedded/adapter-source.js");
+      const loaded = await loadAdapter(options.peft, await readLlamaModelConfig(options.base));
+      if (loaded.head) {
+        const { mkdir } = await import("node:fs/promises");
+        const { convertPeftRewardModel } = await import("../../training/reward/peft-reward-model.js");
+        await mkdir(options.out, { recursive: true });
+        const result = await convertPeftRewardModel(options.peft, options.base, options.out);
+        process.stdout.write(
+          `wrote the reward model ${options.out} (${result.adapterPath}, ${result.headPath}); serve it with selfalign serve --reward-model ${options.out}\n`,
+        );
+        return;
+      }
+      const { convertPeftToGgufLora } = await import("../../training/export/peft-adapter.js");
+      const adapter = await convertPeftToGgufLora(options.peft, options.base, options.out);
+      process.stdout.write(
+        `wrote ${options.out}: rank ${adapter.rank}, ${adapter.modules.length} modules (load it with --adapter ${options.out})\n`,
+      );
+    });
 }

@@ -70,7 +70,7 @@ export function registerTrain(program: Command): void {
     .command("train")
     .description(
       "Train a LoRA adapter: SFT on prompt/completion JSONL (loss on completions), DPO or a reward model on " +
-        "prompt/chosen/rejected JSONL, on this machine's CPU, or (SFT) with --trainer hf on GPUs (transformers + peft " +
+        "prompt/chosen/rejected JSONL, on this machine's CPU, or with --trainer hf on GPUs (transformers + peft " +
         "under accelerate, one or several machines).",
     )
     .requiredOption(
@@ -204,7 +204,11 @@ export function registerTrain(program: Command): void {
     )
     .option("--main-process-ip <address>", "hf trainer, multi-node: address of the rank-0 machine")
     .option("--main-process-port <port>", "hf trainer, multi-node: its port (default 29500)", number("port", true))
-    .option("--batch-size <n>", "hf trainer: sequences per micro-batch per GPU (default 4)", number("batch-size", true))
+    .option(
+      "--batch-size <n>",
+      "hf trainer: sequences (pairs for preference, reward) per micro-batch per GPU (default 4)",
+      number("batch-size", true),
+    )
     .option("--mixed-precision <mode>", "hf trainer: bf16 | fp16 | no (default bf16; fp16 on GPUs without bf16)")
     .option("--python <path>", "hf trainer: Python with torch, transformers, peft, accelerate (default python3)")
     .option(

@@ -2,10 +2,12 @@
  * The GPU trainer for a pipeline whose later stages run on llama.cpp: transformers trains the Hugging Face form of
  * the base model (`hfBase`), and the PEFT adapter it saves is converted to a GGUF LoRA for the GGUF base (the
  * request's `base`), q/k rows permuted for llama.cpp's RoPE (export/qk-permutation.ts). `adapterPath` is then the
- * GGUF, which node-llama-cpp loads.
+ * GGUF, which node-llama-cpp loads. A reward model also gets its head file and reward-model.json, so
+ * `RewardModel.load(output)` and `selfalign serve --reward-model` read it as they read the embedded trainer's.
  */
 import { join, resolve } from "node:path";
 import { convertPeftToGgufLora } from "../export/peft-adapter.js";
+import { convertPeftRewardModel } from "../reward/peft-reward-model.js";
 import type { Trainer, TrainRequest, TrainResult } from "../trainer.js";
 import { HfTrainer, type HfTrainerOptions } from "./hf-trainer.js";
 
@@ -30,6 +32,15 @@ export class HfGgufTrainer implements Trainer {
     const result = await this.#trainer.train({ ...request, base: this.#hfBase });
     const adapterPath = join(resolve(request.output), "adapter.gguf");
     if (result.worker) return { ...result, adapterPath };
+    if (request.kind === "reward") {
+      const converted = await convertPeftRewardModel(result.peftDir, request.base, resolve(request.output));
+      request.onProgress?.({
+        type: "message",
+        level: "info",
+        text: `hf trainer: converted the PEFT reward model to ${converted.adapterPath} and ${converted.headPath}`,
+      });
+      return { ...result, adapterPath: converted.adapterPath, rewardHeadPath: converted.headPath };
+    }
     const adapter = await convertPeftToGgufLora(result.peftDir, request.base, adapterPath);
     request.onProgress?.({
       type: "message",

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -123,6 +123,198 @@ describe("HfTrainer (stand-in script, python launcher)", () => {
     setTimeout(() => controller.abort(), 300);
     await expect(run).rejects.toThrow(/interrupted/);
     expect(Date.now() - started).toBeLessThan(30_000);
+  });
+});
+
+// A stand-in of python/train_pairs.py: records its arguments, checks the pair files, reports pair metrics.
+const fakePairsScript = join(work, "fake_train_pairs.py");
+writeFileSync(
+  fakePairsScript,
+  `import json, os, sys
+args = sys.argv[1:]
+value = lambda name: args[args.index(name) + 1] if name in args else None
+json.dump(args, open(os.path.join(os.path.dirname(value("--output")), "argv.json"), "w"))
+pairs = [json.loads(line) for line in open(value("--data"))]
+held = [json.loads(line) for line in open(value("--eval-data"))] if value("--eval-data") else []
+assert all(set(p) == {"prompt", "chosen", "rejected"} for p in pairs + held)
+print(json.dumps({"event": "train-start", "total_steps": 2, "examples": len(pairs), "processes": 1}))
+print(json.dumps({"event": "train-eval", "step": 0, "total_steps": 2, "loss": 0.69, "accuracy": 0.5, "margin": 0.0, "examples": len(held)}))
+for step in (1, 2):
+    print(json.dumps({"event": "train-step", "step": step, "total_steps": 2, "loss": 0.7 / step, "lr": 1e-4,
+                      "accuracy": 0.5 * step, "margin": 0.25 * step}))
+print(json.dumps({"event": "train-eval", "step": 2, "total_steps": 2, "loss": 0.3, "accuracy": 1.0, "margin": 0.8, "examples": len(held)}))
+os.makedirs(value("--output"), exist_ok=True)
+print(json.dumps({"event": "train-end", "steps": 2, "final_loss": 0.35, "output": value("--output")}))
+`,
+);
+
+describe("HfTrainer, reward and preference kinds (stand-in script)", () => {
+  const pairs = [
+    { prompt: "Q: pick\nA:", chosen: " yes", rejected: " no" },
+    { prompt: "Q: again\nA:", chosen: " yes yes", rejected: " no no" },
+  ];
+  const trainer = new HfTrainer({ launcher: "python", script: fakePairsScript, preflight: false });
+  const flagValue = (args: string[], name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+
+  it("reward: writes the pairs and held-out pairs, passes the kind and eval settings, returns both curves", async () => {
+    const output = join(work, "rm");
+    const events: ProgressEvent[] = [];
+    const result = await trainer.train({
+      kind: "reward",
+      base: "/models/tiny",
+      examples: pairs,
+      evalExamples: pairs.slice(0, 1),
+      output,
+      options: { evalEvery: 5, maxSteps: 2 },
+      onProgress: (event) => events.push(event),
+    });
+    const args: string[] = JSON.parse(readFileSync(join(output, "argv.json"), "utf8"));
+    expect(flagValue(args, "--kind")).toBe("reward");
+    expect(flagValue(args, "--data")).toBe(join(output, "pairs.jsonl"));
+    expect(flagValue(args, "--eval-data")).toBe(join(output, "eval-pairs.jsonl"));
+    expect(flagValue(args, "--eval-every")).toBe("5");
+    expect(args).not.toContain("--beta");
+    const written = readFileSync(join(output, "pairs.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(written).toEqual(pairs);
+    expect(result.kind).toBe("reward");
+    expect(result.lossCurve.map((p) => [p.accuracy, p.margin])).toEqual([
+      [0.5, 0.25],
+      [1, 0.5],
+    ]);
+    expect(result.evalCurve).toEqual([
+      { step: 0, loss: 0.69, accuracy: 0.5, margin: 0, examples: 1 },
+      { step: 2, loss: 0.3, accuracy: 1, margin: 0.8, examples: 1 },
+    ]);
+    expect(events.filter((e) => e.type === "train-eval")).toHaveLength(2);
+    expect(events.find((e) => e.type === "train-step")).toMatchObject({ accuracy: 0.5, margin: 0.25 });
+  });
+
+  it("preference: DPO settings, and a training output folder as reference and start resolves to its peft/", async () => {
+    const sft = join(work, "sft-out");
+    mkdirSync(join(sft, "peft"), { recursive: true });
+    writeFileSync(join(sft, "peft", "adapter_config.json"), "{}");
+    const output = join(work, "dpo");
+    const result = await trainer.train({
+      kind: "preference",
+      base: "/models/tiny",
+      examples: pairs,
+      output,
+      initAdapter: sft,
+      preference: { beta: 0.2, loss: "sigmoid", labelSmoothing: 0.1, reference: { adapter: sft } },
+    });
+    const args: string[] = JSON.parse(readFileSync(join(output, "argv.json"), "utf8"));
+    expect(flagValue(args, "--kind")).toBe("preference");
+    expect(flagValue(args, "--beta")).toBe("0.2");
+    expect(flagValue(args, "--loss")).toBe("sigmoid");
+    expect(flagValue(args, "--label-smoothing")).toBe("0.1");
+    expect(flagValue(args, "--reference")).toBe(join(sft, "peft"));
+    expect(flagValue(args, "--init-adapter")).toBe(join(sft, "peft"));
+    expect(args).not.toContain("--eval-data");
+    expect(result.kind).toBe("preference");
+  });
+
+  it("refuses a GGUF LoRA as the start (transformers reads PEFT folders) and IPO with label smoothing", async () => {
+    const gguf = join(work, "adapter.gguf");
+    writeFileSync(gguf, "GGUF");
+    await expect(
+      trainer.train({ kind: "preference", base: "/m", examples: pairs, output: join(work, "x"), initAdapter: gguf }),
+    ).rejects.toThrow(/initAdapter must be a PEFT adapter folder/);
+    await expect(
+      trainer.train({
+        kind: "preference",
+        base: "/m",
+        examples: pairs,
+        output: join(work, "y"),
+        preference: { loss: "ipo", labelSmoothing: 0.1 },
+      }),
+    ).rejects.toThrow(/labelSmoothing applies to the sigmoid/);
+  });
+});
+
+describe("python/train_pairs.py pieces (run without torch)", () => {
+  const run = (body: string) => {
+    const program = `
+import json, sys
+sys.path.insert(0, ${JSON.stringify(join(packageRoot(), "python"))})
+import train_pairs as t
+${body}`;
+    const result = spawnSync("python3", ["-c", program], {
+      encoding: "utf8",
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
+    });
+    expect(result.stderr).toBe("");
+    return JSON.parse(result.stdout);
+  };
+
+  it("tokenises each side like the embedded trainer: BOS + tokens(prompt + response), response from the common prefix", () => {
+    const out = run(`
+class Toy:
+    def __call__(self, text, add_special_tokens=True):
+        ids, i = [1], 0
+        while i < len(text):
+            if text[i:i+2] == "ab":
+                ids.append(50); i += 2
+            else:
+                ids.append(ord(text[i])); i += 1
+        return {"input_ids": ids}
+toy = Toy()
+print(json.dumps({
+    "plain": t.tokenize_side(toy, "xy", "zw", 100, "error", "p"),
+    "merged": t.tokenize_side(toy, "xa", "bc", 100, "error", "p"),
+    "empty": t.tokenize_side(toy, "xy", "", 100, "error", "p"),
+    "truncated": t.tokenize_side(toy, "xy", "zwc", 5, "truncate", "p"),
+    "no_room": t.tokenize_side(toy, "xy", "zw", 4, "truncate", "p"),
+    "dropped": t.tokenize_side(toy, "xy", "zw", 4, "drop", "p"),
+    "pairs": t.tokenize_pairs(toy, [("q", "a", "b"), ("q", "", "b")], 100, "error")[1],
+}))
+`);
+    const [x, y, z, w, c] = [120, 121, 122, 119, 99];
+    expect(out.plain).toEqual({ input_ids: [1, x, y, z, w], start: 3 });
+    expect(out.merged).toEqual({ input_ids: [1, x, 50, c], start: 2 });
+    expect(out.empty).toBeNull();
+    expect(out.truncated).toEqual({ input_ids: [1, x, y, z, w], start: 3 });
+    // As the embedded trainer: a truncation that leaves one response token or none drops the text.
+    expect(out.no_room).toBeNull();
+    expect(out.dropped).toBeNull();
+    expect(out.pairs).toBe(1);
+  });
+
+  it("picks a pad id that is no sequence's last token, and deals reference work out evenly", () => {
+    const out = run(`
+print(json.dumps({
+    "kept": t.free_pad_id([[1, 5], [1, 6]], 0),
+    "moved": t.free_pad_id([[1, 0], [1, 1], [2]], 0),
+    "none": t.free_pad_id([[4, 9]], None),
+    "shards": [t.even_shards(5, 2, rank) for rank in (0, 1)],
+    "few": t.even_shards(1, 3, 2),
+}))
+`);
+    expect(out.kept).toBe(0);
+    expect(out.moved).toBe(3);
+    expect(out.none).toBe(0);
+    expect(out.shards).toEqual([
+      [[0, 2, 4], 3],
+      [[1, 3, 1], 2],
+    ]);
+    expect(out.few).toEqual([[0], 0]);
+  });
+
+  it("rejects argument combinations argparse alone accepts", () => {
+    const check = (argv: string[]) =>
+      spawnSync("python3", [join(packageRoot(), "python", "train_pairs.py"), ...argv], {
+        encoding: "utf8",
+        env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
+      });
+    const base = ["--model", "m", "--data", "d", "--output", "o"];
+    const smoothing = check(["--kind", "preference", ...base, "--loss", "ipo", "--label-smoothing", "0.1"]);
+    expect(smoothing.status).toBe(2);
+    expect(smoothing.stderr).toMatch(/--label-smoothing applies to the sigmoid \(DPO\) loss only/);
+    expect(check(["--kind", "preference", ...base, "--beta", "0"]).stderr).toMatch(/--beta must be > 0/);
+    expect(check(["--kind", "reward", ...base, "--reference", "base"]).stderr).toMatch(/apply to --kind preference/);
+    expect(check(["--kind", "ppo", ...base]).stderr).toMatch(/invalid choice: 'ppo'/);
   });
 });
 

@@ -1,18 +1,30 @@
 /**
- * The GPU training path: the same `Trainer` contract as the embedded trainer, run by our own script
- * python/train_lora.py on transformers + peft under `accelerate launch` (one GPU, several GPUs, several machines
- * with DeepSpeed ZeRO-3 or FSDP). The examples are written as JSONL, the script's JSON progress lines come back
- * as `train-step` events, and the PEFT adapter lands in `<output>/peft`.
+ * The GPU training path: the same `Trainer` contract as the embedded trainer, run by our own scripts on
+ * transformers + peft under `accelerate launch` (one GPU, several GPUs, several machines with DeepSpeed ZeRO-3 or
+ * FSDP): python/train_lora.py for sft, python/train_pairs.py for reward models and DPO. The examples are written as
+ * JSONL, the script's JSON progress lines come back as `train-step` / `train-eval` events, and the PEFT adapter
+ * lands in `<output>/peft`.
  */
 import { type SpawnSyncReturns, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { AbortedError, ConfigError, throwIfAborted } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
-import type { Examples, LossPoint, SftExample, Trainer, TrainOptions, TrainRequest, TrainResult } from "../trainer.js";
+import type {
+  EvalPoint,
+  Examples,
+  LossPoint,
+  PreferenceExample,
+  PreferenceOptions,
+  SftExample,
+  Trainer,
+  TrainOptions,
+  TrainRequest,
+  TrainResult,
+} from "../trainer.js";
 import { HfTrainingError } from "./hf-training-error.js";
 import { buildLaunchCommand, type HfLaunchOptions } from "./launch-command.js";
 import { parseTrainerLine } from "./progress-parser.js";
@@ -40,40 +52,54 @@ export class HfTrainer implements Trainer {
   async train(request: TrainRequest): Promise<TrainResult> {
     const { signal, onProgress } = request;
     throwIfAborted(signal);
-    if (request.kind === "preference" || request.kind === "reward") {
+    const kind = request.kind ?? "sft";
+    if (kind === "sft" && request.initAdapter !== undefined) {
       throw new ConfigError(
-        `hf trainer: the ${request.kind} kind is not available on the GPU path yet (it trains sft only); train it with the embedded trainer`,
-        { field: "kind" },
-      );
-    }
-    if (request.initAdapter !== undefined) {
-      throw new ConfigError(
-        "hf trainer: starting from an existing adapter (initAdapter) is not available on the GPU path yet; train it with the embedded trainer",
+        "hf trainer: sft on the GPU path starts from the base model (initAdapter is for the reward and preference kinds); train it with the embedded trainer",
         { field: "initAdapter" },
       );
     }
     const output = resolve(request.output);
     const peftDir = join(output, "peft");
-    const data = join(output, "sft.jsonl");
+    const data = join(output, kind === "sft" ? "sft.jsonl" : "pairs.jsonl");
+    const hasEval = kind !== "sft" && request.evalExamples !== undefined;
+    const evalData = hasEval ? join(output, "eval-pairs.jsonl") : undefined;
     const training = request.options ?? {};
+    const initAdapter =
+      request.initAdapter === undefined ? undefined : await peftFolder(request.initAdapter, "initAdapter");
+    const preference = request.kind === "preference" ? await peftReference(request.preference) : undefined;
     // Build (and so validate) the command before any side effect.
-    const command = buildLaunchCommand({ model: request.base, data, output: peftDir, training }, this.options);
-    warnUnsupported(training, onProgress);
+    const command = buildLaunchCommand(
+      {
+        kind,
+        model: request.base,
+        data,
+        output: peftDir,
+        training,
+        ...(evalData ? { evalData } : {}),
+        ...(initAdapter ? { initAdapter } : {}),
+        ...(preference ? { preference } : {}),
+      },
+      this.options,
+    );
+    warnUnsupported(training, onProgress, hasEval);
     if (this.options.preflight ?? true) checkPython(this.options.python ?? "python3");
 
     await mkdir(output, { recursive: true });
-    const count = await writeExamples(request.examples, data);
-    if (request.evalExamples !== undefined) {
+    const count = await writeExamples(request.examples, data, kind);
+    if (evalData) await writeExamples(request.evalExamples!, evalData, kind);
+    else if (request.evalExamples !== undefined) {
       onProgress?.({
         type: "message",
         level: "warn",
-        text: "hf trainer ignores evalExamples (no held-out evaluation)",
+        text: "hf trainer ignores evalExamples for sft (no held-out evaluation)",
       });
     }
     if (count === 0) throw new ConfigError("hf trainer: the dataset is empty; nothing to train on", { path: data });
 
     onProgress?.({ type: "stage-start", stage: "train", total: training.maxSteps });
     const lossCurve: LossPoint[] = [];
+    const evalCurve: EvalPoint[] = [];
     let totalSteps = training.maxSteps ?? 0;
     let scriptError: string | undefined;
     let finalLoss = Number.NaN;
@@ -123,6 +149,7 @@ export class HfTrainer implements Trainer {
             learningRate: parsed.learningRate,
             tokens: parsed.tokens ?? 0,
             gradientNorm: parsed.gradientNorm ?? Number.NaN,
+            ...pairMetrics(parsed),
           });
           onProgress?.({
             type: "train-step",
@@ -131,6 +158,17 @@ export class HfTrainer implements Trainer {
             loss: parsed.loss,
             learningRate: parsed.learningRate,
             ...(parsed.tokensPerSecond === undefined ? {} : { tokensPerSecond: parsed.tokensPerSecond }),
+            ...pairMetrics(parsed),
+          });
+          break;
+        case "train-eval":
+          evalCurve.push({ step: parsed.step, loss: parsed.loss, examples: parsed.examples, ...pairMetrics(parsed) });
+          onProgress?.({
+            type: "train-eval",
+            step: parsed.step,
+            totalSteps: parsed.totalSteps,
+            loss: parsed.loss,
+            ...pairMetrics(parsed),
           });
           break;
         case "train-end":
@@ -177,7 +215,7 @@ export class HfTrainer implements Trainer {
     if (isWorker(this.options)) {
       // Only the main process reports and saves: this machine has no loss curve and no adapter of its own.
       return {
-        kind: "sft",
+        kind,
         evalCurve: [],
         adapterPath: peftDir,
         peftDir,
@@ -188,8 +226,8 @@ export class HfTrainer implements Trainer {
       };
     }
     return {
-      kind: "sft",
-      evalCurve: [],
+      kind,
+      evalCurve,
       // The GPU path writes a PEFT adapter; HfGgufTrainer converts it to a GGUF LoRA where llama.cpp needs one.
       adapterPath: peftDir,
       peftDir,
@@ -205,14 +243,47 @@ export function isWorker(options: HfLaunchOptions): boolean {
   return options.mode === "multi-node" && (options.machineRank ?? 0) > 0;
 }
 
+function pairMetrics(line: { accuracy?: number; margin?: number }): { accuracy?: number; margin?: number } {
+  return {
+    ...(line.accuracy === undefined ? {} : { accuracy: line.accuracy }),
+    ...(line.margin === undefined ? {} : { margin: line.margin }),
+  };
+}
+
+/**
+ * The PEFT folder of an adapter given as one (adapter_config.json) or as a training's output folder (its peft/):
+ * transformers + peft read nothing else, so a GGUF LoRA is an error that says so.
+ */
+async function peftFolder(path: string, field: string): Promise<string> {
+  const isFile = (file: string) =>
+    stat(file).then(
+      (s) => s.isFile(),
+      () => false,
+    );
+  if (await isFile(join(path, "adapter_config.json"))) return resolve(path);
+  if (await isFile(join(path, "peft", "adapter_config.json"))) return resolve(path, "peft");
+  throw new ConfigError(
+    `hf trainer: ${field} must be a PEFT adapter folder (adapter_config.json) or a training's output folder with peft/; transformers cannot read a GGUF LoRA`,
+    { path, field },
+  );
+}
+
+/** Preference options with an adapter reference turned into its PEFT folder. */
+async function peftReference(options: PreferenceOptions | undefined): Promise<PreferenceOptions> {
+  const reference = options?.reference;
+  if (reference === undefined || typeof reference === "string") return options ?? {};
+  return { ...options, reference: { adapter: await peftFolder(reference.adapter, "preference.reference") } };
+}
+
 /** Options of the shared TrainOptions that the GPU script does not implement: a warning, not an error. */
-function warnUnsupported(training: TrainOptions, onProgress: ProgressListener | undefined): void {
+function warnUnsupported(training: TrainOptions, onProgress: ProgressListener | undefined, hasEval: boolean): void {
   const ignored: string[] = [];
   if (training.resume) ignored.push("resume (the GPU script always starts from the base model)");
   if (training.checkpointEvery !== undefined) ignored.push("checkpointEvery");
   if (training.batchTokens !== undefined) ignored.push("batchTokens (use the hf trainer's batchSize)");
   if (training.kernel !== undefined || training.threads !== undefined) ignored.push("kernel/threads (CPU only)");
-  if (training.evalFraction || training.evalEvery) ignored.push("evalFraction/evalEvery (no held-out evaluation)");
+  if (training.evalFraction) ignored.push("evalFraction (give held-out evalExamples instead)");
+  if (training.evalEvery && !hasEval) ignored.push("evalEvery (no held-out examples)");
   if (ignored.length > 0) {
     onProgress?.({ type: "message", level: "warn", text: `hf trainer ignores: ${ignored.join("; ")}` });
   }
@@ -255,12 +326,20 @@ function launchError(command: string, error: unknown): HfTrainingError {
   return new HfTrainingError(`hf trainer: cannot run "${command}": ${(error as Error).message}`, { cause: error });
 }
 
-async function writeExamples(examples: Examples<SftExample>, path: string): Promise<number> {
+/** The examples as the script reads them: {prompt, completion} (sft) or {prompt, chosen, rejected}. */
+async function writeExamples(
+  examples: Examples<SftExample> | Examples<PreferenceExample>,
+  path: string,
+  kind: TrainRequest["kind"],
+): Promise<number> {
   const stream = createWriteStream(path, { encoding: "utf8" });
   let count = 0;
   try {
-    for await (const example of examples as AsyncIterable<SftExample>) {
-      const record: SftExample = { prompt: example.prompt, completion: example.completion };
+    for await (const example of examples as AsyncIterable<SftExample & PreferenceExample>) {
+      const record =
+        kind === "sft" || kind === undefined
+          ? { prompt: example.prompt, completion: example.completion }
+          : { prompt: example.prompt, chosen: example.chosen, rejected: example.rejected };
       if (!stream.write(`${JSON.stringify(record)}\n`)) await once(stream, "drain");
       count++;
     }

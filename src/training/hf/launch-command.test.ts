@@ -140,6 +140,44 @@ describe("scriptArguments", () => {
   });
 });
 
+describe("scriptArguments for the pair kinds", () => {
+  const pairs = { ...inputs, data: "/run/pairs.jsonl" };
+
+  it("runs train_pairs.py with the kind, held-out data, the start adapter and DPO's settings", () => {
+    const command = buildLaunchCommand({
+      ...pairs,
+      kind: "preference",
+      evalData: "/run/eval-pairs.jsonl",
+      initAdapter: "/run/sft/peft",
+      training: { evalEvery: 20 },
+      preference: { beta: 0.3, loss: "ipo", reference: { adapter: "/run/ref/peft" } },
+    });
+    const at = command.args.indexOf(join(packageRoot(), "python", "train_pairs.py"));
+    expect(at).toBeGreaterThan(0);
+    const args = command.args.slice(at + 1);
+    expect(args.slice(0, 2)).toEqual(["--kind", "preference"]);
+    expect(flag(args, "--eval-data")).toBe("/run/eval-pairs.jsonl");
+    expect(flag(args, "--eval-every")).toBe("20");
+    expect(flag(args, "--init-adapter")).toBe("/run/sft/peft");
+    expect(flag(args, "--beta")).toBe("0.3");
+    expect(flag(args, "--loss")).toBe("ipo");
+    expect(flag(args, "--label-smoothing")).toBe("0");
+    expect(flag(args, "--reference")).toBe("/run/ref/peft");
+  });
+
+  it("gives a reward model no DPO flags, defaults the reference to init, and keeps sft on train_lora.py", () => {
+    const reward = scriptArguments({ ...pairs, kind: "reward" });
+    expect(reward.slice(0, 2)).toEqual(["--kind", "reward"]);
+    expect(reward).not.toContain("--beta");
+    expect(flag(scriptArguments({ ...pairs, kind: "preference" }), "--reference")).toBe("init");
+    expect(scriptArguments(inputs)).not.toContain("--kind");
+    expect(() => scriptArguments({ ...pairs, kind: "reward", preference: { beta: 1 } })).toThrow(
+      /preference options apply to the preference kind/,
+    );
+    expect(() => scriptArguments({ ...inputs, initAdapter: "/a" })).toThrow(/sft on the GPU path starts from the base/);
+  });
+});
+
 describe("hfTrainerOptionsSchema", () => {
   it("accepts a multi-node FSDP config and rejects unknown keys and bad values", () => {
     const config = hfTrainerOptionsSchema.parse({

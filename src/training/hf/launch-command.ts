@@ -1,13 +1,15 @@
 /**
- * Builds the command line that runs python/train_lora.py: through `accelerate launch` with one of our configs in
- * python/configs/ (single GPU, multi-GPU DDP, DeepSpeed ZeRO-3 or FSDP, on one or several machines), or
- * directly with Python for a one-process run. Pure: nothing is spawned here.
+ * Builds the command line that runs python/train_lora.py (sft) or python/train_pairs.py (reward, preference):
+ * through `accelerate launch` with one of our configs in python/configs/ (single GPU, multi-GPU DDP, DeepSpeed
+ * ZeRO-3 or FSDP, on one or several machines), or directly with Python for a one-process run. Pure: nothing is
+ * spawned here.
  */
 import { join } from "node:path";
 import { ConfigError } from "../../errors/index.js";
 import { peftTargetModule } from "../embedded/lora.js";
 import { packageRoot } from "../../package-root.js";
-import { type TrainOptions, trainOptionDefaults } from "../trainer.js";
+import { resolvePreferenceOptions } from "../embedded/objectives/preference-objective.js";
+import { type PreferenceOptions, type TrainKind, type TrainOptions, trainOptionDefaults } from "../trainer.js";
 
 export const hfLaunchModes = ["single-gpu", "multi-gpu", "multi-node"] as const;
 export type HfLaunchMode = (typeof hfLaunchModes)[number];
@@ -45,24 +47,37 @@ export interface HfLaunchOptions {
   mixedPrecision?: "bf16" | "fp16" | "no";
   /** Python interpreter with torch, transformers, peft and accelerate. Default "python3". */
   python?: string;
-  /** Training script. Default: the package's python/train_lora.py. */
+  /** Training script. Default: the package's python/train_lora.py (sft) or python/train_pairs.py (reward, preference). */
   script?: string;
   /** Directory of the accelerate/DeepSpeed/FSDP configs. Default: the package's python/configs. */
   configDir?: string;
-  /** Sequences per micro-batch per GPU. Default 4. */
+  /** Sequences (sft) or pairs (reward, preference) per micro-batch per GPU. Default 4. */
   batchSize?: number;
   /** Weights dtype passed to the script. Default "auto" (bf16 where the GPU supports it). */
   dtype?: "auto" | "bfloat16" | "float16" | "float32";
 }
 
 export interface HfScriptInputs {
+  /** Default "sft". */
+  kind?: TrainKind;
   /** Hugging Face model directory or hub id. */
   model: string;
-  /** SFT JSONL with prompt/completion. */
+  /** JSONL with prompt/completion (sft) or prompt/chosen/rejected (reward, preference). */
   data: string;
+  /** Held-out pairs in the same format (reward, preference), evaluated at the start, every evalEvery steps and at the end. */
+  evalData?: string;
   /** Where the PEFT adapter is saved. */
   output: string;
   training?: TrainOptions;
+  /** A PEFT adapter folder to start from (reward, preference). */
+  initAdapter?: string;
+  /** preference: beta, loss, label smoothing; `reference` as a PEFT folder when it is an adapter. */
+  preference?: PreferenceOptions;
+}
+
+/** The script of a kind, in python/. */
+export function defaultScript(kind: TrainKind = "sft"): string {
+  return join(packageRoot(), "python", kind === "sft" ? "train_lora.py" : "train_pairs.py");
 }
 
 export interface LaunchCommand {
@@ -83,12 +98,23 @@ function positiveInteger(value: number | undefined, field: string, fallback?: nu
   return resolved;
 }
 
-/** Arguments of train_lora.py from the shared TrainOptions (the embedded trainer's defaults, but a 2048-token cutoff and gradient checkpointing on). */
+/**
+ * Arguments of train_lora.py / train_pairs.py from the shared TrainOptions (the embedded trainer's defaults, but a
+ * 2048-token cutoff and gradient checkpointing on).
+ */
 export function scriptArguments(inputs: HfScriptInputs, launch: HfLaunchOptions = {}): string[] {
   const o = inputs.training ?? {};
   const d = trainOptionDefaults;
+  const kind = inputs.kind ?? "sft";
   const targets = (o.targets ?? d.targets).map(peftTargetModule);
+  if (kind === "sft" && (inputs.initAdapter !== undefined || inputs.evalData !== undefined)) {
+    throw new ConfigError(
+      "hf trainer: sft on the GPU path starts from the base model and has no held-out evaluation; initAdapter and evalExamples apply to the reward and preference kinds",
+      { field: inputs.initAdapter !== undefined ? "initAdapter" : "evalExamples" },
+    );
+  }
   const args = [
+    ...(kind === "sft" ? [] : ["--kind", kind]),
     "--model",
     inputs.model,
     "--data",
@@ -130,6 +156,20 @@ export function scriptArguments(inputs: HfScriptInputs, launch: HfLaunchOptions 
   ];
   if (o.maxSteps !== undefined) args.push("--max-steps", String(positiveInteger(o.maxSteps, "maxSteps")));
   if (o.activationCheckpointing ?? true) args.push("--gradient-checkpointing");
+  if (inputs.evalData !== undefined) {
+    args.push("--eval-data", inputs.evalData, "--eval-every", String(o.evalEvery ?? d.evalEvery));
+  }
+  if (inputs.initAdapter !== undefined) args.push("--init-adapter", inputs.initAdapter);
+  if (kind === "preference") {
+    const p = resolvePreferenceOptions(inputs.preference);
+    const reference = typeof p.reference === "string" ? p.reference : p.reference.adapter;
+    args.push("--beta", String(p.beta), "--loss", p.loss, "--label-smoothing", String(p.labelSmoothing));
+    args.push("--reference", reference);
+  } else if (inputs.preference !== undefined) {
+    throw new ConfigError(`hf trainer: preference options apply to the preference kind, not ${kind}`, {
+      field: "preference",
+    });
+  }
   return args;
 }
 
@@ -137,7 +177,7 @@ export function scriptArguments(inputs: HfScriptInputs, launch: HfLaunchOptions 
 export function buildLaunchCommand(inputs: HfScriptInputs, launch: HfLaunchOptions = {}): LaunchCommand {
   const root = packageRoot();
   const python = launch.python ?? "python3";
-  const script = launch.script ?? join(root, "python", "train_lora.py");
+  const script = launch.script ?? defaultScript(inputs.kind);
   const configDir = launch.configDir ?? join(root, "python", "configs");
   const scriptArgs = scriptArguments(inputs, launch);
   const launcher = launch.launcher ?? "accelerate";

@@ -19,6 +19,20 @@ describe("parseTrainerLine", () => {
     });
   });
 
+  it("reads the pair metrics of train_pairs.py: accuracy and margin per step, and held-out train-eval lines", () => {
+    expect(
+      parseTrainerLine(
+        '{"event":"train-step","step":2,"total_steps":4,"loss":0.5,"lr":0.001,"accuracy":0.75,"margin":1.5}',
+      ),
+    ).toMatchObject({ kind: "train-step", step: 2, accuracy: 0.75, margin: 1.5 });
+    expect(
+      parseTrainerLine(
+        '{"event":"train-eval","step":8,"total_steps":64,"loss":0.37,"accuracy":0.875,"margin":1.07,"examples":64}',
+      ),
+    ).toEqual({ kind: "train-eval", step: 8, totalSteps: 64, loss: 0.37, accuracy: 0.875, margin: 1.07, examples: 64 });
+    expect(parseTrainerLine('{"event":"train-eval","loss":1}')).toMatchObject({ kind: "log" });
+  });
+
   it("reads a diverged (null) loss as NaN and leaves absent optional fields undefined", () => {
     const line = parseTrainerLine(
       '{"event":"train-step","step":1,"total_steps":2,"loss":null,"lr":0.1,"grad_norm":null}',

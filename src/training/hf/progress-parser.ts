@@ -1,5 +1,6 @@
 /**
- * Parses the JSON-lines protocol of python/train_lora.py (one object per stdout line, with an "event" field).
+ * Parses the JSON-lines protocol of python/train_lora.py and train_pairs.py (one object per stdout line, with an
+ * "event" field).
  * Lines that are not protocol events (library logs, warnings) are returned as `log`, never as errors.
  */
 
@@ -14,6 +15,18 @@ export type TrainerLine =
       gradientNorm?: number;
       tokens?: number;
       tokensPerSecond?: number;
+      /** Pair kinds: share of the step's pairs ranked right, and the mean chosen-minus-rejected reward. */
+      accuracy?: number;
+      margin?: number;
+    }
+  | {
+      kind: "train-eval";
+      step: number;
+      totalSteps: number;
+      loss: number;
+      examples: number;
+      accuracy?: number;
+      margin?: number;
     }
   | { kind: "train-end"; steps: number; finalLoss: number; output?: string }
   | { kind: "error"; message: string }
@@ -55,8 +68,21 @@ export function parseTrainerLine(line: string): TrainerLine {
         gradientNorm: optional(record.grad_norm),
         tokens: optional(record.tokens),
         tokensPerSecond: optional(record.tokens_per_second),
+        ...(finite(record.accuracy) ? { accuracy: record.accuracy } : {}),
+        ...(finite(record.margin) ? { margin: record.margin } : {}),
       };
     }
+    case "train-eval":
+      if (!finite(record.step) || !(finite(record.loss) || record.loss === null)) break;
+      return {
+        kind: "train-eval",
+        step: record.step,
+        totalSteps: finite(record.total_steps) ? record.total_steps : record.step,
+        loss: finite(record.loss) ? record.loss : Number.NaN,
+        examples: finite(record.examples) ? record.examples : 0,
+        ...(finite(record.accuracy) ? { accuracy: record.accuracy } : {}),
+        ...(finite(record.margin) ? { margin: record.margin } : {}),
+      };
     case "train-end":
       return {
         kind: "train-end",
