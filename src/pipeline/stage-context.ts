@@ -3,7 +3,7 @@
  * real folder names), the models it asks for by role (created once, shared, closed together), upstream records
  * validated by their stage's schemas, and the trainer. One wiring for both commands.
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { BackendConfig } from "../backends/backend-config.js";
 import type { LanguageModel } from "../backends/language-model.js";
 import { type ModelSpec, resolveModelSpec } from "../backends/model-spec.js";
@@ -193,6 +193,15 @@ export function createStageContext(params: StageContextParams): StageContext<Rec
           field: "model",
         });
       const round = instance.round;
+      if (options.adapter !== undefined) {
+        if (generator.type !== "llama-cpp") {
+          throw new ConfigError(
+            `stage "${definition.name}" loads the adapter ${options.adapter} into the run's model, which needs an embedded (GGUF) model; the run's model is a server`,
+            { field: "model" },
+          );
+        }
+        return pool.get({ ...generator, lora: [...(generator.lora ?? []), { path: options.adapter }] });
+      }
       if (options.base || !round || round.index === 1) return pool.get(generator);
       const group = params.registry.find((entry) => entry.name === round.group);
       const from = group && isGroup(group) ? group.adapterFrom : undefined;
@@ -228,6 +237,7 @@ export function createStageContext(params: StageContextParams): StageContext<Rec
       }
       return pool.get({ ...config, lora: [...(config.lora ?? []), ...lora.map((path) => ({ path }))] });
     },
+    resolvePath: (path) => (params.resolvePath ? params.resolvePath(path) : resolve(path)),
     trainer: async (train: TrainConfig) => {
       const { trainer: kind, ...options } = train;
       if (!params.trainBase) {
