@@ -10,7 +10,7 @@ import { AbortedError, ConfigError } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import { recordId, type StageStore } from "../../run-store/index.js";
 import { writeJsonLines } from "../../run-store/json-file.js";
-import type { Trainer, TrainOptions, TrainResult } from "../../training/trainer.js";
+import type { SftExample, Trainer, TrainOptions, TrainResult } from "../../training/trainer.js";
 import { type AnswerRecord, identityRecords, type SftRecord, toAlpaca, toMessages, toSftRecord } from "./build-sft.js";
 
 export const engraveStage = "engrave";
@@ -74,7 +74,7 @@ export interface TrainAdapterOptions {
  */
 export async function trainAdapter(
   store: StageStore,
-  records: readonly SftRecord[],
+  records: readonly (SftExample & { id: string })[],
   adapterDir: string,
   options: TrainAdapterOptions,
 ): Promise<TrainResult> {
@@ -99,7 +99,7 @@ export async function trainAdapter(
  * was never finished) and the training starts afresh. `.train-key` in the adapter folder names the training a
  * checkpoint belongs to.
  */
-async function dropStaleCheckpoint(adapterDir: string, records: readonly SftRecord[], options: TrainOptions) {
+async function dropStaleCheckpoint(adapterDir: string, records: readonly { id: string }[], options: TrainOptions) {
   const keyFile = join(adapterDir, ".train-key");
   const key = recordId(
     "train",
