@@ -55,6 +55,7 @@ describe("selfalign demo pipeline", () => {
       ["self-align", "ran"],
       ["engrave", "ran"],
       ["verbose-clone", "ran"],
+      ["isheep", "skipped"],
     ]);
     const engraveAdapter = result.adapters.engrave!;
     const finalAdapter = result.finalAdapter!;

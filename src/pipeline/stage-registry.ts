@@ -3,6 +3,7 @@
  * list. A new stage is one folder exporting its definition and one line here.
  */
 import { engraveDefinition } from "../stages/engrave/definition.js";
+import { isheepGroup } from "../stages/isheep/definition.js";
 import { redTeamDefinition } from "../stages/red-team/definition.js";
 import { selfAlignDefinition } from "../stages/self-align/definition.js";
 import { selfInstructDefinition } from "../stages/self-instruct/definition.js";
@@ -17,6 +18,7 @@ export const defaultRegistry: StageRegistry = [
   selfAlignDefinition,
   engraveDefinition,
   verboseCloneDefinition,
+  isheepGroup,
 ] as StageRegistry;
 
 /** Every stage definition, group members included, in order. */
