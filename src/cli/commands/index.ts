@@ -4,6 +4,7 @@ import { registerConstitution } from "./constitution.js";
 import { registerDemo } from "./demo.js";
 import { registerEval } from "./eval.js";
 import { registerInit } from "./init.js";
+import { registerIsheep } from "./isheep.js";
 import { registerMerge } from "./merge.js";
 import { registerModel } from "./model.js";
 import { registerReport } from "./report.js";
@@ -17,6 +18,7 @@ import { registerTrain } from "./train.js";
 export const commands: Array<(program: Command) => void> = [
   registerInit,
   registerRun,
+  registerIsheep,
   registerDemo,
   registerChat,
   registerConstitution,
