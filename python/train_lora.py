@@ -99,8 +99,8 @@ def tokenize_example(tokenizer, prompt, completion, cutoff_len, overlong):
             return None
         full = full[:cutoff_len]
     labels = [-100] * min(boundary, len(full)) + full[boundary:]
-    if all(label == -100 for label in labels):
-        return None  # nothing to learn from (empty completion or truncated away)
+    if all(label == -100 for label in labels[1:]):
+        return None  # nothing to learn from (empty completion or truncated away; the first token is never predicted)
     return {"input_ids": full, "labels": labels}
 
 
@@ -125,6 +125,67 @@ def length_bucketed(items, batch_size, seed):
     batches = [[items[i] for i in order[s:s + batch_size]] for s in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def deepspeed_settings(config, batch_size, window, max_grad_norm):
+    """The DeepSpeed config values our loop needs, set before accelerator.prepare.
+
+    With no prepared dataloader DeepSpeed cannot infer its batch sizes ("auto"), so they are stated. Clipping is
+    DeepSpeed's own (`gradient_clipping`, 0 = off): under DeepSpeed accelerator.clip_grad_norm_ does not clip.
+    """
+    config["train_micro_batch_size_per_gpu"] = batch_size
+    config["train_batch_size"] = batch_size * window
+    config["gradient_clipping"] = max_grad_norm if max_grad_norm > 0 else 0.0
+    return config
+
+
+def label_tokens(labels):
+    """Tokens a causal LM is scored on: labels after the one-position shift that isn't -100."""
+    return sum(1 for row in labels for label in row[1:] if label != -100)
+
+
+def backward_scale(window_tokens, gradient_accumulation, processes):
+    """Factor turning a micro-batch's summed token loss into its share of the window's per-token mean.
+
+    accelerator.backward divides by gradient_accumulation (DeepSpeed likewise) and the gradient all-reduce
+    averages over processes, so loss_sum * scale adds up to sum(all token losses) / window_tokens: every token of
+    the optimizer step weighs the same, however the tokens fall into micro-batches.
+    """
+    return gradient_accumulation * processes / max(1, window_tokens)
+
+
+def trainable_state_dict(accelerator, model, deepspeed, fsdp):
+    """The trainable (LoRA) weights in float32, gathered from shards without gathering the frozen base.
+
+    DeepSpeed ZeRO-3: the engine's consolidated state dict with exclude_frozen_parameters (or, on DeepSpeed
+    versions without it, a GatheredParameters of the trainable ones); FSDP: torch.distributed.checkpoint's
+    full state dict with ignore_frozen_params. Every process must call this; only the main one gets the weights.
+    """
+    import torch
+    if deepspeed:
+        state = None
+        try:
+            state = model._zero3_consolidated_16bit_state_dict(exclude_frozen_parameters=True)
+        except TypeError:
+            import deepspeed as ds
+            named = [(name, p) for name, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad]
+            with ds.zero.GatheredParameters([p for _, p in named], modifier_rank=None):
+                if accelerator.is_main_process:
+                    state = {name: p.detach().to("cpu").clone() for name, p in named}
+        except ValueError:
+            # Not partitioned (ZeRO stage below 3): the trainable parameters are whole on every process.
+            named = accelerator.unwrap_model(model).named_parameters()
+            state = {name: p.detach().to("cpu") for name, p in named if p.requires_grad}
+    elif fsdp:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+        state = get_model_state_dict(model, options=options)
+    else:
+        named = accelerator.unwrap_model(model).named_parameters()
+        state = {name: p.detach().to("cpu") for name, p in named if p.requires_grad}
+    if not accelerator.is_main_process or state is None:
+        return None
+    return {name: tensor.to(torch.float32).contiguous() for name, tensor in state.items()}
 
 
 def main(argv=None):
@@ -159,6 +220,8 @@ def main(argv=None):
     # FSDP flattens each wrapped block into one tensor of a single dtype, so under FSDP the weights stay float32
     # and bf16 comes from FSDP's mixed-precision policy (accelerate --mixed_precision bf16).
     fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    deepspeed_plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    deepspeed = deepspeed_plugin is not None
     if args.dtype == "auto":
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not fsdp
         dtype = torch.bfloat16 if bf16 else torch.float32
@@ -170,7 +233,8 @@ def main(argv=None):
     dtype_argument = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
     model = AutoModelForCausalLM.from_pretrained(args.model, **{dtype_argument: dtype})
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # Re-entrant checkpointing re-runs the forward outside FSDP's hooks; the non-re-entrant kind works with it.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": not fsdp})
         model.enable_input_require_grads()
     config = LoraConfig(
         r=args.rank,
@@ -180,31 +244,39 @@ def main(argv=None):
         bias="none",
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, config)
-    # LoRA weights in float32 even when the frozen base is bf16: the optimizer state and updates stay exact.
-    for parameter in model.parameters():
-        if parameter.requires_grad and not fsdp:
-            parameter.data = parameter.data.float()
+    # Adapter dtype: without DeepSpeed, PEFT's default upcasts the LoRA weights to float32 on a bf16/fp16 base, so
+    # the optimizer state and updates stay exact. DeepSpeed keeps every parameter in its engine's dtype (its
+    # optimizer holds float32 master weights itself) and its ZeRO-3 collectives need one dtype for all of them:
+    # float32 adapters on a bf16 base fail the first step ("output tensor must have the same type as input tensor"),
+    # so under DeepSpeed the adapters keep the base's dtype. They are saved in float32 either way.
+    try:
+        model = get_peft_model(model, config, autocast_adapter_dtype=not deepspeed)
+    except TypeError:  # peft < 0.12 has no autocast_adapter_dtype and leaves the adapters in the base dtype
+        model = get_peft_model(model, config)
+        if not deepspeed and not fsdp:
+            for parameter in model.parameters():
+                if parameter.requires_grad:
+                    parameter.data = parameter.data.float()
 
     # Each process takes every P-th length-bucketed batch. The list is first padded (by repeating batches from its
     # start) to a multiple of P × gradient_accumulation, so every process runs the same number of micro-batches
     # and every optimizer step sees a full window: collectives never wait on a process that ran out of data.
     # (Sharding here instead of accelerator.prepare(dataloader) keeps variable-size batches and exact step counts.)
-    window = accelerator.num_processes * args.gradient_accumulation
+    processes = accelerator.num_processes
+    window = processes * args.gradient_accumulation
+
+    def epoch_batches(epoch):
+        batches = length_bucketed(items, args.batch_size, args.seed + epoch)  # a new order every epoch
+        return batches + [batches[i % len(batches)] for i in range((-len(batches)) % window)]
 
     def local_batches(epoch):
-        batches = length_bucketed(items, args.batch_size, args.seed + epoch)  # a new order every epoch
-        padded = batches + [batches[i % len(batches)] for i in range((-len(batches)) % window)]
-        return padded[accelerator.process_index::accelerator.num_processes]
+        return epoch_batches(epoch)[accelerator.process_index::processes]
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay,
                                   betas=(0.9, 0.999), eps=1e-8)
-    deepspeed_plugin = getattr(accelerator.state, "deepspeed_plugin", None)
-    if deepspeed_plugin is not None:
-        # With no prepared dataloader DeepSpeed cannot infer its batch sizes ("auto"): state them.
-        deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = args.batch_size
-        deepspeed_plugin.deepspeed_config["train_batch_size"] = args.batch_size * window
+    if deepspeed:
+        deepspeed_settings(deepspeed_plugin.deepspeed_config, args.batch_size, window, args.max_grad_norm)
     model, optimizer = accelerator.prepare(model, optimizer)
 
     steps_per_epoch = max(1, len(local_batches(0)) // args.gradient_accumulation)
@@ -214,36 +286,46 @@ def main(argv=None):
                               optimizer=optimizer, num_warmup_steps=args.warmup_steps,
                               num_training_steps=total_steps)
     if main_process:
-        emit("train-start", total_steps=total_steps, examples=len(items), processes=accelerator.num_processes,
+        emit("train-start", total_steps=total_steps, examples=len(items), processes=processes,
              trainable_parameters=sum(p.numel() for p in trainable))
 
     model.train()
     step = 0
     final_loss = float("nan")
-    window_loss, window_batches, window_tokens = 0.0, 0, 0
     started = time.perf_counter()
     epoch = 0
     while step < total_steps:
-        for micro_batch in local_batches(epoch):
-            batch = {key: value.to(accelerator.device) for key, value in collate(micro_batch, pad_id).items()}
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                window_loss += loss.detach().float()
-                window_batches += 1
-                window_tokens += int(batch["attention_mask"].sum())
-                grad_norm = None
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                if accelerator.sync_gradients:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            if not accelerator.sync_gradients:
-                continue
+        all_batches = epoch_batches(epoch)
+        mine = all_batches[accelerator.process_index::processes]
+        for start in range(0, len(mine) - len(mine) % args.gradient_accumulation, args.gradient_accumulation):
+            # The loss of an optimizer step is the mean over every label token of its window (all processes,
+            # all micro-batches), not a mean of per-micro-batch means. The window's token count is known from
+            # the data, the same on every process, so no collective is needed for it.
+            window_batches = all_batches[start * processes:(start + args.gradient_accumulation) * processes]
+            window_tokens = sum(label_tokens([item["labels"] for item in batch]) for batch in window_batches)
+            scale = backward_scale(window_tokens, args.gradient_accumulation, processes)
+            loss_sum = torch.zeros((), device=accelerator.device)
+            tokens_seen = 0
+            grad_norm = None
+            for micro_batch in mine[start:start + args.gradient_accumulation]:
+                batch = {key: value.to(accelerator.device) for key, value in collate(micro_batch, pad_id).items()}
+                scored = label_tokens([item["labels"] for item in micro_batch])
+                with accelerator.accumulate(model):
+                    loss = model(**batch).loss * scored  # the micro-batch's summed token loss
+                    accelerator.backward(loss * scale)
+                    loss_sum += loss.detach().float()
+                    tokens_seen += int(batch["attention_mask"].sum())
+                    if accelerator.sync_gradients and args.max_grad_norm > 0 and not deepspeed:
+                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    if accelerator.sync_gradients:
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
             step += 1
-            mean_loss = accelerator.reduce(window_loss / window_batches, reduction="mean").item()
-            tokens = int(accelerator.reduce(torch.tensor(window_tokens, device=accelerator.device), reduction="sum"))
+            mean_loss = accelerator.reduce(loss_sum, reduction="sum").item() / max(1, window_tokens)
+            tokens = int(accelerator.reduce(torch.tensor(tokens_seen, device=accelerator.device), reduction="sum"))
+            if deepspeed and hasattr(model, "get_global_grad_norm"):
+                grad_norm = model.get_global_grad_norm()
             elapsed = time.perf_counter() - started
             if main_process:
                 emit("train-step", step=step, total_steps=total_steps, loss=mean_loss,
@@ -251,18 +333,17 @@ def main(argv=None):
                      grad_norm=None if grad_norm is None else float(grad_norm),
                      tokens=tokens, tokens_per_second=tokens / elapsed if elapsed > 0 else None)
             final_loss = mean_loss
-            window_loss, window_batches, window_tokens = 0.0, 0, 0
             started = time.perf_counter()
             if step >= total_steps:
                 break
         epoch += 1
 
     accelerator.wait_for_everyone()
-    # get_state_dict gathers ZeRO-3/FSDP shards; save_pretrained keeps only the adapter weights from it.
-    state = accelerator.get_state_dict(model)
-    unwrapped = accelerator.unwrap_model(model)
+    # Gathers the LoRA weights only: consolidating the whole model on rank 0 would need the base's full size in
+    # host memory (130-260 GB at 65B) to keep a few MB.
+    state = trainable_state_dict(accelerator, model, deepspeed, fsdp)
     if main_process:
-        unwrapped.save_pretrained(args.output, state_dict=state, safe_serialization=True)
+        accelerator.unwrap_model(model).save_pretrained(args.output, state_dict=state, safe_serialization=True)
         emit("train-end", steps=step, final_loss=final_loss, output=os.path.abspath(args.output))
     accelerator.end_training()
     return 0

@@ -1,6 +1,7 @@
 /** The public API of selfalign: an explicit list of exports. */
 export * from "./backends/language-model.js";
 export * from "./constitution/index.js";
+export * from "./data/index.js";
 export * from "./errors/index.js";
 export * from "./gguf/index.js";
 export type { ProgressEvent, ProgressListener } from "./progress/progress-event.js";
@@ -33,6 +34,9 @@ export {
   type OpenAICompatibleBackendOptions,
   parseRetryAfter,
   type RetryEvent,
+  type ServerInfo,
+  type ServerKind,
+  serverKinds,
 } from "./backends/openai-compatible/index.js";
 export {
   type BackendConfig,
@@ -41,26 +45,42 @@ export {
   backendTypes,
   type CreateBackendOptions,
   createBackend,
+  type BackendSpecObject,
   type LlamaCppBackendConfig,
+  type ModelReference,
   type OpenAIBackendConfig,
   parseBackendSpec,
+  resolveBackendConfig,
   validateBackendConfig,
 } from "./backends/registry.js";
 export { type StartServerOptions, type StartServerResult, startServer } from "./serve/server.js";
-export type {
-  LearningRateSchedule,
-  LossPoint,
-  OverlongPolicy,
-  SftExample,
-  Trainer,
-  TrainOptions,
-  TrainRequest,
-  TrainResult,
+export {
+  type EvalPoint,
+  type LearningRateSchedule,
+  type LossPoint,
+  type OverlongPolicy,
+  type PreferenceExample,
+  type PreferenceLoss,
+  type PreferenceOptions,
+  type PreferenceTrainRequest,
+  preferenceLosses,
+  type RewardTrainRequest,
+  type SftExample,
+  type SftTrainRequest,
+  type StaleCheckpointPolicy,
+  type Trainer,
+  type TrainKind,
+  type TrainOptions,
+  type TrainRequest,
+  type TrainResult,
+  trainKinds,
 } from "./training/trainer.js";
 export { EmbeddedTrainer, type EmbeddedTrainerOptions } from "./training/embedded/embedded-trainer.js";
 export { type LoraAdapter, type LoraTarget, loraTargets } from "./training/embedded/lora.js";
 export { supportedArchitectures as embeddedTrainerArchitectures } from "./training/embedded/model-config.js";
 export { readGgufLora, writeGgufLora } from "./training/export/gguf-lora.js";
+export { RewardModel, type RewardModelOptions } from "./training/reward/reward-model.js";
+export { type RewardModelInfo, rewardModelInfoSchema } from "./training/reward/reward-model-info.js";
 export { convertPeftToGgufLora, readPeftAdapter, writePeftAdapter } from "./training/export/peft-adapter.js";
 export { readSafetensors, writeSafetensors } from "./training/export/safetensors.js";
 export { createLlamaCppBackend, LlamaCppBackend, type LlamaCppBackendOptions } from "./backends/llama-cpp/index.js";

@@ -9,10 +9,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import { completeAll } from "../src/backends/language-model.js";
 import {
   createOpenAICompatibleBackend,
+  type OpenAICompatibleBackend,
   parseRetryAfter,
   type RetryEvent,
 } from "../src/backends/openai-compatible/index.js";
+import { createBackend } from "../src/backends/registry.js";
+import { createProgressRenderer } from "../src/cli/progress-renderer.js";
 import { AbortedError, BackendError, CapabilityError, ConfigError } from "../src/errors/index.js";
+import type { ProgressEvent } from "../src/progress/progress-event.js";
 
 interface Received {
   path: string;
@@ -198,7 +202,9 @@ describe("retries", () => {
       requests.map((request) => [` answer to ${request.prompt} #0`, ` answer to ${request.prompt} #1`]),
     );
     expect(results[0]!.completions.map((c) => c.finishReason)).toEqual(["stop", "length"]);
-    expect(results[0]!.usage).toEqual({ promptTokens: 5, completionTokens: 6 });
+    // P0 failed once: its usage says so.
+    expect(results[0]!.usage).toEqual({ promptTokens: 5, completionTokens: 6, retries: 1 });
+    expect(results.reduce((sum, result) => sum + (result.usage.retries ?? 0), 0)).toBe(10);
     expect(server.received).toHaveLength(30 + 10);
   });
 
@@ -311,8 +317,11 @@ describe("request bodies and answers", () => {
       grammar: 'root ::= "a"',
       ngramPenalties: [{ n: 1, penalty: 0.1 }],
     };
-    await completeAll(backend, [request, request]);
-    expect(server.received[0]!.body).toEqual({
+    const results = await completeAll(backend, [request, request]);
+    // The server's kind is asked first (GET /v1/models); this one does not say, so the grammar goes in both
+    // fields that servers of unknown kind may read, and each result says it may have been ignored.
+    const completions = server.received.filter((received) => received.path === "/v1/completions");
+    expect(completions[0]!.body).toEqual({
       model: "my-model",
       prompt: "ok",
       n: 1,
@@ -329,6 +338,11 @@ describe("request bodies and answers", () => {
       guided_grammar: 'root ::= "a"',
     });
     expect(warnings).toHaveLength(2); // grammar and n-gram penalties, each once
+    for (const result of results) {
+      expect(result.warnings).toHaveLength(2);
+      expect(result.warnings![0]).toMatch(/kind is unknown.*grammar.*may have been ignored/);
+      expect(result.warnings![1]).toMatch(/n-gram penalties .* were not applied/);
+    }
     const error = await completeAll(backend, [{ prompt: "rejected" }]).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackendError);
     expect((error as BackendError).statusCode).toBe(401);
@@ -376,7 +390,17 @@ describe("request bodies and answers", () => {
 });
 
 describe("score", () => {
-  /** An echo answer for "Hello wor" + "ld!" tokenised as Hel|lo| wo|rld|! (the "rld" token straddles the boundary). */
+  /**
+   * A server whose tokenizer splits "Hello world!" as Hel|lo| wo|rld|! and "Hello wor" as Hel|lo| wor: the prompt's
+   * last token merges with the continuation across the boundary. Echoes carry no BOS here, and `text_offset`s that
+   * describe the text.
+   */
+  const vocabulary: Record<string, number[]> = {
+    "Hello wor": [1, 2, 5],
+    "Hello world!": [1, 2, 3, 4, 6],
+    Hello: [1, 2],
+  };
+  const tokenizeAnswer = (request: Received) => ({ tokens: vocabulary[String(request.body.prompt)] ?? [] });
   const echoAnswer = (withLogprobs: boolean, extraToken: boolean) => ({
     choices: [
       {
@@ -400,46 +424,97 @@ describe("score", () => {
           : null,
       },
     ],
+    usage: { prompt_tokens: 5, completion_tokens: extraToken ? 1 : 0, total_tokens: extraToken ? 6 : 5 },
   });
+  const completionsOf = (server: MockServer) => server.received.filter((r) => r.path === "/v1/completions");
 
-  it("sums the continuation's tokens found by text_offset, counting the straddling token", async () => {
-    const server = await mockServer((_request, response) => json(response, 200, echoAnswer(true, false)));
+  it("aligns by token count: the continuation is the whole text's tokens after the common prefix", async () => {
+    const server = await mockServer((request, response) =>
+      request.path === "/tokenize"
+        ? json(response, 200, tokenizeAnswer(request))
+        : json(response, 200, echoAnswer(true, false)),
+    );
     const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
+    // " wor" (prompt) and " wo" + "rld" (whole) differ: " wo" is read by the model after "Hel|lo", so it is scored.
     const [result] = await backend.score("Hello wor", ["ld!"]);
     expect(result!.tokens.map((token) => [token.text, token.logprob])).toEqual([
+      [" wo", -2],
       ["rld", -0.25],
       ["!", -0.5],
     ]);
-    expect(result!.logprob).toBeCloseTo(-0.75, 12);
-    expect(result!.isGreedy).toBe(true);
-    expect(server.received[0]!.body).toMatchObject({ prompt: "Hello world!", echo: true, logprobs: 1, max_tokens: 0 });
-    const [notGreedy] = await backend.score("Hello", [" world!"]);
-    expect(notGreedy!.tokens.map((token) => token.text)).toEqual([" wo", "rld", "!"]);
-    expect(notGreedy!.isGreedy).toBe(false);
+    expect(result!.logprob).toBeCloseTo(-2.75, 12);
+    expect(result!.isGreedy).toBe(false);
+    expect(completionsOf(server)[0]!.body).toMatchObject({
+      prompt: "Hello world!",
+      echo: true,
+      logprobs: 1,
+      max_tokens: 0,
+    });
+    // /tokenize without a special-token flag: the server's own default, as its completions endpoint uses it.
+    const tokenizeBodies = server.received.filter((r) => r.path === "/tokenize").map((r) => r.body);
+    expect(tokenizeBodies).toContainEqual({ model: "m", prompt: "Hello wor", content: "Hello wor" });
+    const [prefix] = await backend.score("Hello", [" world!"]);
+    expect(prefix!.tokens.map((token) => token.text)).toEqual([" wo", "rld", "!"]);
+    // An empty continuation costs nothing and scores 0, as on the embedded backend.
+    const sent = server.received.length;
+    expect(await backend.score("Hello", [""])).toEqual([{ logprob: 0, tokens: [], isGreedy: true }]);
+    expect(server.received.length).toBe(sent);
   });
 
   it("asks for one token when the server rejects max_tokens 0, and ignores the generated token", async () => {
-    const server = await mockServer((request, response) =>
-      request.body.max_tokens === 0
+    const server = await mockServer((request, response) => {
+      if (request.path === "/tokenize") return json(response, 200, tokenizeAnswer(request));
+      return request.body.max_tokens === 0
         ? json(response, 400, { error: { message: "max_tokens must be at least 1" } })
-        : json(response, 200, echoAnswer(true, true)),
-    );
+        : json(response, 200, echoAnswer(true, true));
+    });
     const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
-    const [first] = await backend.score("Hello wor", ["ld!"]);
-    const [second] = await backend.score("Hello wor", ["ld!"]);
-    expect(first!.logprob).toBeCloseTo(-0.75, 12);
-    expect(second!.logprob).toBeCloseTo(-0.75, 12);
-    expect(server.received.map((request) => request.body.max_tokens)).toEqual([0, 1, 1]);
+    const [first] = await backend.score("Hello", [" world!"]);
+    const [second] = await backend.score("Hello", [" world!"]);
+    expect(first!.logprob).toBeCloseTo(-2.75, 12);
+    expect(second!.logprob).toBeCloseTo(-2.75, 12);
+    expect(completionsOf(server).map((request) => request.body.max_tokens)).toEqual([0, 1, 1]);
+  });
+
+  it("treats negative and made-up text_offsets as missing, and counts a BOS the server echoes", async () => {
+    // SGLang's shape: every offset -1, a BOS first; its usage counts the BOS, /tokenize (no flag) does not.
+    const server = await mockServer((request, response) => {
+      if (request.path === "/tokenize") return json(response, 200, tokenizeAnswer(request));
+      json(response, 200, {
+        choices: [
+          {
+            index: 0,
+            text: "Hello world!",
+            finish_reason: "length",
+            logprobs: {
+              tokens: ["<s>", "Hel", "lo", "wo", "rld", "!"],
+              token_logprobs: [null, -7, -1.5, -2, -0.25, -0.5],
+              top_logprobs: [null, { Hel: -7 }, { lo: -1.5 }, { wa: -1 }, { rld: -0.25 }, { "!": -0.5 }],
+              text_offset: [-1, -1, -1, -1, -1, -1],
+            },
+          },
+        ],
+        usage: { prompt_tokens: 6, completion_tokens: 0 },
+      });
+    });
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
+    const [result] = await backend.score("Hello", [" world!"]);
+    expect(result!.tokens.map((token) => token.logprob)).toEqual([-2, -0.25, -0.5]);
+    // The offsets say nothing, so each token's text is the server's string for it.
+    expect(result!.tokens.map((token) => token.text)).toEqual(["wo", "rld", "!"]);
   });
 
   it("scores from vLLM prompt_logprobs when asked to", async () => {
-    const server = await mockServer((_request, response) =>
+    const server = await mockServer((request, response) => {
+      if (request.path === "/tokenize")
+        return json(response, 200, { tokens: request.body.prompt === "ab" ? [11] : [11, 12] });
       json(response, 200, {
         choices: [
           {
             index: 0,
             text: "!",
             logprobs: null,
+            // vLLM echoes the BOS its tokenizer adds: the first entry (null) is the BOS, then "ab", then " c".
             prompt_logprobs: [
               null,
               { "11": { logprob: -1, rank: 1, decoded_token: "ab" } },
@@ -450,8 +525,8 @@ describe("score", () => {
             ],
           },
         ],
-      }),
-    );
+      });
+    });
     const backend = createOpenAICompatibleBackend({
       baseUrls: [server.url],
       model: "m",
@@ -460,7 +535,7 @@ describe("score", () => {
     });
     const [result] = await backend.score("ab", [" c"]);
     expect(result).toEqual({ logprob: -3, tokens: [{ token: 12, text: " c", logprob: -3 }], isGreedy: false });
-    expect(server.received[0]!.body).toEqual({
+    expect(completionsOf(server)[0]!.body).toEqual({
       model: "m",
       prompt: "ab c",
       prompt_logprobs: 1,
@@ -470,13 +545,16 @@ describe("score", () => {
     // With topLogprobs 1: one request; the alternatives are the top 1 (the actual token, rank 4, is not among them).
     const [withTop] = await backend.score("ab", [" c"], { topLogprobs: 1 });
     expect(withTop!.tokens[0]!.top).toEqual([{ token: 99, text: "!", logprob: -0.1 }]);
-    expect(server.received[1]!.body.prompt_logprobs).toBe(1);
+    expect(completionsOf(server)).toHaveLength(2);
+    expect(completionsOf(server)[1]!.body.prompt_logprobs).toBe(1);
   });
 
   it("with prompt_logprobs and k > 1, takes the token from a k = 1 answer and the alternatives from a k answer", async () => {
     // The actual token (12, " c") is the most likely here. With k = 3 vLLM returns the top 3 with no mark of which
     // is the prompt's own token (and JSON.parse reorders number-like keys), so only the k = 1 answer tells.
     const server = await mockServer((request, response) => {
+      if (request.path === "/tokenize")
+        return json(response, 200, { tokens: request.body.prompt === "ab" ? [11] : [11, 12] });
       const k = (request.body as { prompt_logprobs: number }).prompt_logprobs;
       const entry =
         k === 1
@@ -507,22 +585,50 @@ describe("score", () => {
     expect(result).toMatchObject({ logprob: -0.2, isGreedy: true });
     expect(result!.tokens[0]).toMatchObject({ token: 12, text: " c", logprob: -0.2 });
     expect(result!.tokens[0]!.top?.map((t) => t.token)).toEqual([12, 7, 30]);
-    expect(server.received.map((r) => (r.body as { prompt_logprobs: number }).prompt_logprobs)).toEqual([1, 3]);
+    expect(completionsOf(server).map((r) => (r.body as { prompt_logprobs: number }).prompt_logprobs)).toEqual([1, 3]);
+  });
+
+  it("says when /tokenize and the completions endpoint disagree about the tokens", async () => {
+    const server = await mockServer((request, response) =>
+      request.path === "/tokenize"
+        ? json(response, 200, { tokens: request.body.prompt === "Hello" ? [1, 2] : [1, 2, 3, 4, 7] })
+        : json(response, 200, {
+            ...echoAnswer(true, false),
+            choices: [
+              {
+                ...echoAnswer(true, false).choices[0]!,
+                logprobs: {
+                  ...echoAnswer(true, false).choices[0]!.logprobs!,
+                  tokens: ["token_id:1", "token_id:2", "token_id:3", "token_id:4", "token_id:6"],
+                },
+              },
+            ],
+          }),
+    );
+    const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
+    await expect(backend.score("Hello", [" world!"])).rejects.toThrow(
+      /tokenised the scored text differently in \/v1\/completions \(5 tokens\) and in \/tokenize \(5 tokens, different at token 4\)/,
+    );
   });
 
   it("throws a CapabilityError when the server's echo has no logprobs", async () => {
-    const server = await mockServer((_request, response) => json(response, 200, echoAnswer(false, false)));
+    const server = await mockServer((request, response) =>
+      request.path === "/tokenize"
+        ? json(response, 200, tokenizeAnswer(request))
+        : json(response, 200, echoAnswer(false, false)),
+    );
     const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
     const error = await backend.score("Hello wor", ["ld!"]).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CapabilityError);
     expect((error as Error).message).toMatch(/cannot score text.*embedded backend.*vLLM/s);
-    expect(server.received).toHaveLength(1);
+    expect(completionsOf(server)).toHaveLength(1);
   });
 
   it("refuses an empty prompt, whose first token has no log-probability over HTTP", async () => {
     const server = await mockServer((_request, response) => json(response, 200, echoAnswer(true, false)));
     const backend = createOpenAICompatibleBackend({ baseUrls: [server.url], model: "m", ...fast });
     await expect(backend.score("", ["Hello world!"])).rejects.toThrow(/empty prompt cannot be scored exactly/);
+    expect(server.received).toHaveLength(0);
   });
 
   it("throws a CapabilityError on a chat-only server", async () => {
@@ -533,5 +639,79 @@ describe("score", () => {
     const error = await backend.score("a", ["b"]).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CapabilityError);
     expect((error as Error).message).toMatch(/no \/completions endpoint.*chat-only/);
+  });
+});
+
+describe("retries are visible", () => {
+  it("each retry is a progress event with its reason, counted on the answer and on the backend", async () => {
+    // Every second attempt of each request fails with a 503: one retry per request.
+    const server = await mockServer((request, response, count) => {
+      if (count % 2 === 1) return json(response, 503, { error: { message: `warming up (${count})` } });
+      if (request.path.endsWith("/chat/completions"))
+        return json(response, 200, {
+          id: "chat",
+          object: "chat.completion",
+          choices: [{ index: 0, message: { role: "assistant", content: "hi" }, finish_reason: "stop" }],
+          usage: { prompt_tokens: 2, completion_tokens: 1, total_tokens: 3 },
+        });
+      return json(response, 200, completionFor(request));
+    });
+    const events: ProgressEvent[] = [];
+    // Through the registry, as the CLI and the pipeline create it: progress alone is enough to see retries.
+    const backend = (await createBackend(
+      // Context and server kind given, so the backend asks the server nothing before the requests counted here.
+      {
+        type: "openai",
+        baseUrls: [server.url],
+        model: "m",
+        maxRetries: 3,
+        contextSize: 4096,
+        serverKind: "other",
+        ...fast,
+      },
+      { onProgress: (event) => events.push(event) },
+    )) as OpenAICompatibleBackend;
+    const [first] = await completeAll(backend, [{ prompt: "P0", maxTokens: 4 }]);
+    expect(first!.usage.retries).toBe(1);
+    const chat = await backend.chat([{ role: "user", content: "hello" }]);
+    expect(chat.usage.retries).toBe(1);
+    const retries = events.filter((event) => event.type === "request-retry");
+    expect(retries).toHaveLength(2);
+    expect(retries[0]).toMatchObject({ attempt: 1, maxRetries: 3, statusCode: 503 });
+    expect(retries[0]!.reason).toContain("answered HTTP 503: warming up (1)");
+    expect(retries[1]!.reason).toContain("warming up (3)");
+    expect(retries[1]!.url).toBe(`${server.url}/chat/completions`);
+    expect(backend.retryCount()).toBe(2);
+
+    // An answer that needed no retry says so by leaving the count out.
+    const calm = await mockServer((request, response) => json(response, 200, completionFor(request)));
+    const steady = createOpenAICompatibleBackend({ baseUrls: [calm.url], model: "m", ...fast });
+    const [result] = await completeAll(steady, [{ prompt: "P1" }]);
+    expect(result!.usage.retries).toBeUndefined();
+    expect(steady.retryCount()).toBe(0);
+  });
+
+  it("the CLI prints one line per retry with the reason", () => {
+    let text = "";
+    const renderer = createProgressRenderer({
+      stream: {
+        write: (chunk: string) => {
+          text += chunk;
+        },
+      },
+      mode: "plain",
+      color: false,
+      logLevel: "warn",
+    });
+    renderer.onProgress({
+      type: "request-retry",
+      url: "http://127.0.0.1:8000/v1/completions",
+      attempt: 2,
+      maxRetries: 5,
+      delayMs: 1500,
+      reason: "http://127.0.0.1:8000/v1/completions answered HTTP 500: boom",
+      statusCode: 500,
+    });
+    expect(text).toBe("warning: retry 2/5 in 1.5s: http://127.0.0.1:8000/v1/completions answered HTTP 500: boom\n");
   });
 });

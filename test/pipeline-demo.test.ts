@@ -4,16 +4,18 @@
  * set in node-llama-cpp, and a run interrupted at a random point in each stage, then resumed, ends with exactly the
  * records and adapter of an uninterrupted run.
  */
-import { readFile, rm, stat } from "node:fs/promises";
+import { type ChildProcess, spawn } from "node:child_process";
+import { readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
 import { afterAll, describe, expect, it } from "vitest";
 import { completeAll } from "../src/backends/language-model.js";
 import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
-import { AbortedError } from "../src/errors/index.js";
 import { seededRandom } from "../src/gguf/index.js";
+import { formatPipelineSummary } from "../src/cli/commands/run.js";
 import { prepareDemo } from "../src/pipeline/demo.js";
+import { collectReportData } from "../src/report/index.js";
 import { runPipeline } from "../src/pipeline/run-pipeline.js";
-import type { ProgressEvent } from "../src/progress/progress-event.js";
 import { readJsonl } from "../src/run-store/index.js";
 
 const root = join(process.cwd(), ".tmp", `pipeline-test-${process.pid}`);
@@ -44,6 +46,51 @@ async function snapshot(runDir: string, folder: string) {
   return out;
 }
 
+/** Bytes of the files a run appends to (records, rejections, finished inputs, the token ledger, loss curves). */
+async function progressBytes(dir: string): Promise<number> {
+  let sum = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
+    if (!entry.isFile() || !entry.name.endsWith(".jsonl")) continue;
+    const path = join(entry.parentPath, entry.name);
+    if (path.includes("stale-checkpoints")) continue;
+    sum += (await stat(path).catch(() => undefined))?.size ?? 0;
+  }
+  return sum;
+}
+
+/**
+ * Run the demo in a child process; kill -9 it once the run's files have grown past `threshold` bytes (and by at
+ * least a line since it started, so every kill follows progress). "finished" when it ended by itself.
+ */
+async function runChild(dir: string, threshold: number | undefined): Promise<"killed" | "finished"> {
+  const fixture = join(import.meta.dirname, "fixtures", "demo-pipeline.ts");
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", fixture, dir], { stdio: "pipe" });
+  let stderr = "";
+  child.stderr?.on("data", (chunk) => {
+    stderr += chunk;
+  });
+  let code: number | null | undefined;
+  const exited = new Promise<void>((resolve) =>
+    child.on("exit", (exitCode) => {
+      code = exitCode;
+      resolve();
+    }),
+  );
+  const start = await progressBytes(join(dir, "run"));
+  while (code === undefined) {
+    const now = await progressBytes(join(dir, "run"));
+    if (threshold !== undefined && now > start && now >= threshold) {
+      child.kill("SIGKILL");
+      await exited;
+      return "killed";
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await exited;
+  expect(code, stderr).toBe(0);
+  return "finished";
+}
+
 describe("selfalign demo pipeline", () => {
   it("runs every stage, writes both adapters, and the final adapter lowers the loss on its verbose set", async () => {
     const loaded = await prepareDemo({ dir: join(root, "a") });
@@ -57,11 +104,31 @@ describe("selfalign demo pipeline", () => {
       ["verbose-clone", "ran"],
       ["isheep", "skipped"],
     ]);
+    // The grammars make every generation stage keep records, so every filter and training sees real ones.
+    for (const stage of ["self-instruct", "red-team", "self-align", "verbose-clone"]) {
+      expect(result.stages.find((s) => s.stage === stage)?.kept, stage).toBeGreaterThan(0);
+    }
+    expect(formatPipelineSummary(result)).not.toContain("kept no records");
+    const report = await collectReportData(result.runDir);
+    expect(Object.values(report.principleUsage.overall).reduce((sum, n) => sum + n, 0)).toBeGreaterThan(0);
+    expect(report.redTeam.some((row) => row.topics.some((topic) => topic.questions > 0))).toBe(true);
     const engraveAdapter = result.adapters.engrave!;
     const finalAdapter = result.finalAdapter!;
     expect((await stat(engraveAdapter)).size).toBeGreaterThan(0);
     expect((await stat(finalAdapter)).size).toBeGreaterThan(0);
     expect((await stat(result.reportPath!)).size).toBeGreaterThan(0);
+
+    // Both SFT sets are also a hub dataset: Parquet with the rows of the JSONL exports, and a card.
+    for (const folder of ["engrave", "verbose-clone-sft"]) {
+      const messages = (await readFile(join(result.runDir, folder, "messages.jsonl"), "utf8"))
+        .trimEnd()
+        .split("\n")
+        .map((line) => JSON.parse(line));
+      const file = await asyncBufferFromFile(join(result.runDir, folder, "messages.parquet"));
+      expect(await parquetReadObjects({ file })).toEqual(messages);
+      const card = await readFile(join(result.runDir, folder, "README.md"), "utf8");
+      expect(card).toContain(`| messages | messages.parquet | ${messages.length} |`);
+    }
 
     // The final adapter, loaded by node-llama-cpp, assigns its training set a higher likelihood than the base.
     const { records } = await readJsonl<{ id: string; prompt: string; completion: string }>(
@@ -110,48 +177,25 @@ describe("selfalign demo pipeline", () => {
     expect(reply!.completions[0]!.tokenCount).toBeGreaterThan(0);
   });
 
-  it("interrupted at a random point in each stage and resumed, ends with the records and adapter of an uninterrupted run", async () => {
+  it("killed with kill -9 at ten or more random points and resumed, ends with the records and adapter of an uninterrupted run", async () => {
     // llama.cpp's numbers depend on batching and cache history; the deterministic engine removes that, so the
     // comparison checks resume itself. Both runs use it.
-    const reference = await prepareDemo({ dir: join(root, "a-deterministic"), deterministic: true });
-    await runPipeline({ loaded: reference });
-    const loaded = await prepareDemo({ dir: join(root, "b"), deterministic: true });
-    const random = seededRandom(Date.now() % 100_000);
-    const interrupted = new Set<string>();
-    const seen = new Map<string, number>();
-    const threshold = new Map<string, number>();
-    let current = "";
-    let attempts = 0;
-    for (;;) {
-      attempts++;
-      const controller = new AbortController();
-      const onProgress = (event: ProgressEvent) => {
-        if (event.type === "stage-start") current = event.stage;
-        if (event.type !== "record-end" && event.type !== "train-step") return;
-        const stage = event.type === "record-end" ? event.stage : `${current}/train`;
-        if (interrupted.has(stage)) return;
-        const count = (seen.get(stage) ?? 0) + 1;
-        seen.set(stage, count);
-        if (!threshold.has(stage)) threshold.set(stage, 1 + Math.floor(random() * 3));
-        if (count >= threshold.get(stage)!) {
-          interrupted.add(stage);
-          controller.abort(new AbortedError());
-        }
-      };
-      try {
-        await runPipeline({ loaded, onProgress, signal: controller.signal });
-        break;
-      } catch (error) {
-        if (!(error instanceof AbortedError)) throw error;
-      }
-      expect(attempts).toBeLessThan(20);
-    }
-    // At least one interruption in generation and in each training run.
-    expect([...interrupted].some((s) => s.endsWith("/train"))).toBe(true);
-    expect(interrupted.size).toBeGreaterThanOrEqual(4);
-
     const a = join(root, "a-deterministic");
+    await runPipeline({ loaded: await prepareDemo({ dir: a, deterministic: true }) });
+    const total = await progressBytes(join(a, "run"));
+    expect(total).toBeGreaterThan(0);
+    // Kill points spread over the whole run: when the files the run appends to have grown past a random share.
+    const random = seededRandom(Date.now() % 100_000);
+    const thresholds = Array.from({ length: 12 }, () => Math.floor(random() * total * 0.95)).sort((x, y) => x - y);
     const b = join(root, "b");
+    let kills = 0;
+    for (let attempt = 0; attempt < 40; attempt++) {
+      const next = thresholds[kills];
+      const outcome = await runChild(b, next);
+      if (outcome === "finished") break;
+      kills++;
+    }
+    expect(kills).toBeGreaterThanOrEqual(10);
     expect(await snapshot(join(b, "run"), b)).toEqual(await snapshot(join(a, "run"), a));
     const finalA = await readFile(join(a, "run", "verbose-clone", "adapter", "adapter.gguf"));
     const finalB = await readFile(join(b, "run", "verbose-clone", "adapter", "adapter.gguf"));

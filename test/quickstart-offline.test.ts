@@ -23,9 +23,13 @@ describe("quick start offline", () => {
       },
     );
     expect(result.status).toBe(1);
-    expect(result.stderr).toMatch(/examples\/quickstart\/selfalign\.yaml, model: could not download model "hf:/);
+    expect(result.stderr).toMatch(
+      /examples\/quickstart\/selfalign\.yaml, line \d+, model: could not download model "hf:/,
+    );
     expect(result.stderr).toMatch(/SELFALIGN_OFFLINE/);
-    expect(result.stderr).toMatch(/set `model:` in the config to its path/);
+    expect(result.stderr).toMatch(/set `model` to its path/);
+    // Offline, the demo is what can run now.
+    expect(result.stderr).toMatch(/run 'selfalign demo'/);
     expect(result.stderr).not.toMatch(/\n\s+at /); // no stack trace
     if (!existed) expect(existsSync(runDir)).toBe(false);
   });

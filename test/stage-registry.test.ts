@@ -69,6 +69,10 @@ describe("a stage defined in one test file", () => {
     const first = await runPipeline({ loaded: toyConfig(model, whole, items) });
     expect(first.stages).toMatchObject([{ stage: "toy", status: "ran", kept: items * 2 }]);
     const expected = byId((await readJsonl(join(whole, "toy", "records.jsonl"))).records);
+    // Every stage's kept records are also a dataset: Parquet with a card.
+    const card = await readFile(join(whole, "exports", "toy", "README.md"), "utf8");
+    expect(card).toContain(`${items * 2}`);
+    expect((await stat(join(whole, "exports", "toy", "records.parquet"))).size).toBeGreaterThan(0);
 
     const killed = join(dir, "toy-killed");
     await killToyPipelineAfter(killed, items, 2_000);

@@ -2,7 +2,7 @@
  * `selfalign stage` and `selfalign merge`: the stage command writes run.json and the stage files on a tiny GGUF
  * (sharded), refuses self-align without prompts, and merge joins shards with global dedup, idempotently.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
@@ -141,6 +141,24 @@ describe("selfalign stage", () => {
     await expect(
       runStageCommand("red-team", { run: join(dir, "bad-flag"), model: `llama-cpp:${model}`, epochs: 0 }),
     ).rejects.toThrow(/--epochs: too small/);
+  });
+
+  it("answers a prompt file of the user's instead of stage-1 prompts", async () => {
+    const runDir = join(dir, "prompt-file-run");
+    const file = join(dir, "my-prompts.txt");
+    await writeFile(file, "Name three rivers.\n\nExplain what a prime number is.\nName three rivers.\n");
+    const summary = await runStageCommand("self-align", {
+      run: runDir,
+      model: `llama-cpp:${model}`,
+      promptsPath: file,
+      samplingMaxTokens: 8,
+    });
+    expect(summary).toMatch(/^self-align: kept 0, rejected 2$/);
+    const rejected = await readLines(join(runDir, "self-align", "rejected.jsonl"));
+    expect(rejected.map((record) => record.instruction).sort()).toEqual([
+      "Explain what a prime number is.",
+      "Name three rivers.",
+    ]);
   });
 
   it("refuses self-align when no stage-1 prompts exist", async () => {

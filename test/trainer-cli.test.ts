@@ -85,4 +85,108 @@ describe("selfalign train", () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toMatch(/bad\.jsonl.*line 2/);
   });
+
+  it("--kind reward trains a reward model from prompt/chosen/rejected JSONL; eval lines are printed", async () => {
+    const data = join(dir, "pairs.jsonl");
+    const pairs = [
+      { prompt: "Q: a?\nA:", chosen: " yes", rejected: " no" },
+      { prompt: "Q: b?\nA:", chosen: " yes!", rejected: " nope" },
+      { prompt: "Q: c?\nA:", chosen: " yes.", rejected: " never" },
+    ];
+    await writeFile(data, pairs.map((p) => JSON.stringify(p)).join("\n"));
+    const lines: string[] = [];
+    const write = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    try {
+      await program().parseAsync(
+        [
+          "train",
+          "--kind",
+          "reward",
+          "--base",
+          join(dir, "m.gguf"),
+          "--data",
+          data,
+          "--eval-data",
+          data,
+          "--out",
+          join(dir, "rm"),
+          "--rank",
+          "2",
+          "--max-steps",
+          "2",
+          "--kernel",
+          "ts",
+        ],
+        { from: "user" },
+      );
+    } finally {
+      write.mockRestore();
+    }
+    const printed = lines.join("");
+    expect(printed).toMatch(/step 2\/2 loss \d\.\d+ accuracy \d\.\d+ margin -?\d/);
+    expect(printed).toMatch(/eval at step 2\/2: loss \d\.\d+ accuracy \d\.\d+ margin/);
+    for (const file of ["adapter.gguf", "reward-head.safetensors", "reward-model.json", "eval.jsonl"]) {
+      expect((await stat(join(dir, "rm", file))).size).toBeGreaterThan(0);
+    }
+    const config = JSON.parse(await readFile(join(dir, "rm", "peft", "adapter_config.json"), "utf8"));
+    expect(config.task_type).toBe("SEQ_CLS");
+  });
+
+  it("a bad pair line names the file and line; the hf trainer refuses the reward kind", async () => {
+    const data = join(dir, "bad-pairs.jsonl");
+    await writeFile(
+      data,
+      `${JSON.stringify({ prompt: "a", chosen: "b", rejected: "c" })}\n${JSON.stringify({ prompt: "a", chosen: "b" })}\n`,
+    );
+    const run = (extra: string[]) =>
+      program()
+        .parseAsync(
+          [
+            "train",
+            "--kind",
+            "preference",
+            "--base",
+            join(dir, "m.gguf"),
+            "--data",
+            data,
+            "--out",
+            join(dir, "bad"),
+            ...extra,
+          ],
+          {
+            from: "user",
+          },
+        )
+        .catch((e: unknown) => e);
+    const error = await run([]);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toMatch(/bad-pairs\.jsonl.*line 2/);
+    const good = join(dir, "good-pairs.jsonl");
+    await writeFile(good, `${JSON.stringify({ prompt: "a", chosen: "b", rejected: "c" })}\n`);
+    const hf = await program()
+      .parseAsync(
+        [
+          "train",
+          "--kind",
+          "reward",
+          "--trainer",
+          "hf",
+          "--base",
+          join(dir, "m.gguf"),
+          "--data",
+          good,
+          "--out",
+          join(dir, "hf"),
+        ],
+        {
+          from: "user",
+        },
+      )
+      .catch((e: unknown) => e);
+    expect(hf).toBeInstanceOf(ConfigError);
+    expect((hf as Error).message).toContain("hf trainer: the reward kind is not available on the GPU path yet");
+  });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   completionTokens,
   epochBatches,
+  exampleRows,
   packBatch,
   type TrainTokenizer,
   tokenizeExamples,
@@ -52,15 +53,19 @@ describe("SFT tokenisation and batching", () => {
     }));
     const { examples } = await tokenizeExamples(data, tokenizer, 64, "error");
     for (const epoch of [0, 1]) {
-      const batches = epochBatches(examples, 24, 3, epoch);
+      const batches = epochBatches(examples.map(exampleRows), 24, 3, epoch);
       expect(batches.flat().sort((a, b) => a - b)).toEqual(examples.map((_, i) => i));
       for (const batch of batches) {
         const tokens = batch.reduce((s, i) => s + examples[i]!.tokens.length - 1, 0);
         expect(batch.length === 1 || tokens <= 24).toBe(true);
       }
-      expect(epochBatches(examples, 24, 3, epoch)).toEqual(batches);
+      expect(epochBatches(examples.map(exampleRows), 24, 3, epoch)).toEqual(batches);
     }
-    expect(epochBatches(examples, 24, 3, 0)).not.toEqual(epochBatches(examples, 24, 3, 1));
-    expect(epochBatches(examples, 24, 3, 0).length).toBe(epochBatches(examples, 24, 3, 1).length);
+    expect(epochBatches(examples.map(exampleRows), 24, 3, 0)).not.toEqual(
+      epochBatches(examples.map(exampleRows), 24, 3, 1),
+    );
+    expect(epochBatches(examples.map(exampleRows), 24, 3, 0).length).toBe(
+      epochBatches(examples.map(exampleRows), 24, 3, 1).length,
+    );
   });
 });

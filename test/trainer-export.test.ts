@@ -137,3 +137,56 @@ describe("PEFT adapter", () => {
     expect(Array.from(qwen.modules[1]!.b)).toEqual(Array.from(k0B.data));
   });
 });
+
+describe("PEFT adapters in half precision", () => {
+  /** Reference rounding, written from the format's definition: keep the top 16 bits, ties to even. */
+  function bf16Reference(value: number): number {
+    const bits = new Uint32Array(Float32Array.of(value).buffer)[0]!;
+    const lower = bits & 0xffff;
+    let upper = bits >>> 16;
+    if (lower > 0x8000 || (lower === 0x8000 && (upper & 1) === 1)) upper += 1;
+    return new Float32Array(Uint32Array.of(upper << 16).buffer)[0]!;
+  }
+
+  it("round-trips F16 and BF16 adapters through the PEFT reader, q/k permutation included", async () => {
+    const lora = createLora(config, {
+      rank: 2,
+      alpha: 4,
+      targets: ["q", "k", "v", "o"],
+      seed: 3,
+      alloc: (n) => new Float32Array(n),
+    });
+    const normal = seededNormal(11);
+    for (const m of lora.modules) for (let i = 0; i < m.b.length; i++) m.b[i] = normal() * 0.02;
+    for (const dtype of ["F16", "BF16"] as const) {
+      const out = join(dir, `peft-${dtype}`);
+      await writePeftAdapter(out, lora, config, { baseModelName: "base", dropout: 0, dtype });
+      const bytes = await readFile(join(out, "adapter_model.safetensors"));
+      const headerLength = Number(bytes.readBigUInt64LE(0));
+      const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8"));
+      expect(header["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"].dtype).toBe(dtype);
+      const back = await readPeftAdapter(out, config);
+      expect(back.targets).toEqual(["q", "k", "v", "o"]);
+      back.modules.forEach((m, i) => {
+        const original = lora.modules[i]!;
+        for (let j = 0; j < original.b.length; j++) {
+          const value = original.b[j]!;
+          if (dtype === "BF16") expect(m.b[j]).toBe(bf16Reference(value));
+          else expect(m.b[j]).toBeCloseTo(value, 4);
+          // Half precision keeps at least 7 significant bits.
+          expect(Math.abs(m.b[j]! - value)).toBeLessThanOrEqual(Math.abs(value) * 2 ** -8 + 1e-7);
+        }
+        for (let j = 0; j < original.a.length; j++)
+          expect(Math.abs(m.a[j]! - original.a[j]!)).toBeLessThanOrEqual(Math.abs(original.a[j]!) * 2 ** -8 + 1e-7);
+      });
+    }
+  });
+
+  it("rounds BF16 to nearest even, as torch does", () => {
+    // 1 + 2^-8 is halfway between two bf16 values: ties to the even one (1); 1 + 3·2^-8 ties up to 1 + 2^-6.
+    const values = Float32Array.from([1 + 2 ** -8, 1 + 3 * 2 ** -8, -2.5, 1e-3]);
+    const bytes = encodeSafetensors([{ name: "t", shape: [4], data: values, dtype: "BF16" }]);
+    const decoded = decodeSafetensors(bytes).tensors.get("t")!.data;
+    expect(Array.from(decoded)).toEqual([1, 1 + 2 ** -6, -2.5, bf16Reference(1e-3)]);
+  });
+});

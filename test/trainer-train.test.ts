@@ -241,9 +241,14 @@ describe("embedded trainer", () => {
       await readFile(join(dir, "whole", "loss.jsonl"), "utf8"),
     );
     expect(await readFile(resumed.adapterPath)).toEqual(await readFile(whole.adapterPath));
-    // A resume with different settings is refused, naming what differs.
+    // With staleCheckpoint "error", a resume with different settings is refused, naming what differs.
     const mismatch = await new EmbeddedTrainer()
-      .train({ base: basePath, examples, output: out, options: { ...options, learningRate: 2e-2, resume: true } })
+      .train({
+        base: basePath,
+        examples,
+        output: out,
+        options: { ...options, learningRate: 2e-2, resume: true, staleCheckpoint: "error" },
+      })
       .catch((e: unknown) => e);
     expect(mismatch).toBeInstanceOf(ConfigError);
     expect((mismatch as Error).message).toContain(

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { ConfigError } from "../errors/index.js";
+import { serverKinds } from "./openai-compatible/server-info.js";
 
 export const backendTypes = ["llama-cpp", "openai"] as const;
 export type BackendType = (typeof backendTypes)[number];
@@ -44,7 +45,12 @@ export const openaiBackendConfigSchema = z
     maxRetries: z.number().int().nonnegative().optional(),
     initialBackoffMs: z.number().nonnegative().optional(),
     maxBackoffMs: z.number().nonnegative().optional(),
+    /** The server's context window; default: read from its `/v1/models` (else 4096). */
+    contextSize: positiveInt.optional(),
+    /** Older name of contextSize. */
     maxContext: positiveInt.optional(),
+    /** Which server it is (decides the grammar field); default: detected. */
+    serverKind: z.enum(serverKinds).optional(),
     returnTokenIds: z.boolean().optional(),
     scoreMethod: z.enum(["echo", "prompt-logprobs"]).optional(),
     extraBody: z.record(z.string(), z.unknown()).optional(),
@@ -92,6 +98,33 @@ export function parseBackendSpec(spec: string): BackendConfig {
   if (text.startsWith("hf:") || text.toLowerCase().endsWith(".gguf"))
     return validateBackendConfig({ type: "llama-cpp", model: text }, spec);
   throw new ConfigError(`backend "${spec}" is not recognised; ${specForms}`, { field: "backend" });
+}
+
+/** A spec string plus options of the backend it names (`{ spec: "openai:...#m", apiKeyEnv: "KEY" }`). */
+export type BackendSpecObject = { spec: string } & Record<string, unknown>;
+
+/** A model as a config may name it: a spec string, a spec with options, or a full config object. */
+export type ModelReference = string | BackendSpecObject | BackendConfig;
+
+/** Turn any model reference into a validated config (no engine is started, no path resolved). */
+export function resolveBackendConfig(reference: ModelReference, source = "backend config"): BackendConfig {
+  if (typeof reference === "string") return parseBackendSpec(reference);
+  if (reference && typeof reference === "object" && "spec" in reference) {
+    const { spec, ...options } = reference as BackendSpecObject;
+    if (typeof spec !== "string")
+      throw new ConfigError(`${source}: field "spec" must be a backend string such as openai:http://host/v1#model`, {
+        field: "spec",
+      });
+    const base = parseBackendSpec(spec);
+    for (const key of ["type", "baseUrls", "model"] as const) {
+      if (key in options)
+        throw new ConfigError(`${source}: field "${key}" comes from "spec"; give it there, not beside it`, {
+          field: key,
+        });
+    }
+    return validateBackendConfig({ ...base, ...options }, source);
+  }
+  return validateBackendConfig(reference, source);
 }
 
 /** Validate a config object; a ConfigError names the first bad field. */

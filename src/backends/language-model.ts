@@ -14,6 +14,8 @@ export interface TokenUsage {
   completionTokens: number;
   /** Prompt tokens that were actually evaluated (the rest came from a reused KV-cache prefix). Embedded only. */
   evaluatedPromptTokens?: number;
+  /** Failed attempts that were retried before this answer came (HTTP backend); absent means none. */
+  retries?: number;
 }
 
 /** An n-gram repetition penalty (Dromedary's uni/bi/tri/quad-token frequency penalties): for every n-gram already
@@ -48,6 +50,13 @@ export interface SamplingOptions {
   ngramPenalties?: NgramPenalty[];
   /** Whether generation may stop at end-of-sequence. Default true. Stage 1 turns it off (EOS bias -100). */
   allowEos?: boolean;
+  /**
+   * When the prompt leaves less room in the context than `maxTokens`: "cap" generates what fits (finish reason
+   * "length"); "refuse" throws a ContextLengthError before any work, as vLLM answers such a request with a 400.
+   * Default "cap". A prompt that leaves no room at all is always a ContextLengthError. Embedded backend (a server
+   * applies its own rule).
+   */
+  maxTokensOverflow?: "cap" | "refuse";
 }
 
 export interface CompletionRequest extends SamplingOptions {
@@ -61,6 +70,11 @@ export interface Completion {
   finishReason: FinishReason;
   /** Number of generated tokens. */
   tokenCount: number;
+  /**
+   * Ids of the generated tokens that make up `text` (a stop string's own tokens left out), from backends that know
+   * them (the embedded one). Text that is not valid UTF-8 cannot be tokenised back into them.
+   */
+  tokens?: number[];
 }
 
 export interface CompletionResult {
@@ -68,6 +82,11 @@ export interface CompletionResult {
   index: number;
   completions: Completion[];
   usage: TokenUsage;
+  /**
+   * Options this backend could not apply to the request (e.g. n-gram penalties on a server, a grammar sent to a
+   * server that may ignore it), one sentence each. Absent when every option was applied. Stages record them.
+   */
+  warnings?: string[];
 }
 
 /** Text generated so far by one sample, for streaming. */
@@ -122,6 +141,8 @@ export interface ChatResult {
   message: ChatMessage;
   finishReason: FinishReason;
   usage: TokenUsage;
+  /** Options this backend could not apply (see CompletionResult.warnings). */
+  warnings?: string[];
 }
 
 export interface Capabilities {
@@ -139,6 +160,8 @@ export interface Capabilities {
   maxContext: number;
   /** How many sequences the backend decodes at once. */
   parallel: number;
+  /** Token ids run from 0 to vocabularySize - 1, where the backend knows its vocabulary (embedded). */
+  vocabularySize?: number;
 }
 
 export interface TokenizeOptions {
@@ -161,6 +184,12 @@ export interface LanguageModel {
    * tokenize(prompt), so the boundary is tokenised as the model would see it.
    */
   score(prompt: string, continuations: string[], options?: ScoreOptions): Promise<ScoreResult[]>;
+  /**
+   * Log-probabilities of token ids after the token ids `context`, with no tokenisation: for reporting the tokens
+   * `complete` generated (`Completion.tokens`) after its prompt (`tokenize(prompt, { addBos: true })`). Optional:
+   * backends that see token ids (the embedded one).
+   */
+  scoreTokens?(context: number[], continuations: number[][], options?: ScoreOptions): Promise<ScoreResult[]>;
   tokenize(text: string, options?: TokenizeOptions): Promise<number[]>;
   detokenize(tokens: number[]): Promise<string>;
   countTokens(text: string): Promise<number>;

@@ -65,6 +65,8 @@ export interface ResolveModelOptions {
   field?: string;
   /** Download `hf:` models now (default true); false only checks the spec. */
   download?: boolean;
+  /** Where the model was named (a config field at a line, or a flag), so a bad file's error says what to change. */
+  origin?: import("./llama-cpp/model-source.js").ModelSourceOrigin;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -94,6 +96,7 @@ export async function resolveModelSpec(spec: ModelSpec, options: ResolveModelOpt
       options.download === false
         ? source
         : await (await import("./llama-cpp/model-source.js")).resolveModelSource(source, {
+            ...(options.origin ? { origin: options.origin } : {}),
             ...(options.onProgress ? { onProgress: options.onProgress } : {}),
             ...(options.signal ? { signal: options.signal } : {}),
           });
@@ -113,10 +116,7 @@ export async function resolveModelSpec(spec: ModelSpec, options: ResolveModelOpt
       field,
     );
   }
-  return validateBackendConfig(
-    { ...parsed, ...extra, ...(contextSize === undefined ? {} : { maxContext: contextSize }) },
-    field,
-  );
+  return validateBackendConfig({ ...parsed, ...extra, ...(contextSize === undefined ? {} : { contextSize }) }, field);
 }
 
 /**
@@ -135,5 +135,5 @@ export function modelIdentity(config: BackendConfig): string {
 
 /** The context window a resolved config asks for, when it names one (the fingerprint of a stage includes it). */
 export function configuredContext(config: BackendConfig): number | undefined {
-  return config.type === "llama-cpp" ? config.contextSize : config.maxContext;
+  return config.type === "llama-cpp" ? config.contextSize : (config.contextSize ?? config.maxContext);
 }

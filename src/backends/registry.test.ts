@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { writeTinyModel } from "../gguf/index.js";
 import { completeAll } from "./language-model.js";
 import { ConfigError } from "../errors/index.js";
-import { createBackend, parseBackendSpec, validateBackendConfig } from "./registry.js";
+import { createBackend, parseBackendSpec, resolveBackendConfig, validateBackendConfig } from "./registry.js";
 
 describe("parseBackendSpec", () => {
   it("reads llama-cpp paths and hf: URIs", () => {
@@ -42,6 +42,36 @@ describe("parseBackendSpec", () => {
     expect(() => parseBackendSpec("llama-cpp:")).toThrow(/field "model"/);
     expect(() => parseBackendSpec("mystery:thing")).toThrow(/not recognised; expected one of: llama-cpp:/);
     expect(() => parseBackendSpec("  ")).toThrow(/backend is empty/);
+  });
+});
+
+describe("resolveBackendConfig", () => {
+  it("reads a spec with the options of its backend", () => {
+    expect(resolveBackendConfig({ spec: "openai:http://h:8000/v1#m", apiKeyEnv: "KEY", contextSize: 4096 })).toEqual({
+      type: "openai",
+      baseUrls: ["http://h:8000/v1"],
+      model: "m",
+      apiKeyEnv: "KEY",
+      contextSize: 4096,
+    });
+    expect(resolveBackendConfig({ spec: "llama-cpp:m.gguf", contextSize: 2048, threads: 2 })).toEqual({
+      type: "llama-cpp",
+      model: "m.gguf",
+      contextSize: 2048,
+      threads: 2,
+    });
+    expect(resolveBackendConfig("m.gguf")).toEqual({ type: "llama-cpp", model: "m.gguf" });
+  });
+
+  it("names an option the backend does not have, or a field that belongs in the spec", () => {
+    expect(() => resolveBackendConfig({ spec: "llama-cpp:m.gguf", apiKeyEnv: "KEY" })).toThrow(/field "apiKeyEnv"/);
+    expect(() => resolveBackendConfig({ spec: "openai:http://h/v1#m", threads: 2 })).toThrow(/field "threads"/);
+    expect(() => resolveBackendConfig({ spec: "openai:http://h/v1#m", model: "other" })).toThrow(
+      /field "model" comes from "spec"/,
+    );
+    expect(() => resolveBackendConfig({ spec: "openai:http://h/v1#m", serverKind: "tgi" })).toThrow(
+      /field "serverKind"/,
+    );
   });
 });
 
@@ -92,10 +122,32 @@ describe("validateBackendConfig", () => {
 });
 
 describe("createBackend", () => {
-  it("creates an OpenAI-compatible backend from a string without contacting the server", async () => {
-    const backend = await createBackend("openai:http://127.0.0.1:9/v1,http://127.0.0.1:10/v1#tiny");
+  it("creates an OpenAI-compatible backend from a spec with options; told its context and kind, it asks nothing", async () => {
+    const warnings: string[] = [];
+    process.env.SELFALIGN_REGISTRY_KEY = "sk-registry";
+    const backend = await createBackend(
+      {
+        spec: "openai:http://127.0.0.1:9/v1,http://127.0.0.1:10/v1#tiny",
+        apiKeyEnv: "SELFALIGN_REGISTRY_KEY",
+        timeoutMs: 600_000,
+        maxRetries: 2,
+        concurrencyPerEndpoint: 3,
+        contextSize: 8192,
+        serverKind: "vllm",
+      },
+      { onProgress: (event) => event.type === "message" && warnings.push(event.text) },
+    );
+    delete process.env.SELFALIGN_REGISTRY_KEY;
     expect(backend.id).toBe("openai:http://127.0.0.1:9/v1,http://127.0.0.1:10/v1#tiny");
-    expect(backend.capabilities()).toMatchObject({ complete: true, chat: true, ngramPenalty: false, parallel: 16 });
+    expect(backend.capabilities()).toMatchObject({
+      complete: true,
+      chat: true,
+      ngramPenalty: false,
+      parallel: 6,
+      maxContext: 8192,
+    });
+    // Nothing listens on ports 9 and 10: asking would have failed with a warning.
+    expect(warnings).toEqual([]);
     await backend.close();
   });
 

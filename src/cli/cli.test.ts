@@ -24,7 +24,18 @@ it("selfalign --help lists every command without loading node-llama-cpp", async 
     cli,
     "--help",
   ]);
-  for (const command of ["init", "run", "stage", "status", "constitution", "eval", "train", "serve", "chat"]) {
+  for (const command of [
+    "init",
+    "run",
+    "stage",
+    "status",
+    "constitution",
+    "eval",
+    "train",
+    "serve",
+    "chat",
+    "export",
+  ]) {
     expect(stdout).toMatch(new RegExp(`^  ${command}\\b`, "m"));
   }
 });

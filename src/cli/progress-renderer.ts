@@ -240,7 +240,8 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
         task.done = event.step;
         task.total = event.totalSteps;
         const speed = event.tokensPerSecond !== undefined ? `  ${Math.round(event.tokensPerSecond)} tok/s` : "";
-        task.detail = `loss ${event.loss.toFixed(4)}  lr ${event.learningRate.toExponential(2)}${speed}`;
+        const pairs = event.accuracy === undefined ? "" : `  ${describeMetrics(event).replace(/^loss \S+ /, "")}`;
+        task.detail = `loss ${event.loss.toFixed(4)}  lr ${event.learningRate.toExponential(2)}${pairs}${speed}`;
         if (logLevel === "warn") return;
         if (event.step >= event.totalSteps) {
           const seconds = (now() - task.startedAt) / 1000;
@@ -259,6 +260,18 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
         } else update(task, false);
         return;
       }
+      case "train-eval": {
+        if (logLevel === "warn") return;
+        printLine(`train: held-out at step ${event.step}/${event.totalSteps}: ${describeMetrics(event)}`);
+        return;
+      }
+      case "request-retry": {
+        // A warning: retries cost time and, on a paid API, money. One line each, with the reason.
+        printLine(
+          `warning: retry ${event.attempt}/${event.maxRetries} in ${(event.delayMs / 1000).toFixed(1)}s: ${event.reason}`,
+        );
+        return;
+      }
       case "message": {
         if (event.level === "info" && logLevel === "warn") return;
         printLine(event.level === "warn" ? `warning: ${event.text}` : event.text);
@@ -274,4 +287,12 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
       liveLine = false;
     },
   };
+}
+
+/** "loss 0.6931 accuracy 0.50 margin 0.000" (accuracy and margin only for the pairs kinds). */
+export function describeMetrics(metrics: { loss: number; accuracy?: number; margin?: number }): string {
+  const parts = [`loss ${metrics.loss.toFixed(4)}`];
+  if (metrics.accuracy !== undefined) parts.push(`accuracy ${metrics.accuracy.toFixed(2)}`);
+  if (metrics.margin !== undefined) parts.push(`margin ${metrics.margin.toFixed(3)}`);
+  return parts.join(" ");
 }

@@ -53,8 +53,28 @@ export function parseYamlSource(file: string, text: string): ParseYamlResult {
     }
     return undefined;
   };
-  return { ok: true, source: { value: doc.toJS(), lineOf } };
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: maxAliasExpansions });
+  } catch (error) {
+    // The yaml library refuses a document whose aliases expand past the limit (a "billion laughs" file).
+    if (!(error instanceof ReferenceError)) throw error;
+    return {
+      ok: false,
+      issues: [
+        {
+          severity: "error",
+          file,
+          message: `the aliases (*name) in this file expand past the limit of ${maxAliasExpansions} (a file whose aliases nest can expand exponentially and exhaust memory). Write the values out, or use fewer aliases`,
+        },
+      ],
+    };
+  }
+  return { ok: true, source: { value, lineOf } };
 }
+
+/** The yaml library's limit on resolved aliases (its default, made explicit); a file past it is refused. */
+const maxAliasExpansions = 100;
 
 function firstLine(message: string): string {
   return (message.split("\n")[0] ?? message).replace(/\s+at line \d+, column \d+:?$/, "").replace(/[.:]$/, "");

@@ -3,7 +3,7 @@
  * their thoughts name them, ids are unique, seed tasks are not near-duplicates (ROUGE-L, as self-instruct's dedup).
  */
 import { rougeLTokens, rougeTokenize } from "../text/rouge-l.js";
-import { type ConstitutionIssue, findRepeats, formatFieldPath } from "./constitution-issue.js";
+import { type ConstitutionIssue, findRepeats } from "./constitution-issue.js";
 import type { Constitution, ConstitutionFileKey } from "./constitution-schema.js";
 import { locateInConstitution } from "./load-constitution.js";
 import { constitutionPlaceholders } from "./render-constitution-text.js";
@@ -30,12 +30,8 @@ export function checkConstitution(
     path: PropertyKey[],
     message: string,
   ) => {
-    issues.push({
-      severity,
-      ...locateInConstitution(constitution, key, path),
-      field: formatFieldPath(path) || undefined,
-      message,
-    });
+    // Located in the file the field was written in, named as written there (a seed file may spell fields its own way).
+    issues.push({ severity, ...locateInConstitution(constitution, key, path), message });
   };
   const { principles, exemplars, redTeamTypes, seedTasks, assistant } = constitution;
 

@@ -26,11 +26,24 @@ export {
 export { type ConstitutionStats, constitutionStats } from "./constitution-stats.js";
 export { defaultConstitutionDir } from "./default-constitution-dir.js";
 export {
+  type ImportSeedListResult,
+  importSeedList,
   loadConstitution,
   locateInConstitution,
   type ReadConstitutionResult,
   readConstitution,
 } from "./load-constitution.js";
+export {
+  kebabIdOf,
+  type ReadSeedListResult,
+  readSeedList,
+  type SeedListKey,
+  type SeedListSource,
+  seedFileFormats,
+  seedListFields,
+  seedListKeys,
+  seedListYaml,
+} from "./seed-files.js";
 export {
   type ConstitutionPlaceholder,
   type ConstitutionTextValues,

@@ -36,6 +36,14 @@ export function float16BitsToFloat32(bits: number): number {
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
 
+/** float32 -> bfloat16 bits, rounded to nearest even (NaN stays NaN), as torch's `.to(torch.bfloat16)` does. */
+export function float32ToBfloat16Bits(value: number): number {
+  f32[0] = value;
+  const x = u32[0]!;
+  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) return (x >>> 16) | 0x40;
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
 export function bfloat16BitsToFloat32(bits: number): number {
   u32[0] = bits << 16;
   return f32[0]!;

@@ -28,9 +28,9 @@ describe("pipeline config", () => {
   it("accepts the starter config written by 'selfalign init' and fills defaults", () => {
     const config = parsePipelineConfig(parse(starterConfig("demo-project")), "selfalign.yaml");
     expect(config.name).toBe("demo-project");
-    expect(config.stages["self-instruct"].target).toBe(300);
-    expect(config.stages.engrave.train.trainer).toBe("embedded");
-    expect(config.stages["self-align"].skip).toBe(false);
+    expect(config.stages["self-instruct"]?.target).toBe(300);
+    expect((config.stages.engrave?.train as { trainer: string }).trainer).toBe("embedded");
+    expect(config.stages["self-align"]?.skip).toBe(false);
     expect(config.report).toBe(true);
   });
 
@@ -64,7 +64,7 @@ describe("pipeline config", () => {
       await configFile("missing-model.yaml", "name: missing\nmodel: ./nope.gguf\n"),
     );
     await expect(runPipeline({ loaded: missing })).rejects.toThrow(
-      /model file not found: expected a GGUF file at .*nope\.gguf/,
+      /missing-model\.yaml, line 2, model: .*nope\.gguf does not exist: expected a GGUF model file/,
     );
     await expect(stat(runDirOf(missing))).rejects.toThrow(); // no run directory was created
 

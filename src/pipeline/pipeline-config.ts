@@ -12,9 +12,10 @@ import { parseYamlSource } from "../config/yaml-source.js";
 import { describeZodIssues } from "../config/zod-issues.js";
 import { formatFieldPath } from "../constitution/constitution-issue.js";
 import { ConfigError } from "../errors/index.js";
+import { hfBaseSchema } from "../training/hf/hf-trainer-options.js";
 import { isGroup, type RegistryEntry } from "./stage-definition.js";
 import { defaultRegistry, type StageRegistry } from "./stage-registry.js";
-import { positiveInt } from "./train-config.js";
+import { positiveInt, type TrainConfig } from "./train-config.js";
 
 export { type SamplingConfig, samplingConfigSchema, type TrainConfig, trainConfigSchema } from "./train-config.js";
 
@@ -42,6 +43,11 @@ export function pipelineConfigSchemaFor(registry: StageRegistry) {
     model: modelSpecSchema,
     /** GGUF the trainer loads when `model` is a server URL. Default: the `model` file itself. */
     trainBase: z.string().optional(),
+    /**
+     * `trainer: hf`: the base model in Hugging Face form (a folder or a hub id), which transformers trains; the
+     * adapter is then converted to a GGUF LoRA for `trainBase`, so later stages run it on llama.cpp.
+     */
+    hfBase: hfBaseSchema.optional(),
     /** Constitution folder, or "default" for the one shipped with selfalign. */
     constitution: z.string().default("default"),
     /** Default runs/<name>, relative to the config file. */
@@ -62,10 +68,48 @@ export function pipelineConfigSchemaFor(registry: StageRegistry) {
     stages: z.strictObject(Object.fromEntries(registry.map((entry) => [entry.name, entrySchema(entry)]))).prefault({}),
     /** Write report.html at the end. Default true. */
     report: z.boolean().default(true),
+    /** Also write each stage folder's kept records as Parquet with a dataset card, under <run>/exports/. Default true. */
+    datasets: z.boolean().default(true),
+  });
+}
+
+/** Every stage's (and group member's) `train` options in a parsed `stages:` object, with where they sit. */
+function trainConfigsOf(stages: Record<string, unknown>): Array<{ path: string[]; train: TrainConfig; skip: boolean }> {
+  const found: Array<{ path: string[]; train: TrainConfig; skip: boolean }> = [];
+  const visit = (value: unknown, path: string[], skip: boolean) => {
+    if (!value || typeof value !== "object" || Array.isArray(value)) return;
+    const entry = value as Record<string, unknown>;
+    const skipped = skip || entry.skip === true;
+    if (entry.train && typeof entry.train === "object")
+      found.push({ path, train: entry.train as TrainConfig, skip: skipped });
+    for (const [key, child] of Object.entries(entry)) if (key !== "train") visit(child, [...path, key], skipped);
+  };
+  for (const [name, value] of Object.entries(stages)) visit(value, [name], false);
+  return found;
+}
+
+/** Rules across fields: `trainer: hf` needs `hfBase`; an `hf` block needs `trainer: hf`. */
+function withCrossFieldRules<S extends z.ZodType<{ hfBase?: string; stages: Record<string, unknown> }>>(schema: S) {
+  return schema.superRefine((config, context) => {
+    for (const { path, train, skip } of trainConfigsOf(config.stages)) {
+      if (train.trainer === "hf" && !skip && config.hfBase === undefined)
+        context.addIssue({
+          code: "custom",
+          path: ["hfBase"],
+          message: `stages.${path.join(".")}.train.trainer is hf: set hfBase to the base model in Hugging Face form (a folder or hub id); transformers cannot train a GGUF`,
+        });
+      if (train.trainer !== "hf" && train.hf !== undefined)
+        context.addIssue({
+          code: "custom",
+          path: ["stages", ...path, "train", "hf"],
+          message: "hf options are given but the trainer is embedded; set `trainer: hf` or remove the hf block",
+        });
+    }
   });
 }
 
 export const pipelineConfigSchema = pipelineConfigSchemaFor(defaultRegistry);
+const checkedDefaultSchema = withCrossFieldRules(pipelineConfigSchema);
 
 export interface PipelineConfig extends Omit<z.infer<typeof pipelineConfigSchema>, "stages"> {
   /** Each stage's (or group's) options by name, defaults applied; `skip` on every one. */
@@ -80,6 +124,8 @@ export interface LoadedPipelineConfig {
   baseDir: string;
   /** The stages it was validated against (default: the built-in registry). */
   registry?: StageRegistry;
+  /** 1-based line of a field in the config file, when it was read from one (for errors about its values). */
+  lineOf?: (path: ReadonlyArray<PropertyKey>) => number | undefined;
 }
 
 /** Validate a config object; `file` names the source in errors. */
@@ -90,7 +136,7 @@ export function parsePipelineConfig(
   registry: StageRegistry = defaultRegistry,
 ): PipelineConfig {
   const schema = registry === defaultRegistry ? pipelineConfigSchema : pipelineConfigSchemaFor(registry);
-  const parsed = schema.safeParse(value);
+  const parsed = (registry === defaultRegistry ? checkedDefaultSchema : withCrossFieldRules(schema)).safeParse(value);
   if (parsed.success) return parsed.data as PipelineConfig;
   const [first, ...rest] = describeZodIssues(parsed.error.issues, value, schema);
   const field = formatFieldPath(first!.path);
@@ -119,7 +165,7 @@ export async function loadPipelineConfig(
     throw new ConfigError(issue.message, { path, ...(issue.line !== undefined ? { line: issue.line } : {}) });
   }
   const config = parsePipelineConfig(parsed.source.value ?? {}, path, parsed.source.lineOf, registry);
-  return { config, path, baseDir: dirname(resolve(path)), registry };
+  return { config, path, baseDir: dirname(resolve(path)), registry, lineOf: parsed.source.lineOf };
 }
 
 /** Resolve a path from the config against the config's folder (hf: URIs and URLs are left alone). */

@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import type { BackendConfig } from "../backends/backend-config.js";
-import { isServerSpec, modelIdentity, resolveModelSpec, specString } from "../backends/model-spec.js";
+import { modelIdentity } from "../backends/model-spec.js";
 import {
   type Constitution,
   checkConstitution,
@@ -15,7 +15,7 @@ import {
   formatConstitutionIssue,
   loadConstitution,
 } from "../constitution/index.js";
-import { AbortedError, ConfigError, isSelfalignError } from "../errors/index.js";
+import { ConfigError } from "../errors/index.js";
 import { packageVersion } from "../package-root.js";
 import type { ProgressEvent, ProgressListener } from "../progress/progress-event.js";
 import { writeReport } from "../report/index.js";
@@ -32,6 +32,7 @@ import {
 import { type LoadedPipelineConfig, type PipelineConfig, resolveConfigPath, runDirOf } from "./pipeline-config.js";
 import { createStageContext, expandInstances, mainFolder, ModelPool, type StageInstance } from "./stage-context.js";
 import { isGroup } from "./stage-definition.js";
+import { resolvePipelineModels } from "./resolve-models.js";
 import { defaultRegistry, roundFolderName, type StageRegistry } from "./stage-registry.js";
 import {
   type FolderSwitch,
@@ -94,6 +95,8 @@ export interface PreparedPipeline {
   generator: BackendConfig;
   /** GGUF the trainers (and a default teacher) load. */
   trainBase?: string;
+  /** `trainer: hf`: the Hugging Face form of the base (a folder, resolved, or a hub id). */
+  hfBase?: string;
 }
 
 const uses = (instance: StageInstance, ...roles: string[]) =>
@@ -114,49 +117,20 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
       { path: constitutionDir },
     );
   }
-  const resolvePath = (path: string) => resolveConfigPath(loaded, path);
-  const progress = { ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) };
-  const generator = await resolveModelSpec(config.model, {
-    resolvePath,
-    engine: { seed: config.seed, ...config.engine },
-    ...progress,
-  }).catch((error: unknown) => {
-    if (!isSelfalignError(error) || error instanceof AbortedError) throw error;
-    // Point at the config, where the model is chosen, rather than at a CLI flag.
-    const message = error.message.replace(/\s*\(--model [^)]*\)/, "");
-    throw new ConfigError(`${message}\nTo use a local file, set \`model:\` in the config to its path.`, {
-      path: loaded.path ?? "config",
-      field: "model",
-      cause: error,
-    });
-  });
   const instances = expandInstances(registry, config.stages);
   const training = instances.filter((instance) => !instance.skip && uses(instance, "trainer"));
-  let trainBase: string | undefined;
-  if (training.length > 0) {
-    if (config.trainBase) {
-      const resolved = await resolveModelSpec(config.trainBase, { resolvePath, field: "trainBase", ...progress });
-      if (resolved.type !== "llama-cpp") {
-        throw new ConfigError("trainBase must be a GGUF file or an hf: URI, not a server", {
-          path: loaded.path ?? "config",
-          field: "trainBase",
-        });
-      }
-      trainBase = resolved.model;
-    } else if (!isServerSpec(config.model) && generator.type === "llama-cpp") {
-      trainBase = generator.model;
-    } else {
-      const names = [...new Set(training.map((instance) => instance.definition.name))];
-      throw new ConfigError(
-        `${names.join(" and ")} train on a local GGUF, but \`model\` is a server URL (${specString(config.model)}): set \`trainBase\` to the base model's .gguf (or hf: URI), or skip ${names.length > 1 ? "those stages" : "that stage"}`,
-        { path: loaded.path ?? "config", field: "trainBase" },
-      );
-    }
-  }
+  const { generator, trainBase } = await resolvePipelineModels(loaded, {
+    training: [...new Set(training.map((instance) => instance.definition.name))],
+    ...(onProgress ? { onProgress } : {}),
+    ...(signal ? { signal } : {}),
+  });
+  const { resolveHfBase } = await import("../training/hf/hf-trainer-options.js");
+  const hfBase = config.hfBase === undefined ? undefined : resolveHfBase(config.hfBase, loaded.baseDir);
   return {
     config,
     registry,
     instances,
+    ...(hfBase ? { hfBase } : {}),
     runDir: runDirOf(loaded),
     constitution,
     generator,
@@ -281,9 +255,11 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         seed: config.seed,
         generator: prepared.generator,
         ...(prepared.trainBase ? { trainBase: prepared.trainBase } : {}),
+        ...(prepared.hfBase ? { hfBase: prepared.hfBase } : {}),
         engine: { seed: config.seed, ...config.engine },
         resolvePath: (path) => resolveConfigPath(options.loaded, path),
         pool,
+        ...(options.loaded.path ? { command: `selfalign run ${options.loaded.path}` } : {}),
         onProgress: dispatch,
         ...(signal ? { signal } : {}),
       });
@@ -294,6 +270,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         await recordWarnings(run, mainFolder(instance), [...stageWarnings]);
         stageWarnings = undefined;
       }
+      if (config.datasets) await exportDatasets(runDir, instance, options.loaded.path);
       result.usage.promptTokens += outcome.usage.promptTokens;
       result.usage.completionTokens += outcome.usage.completionTokens;
       const counts = await folderCounts(runDir, instance);
@@ -353,6 +330,16 @@ async function earlyStop(
   });
   if (reason !== undefined) stopped.set(round.group, reason);
   return reason;
+}
+
+/** Each folder's kept records as a dataset (Parquet + card) under <run>/exports/<folder>/. */
+async function exportDatasets(runDir: string, instance: StageInstance, configPath: string | undefined) {
+  const { exportStage } = await import("../data/export-stage.js");
+  for (const folder of instance.folders.values()) {
+    const { parts } = await readStageStatus(runDir, folder);
+    if (!parts.some((part) => part.manifest.counts.kept > 0)) continue;
+    await exportStage(runDir, folder, configPath ? { command: `selfalign run ${configPath}` } : {});
+  }
 }
 
 /** Keep the warnings a stage run raised in its main folder's manifest (deduplicated, newest last). */

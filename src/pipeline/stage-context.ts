@@ -91,6 +91,26 @@ export function expandInstances(
   return instances;
 }
 
+/**
+ * The trainer a stage's `train` options name, and the options to pass it. `hf` trains `hfBase` (the Hugging Face
+ * form of the base) on GPUs and converts the adapter to a GGUF LoRA for the stage's GGUF base.
+ */
+export async function trainerFor(
+  train: TrainConfig,
+  hfBase: string | undefined,
+): Promise<{ trainer: Trainer; options: TrainOptions }> {
+  const { trainer: kind, hf, ...options } = train;
+  if (kind !== "hf") {
+    return { trainer: new (await import("../training/embedded/embedded-trainer.js")).EmbeddedTrainer(), options };
+  }
+  if (hfBase === undefined) {
+    throw new ConfigError("trainer hf needs hfBase, the base model in Hugging Face form (a folder or hub id)", {
+      field: "hfBase",
+    });
+  }
+  return { trainer: new (await import("../training/hf/index.js")).HfGgufTrainer({ ...hf, hfBase }), options };
+}
+
 /** Models created once per run and shared by every stage that asks for the same one. */
 export class ModelPool {
   private readonly models = new Map<string, Promise<LanguageModel>>();
@@ -130,10 +150,14 @@ export interface StageContextParams {
   /** The run's model, resolved; undefined when the caller has none (a training-only stage). */
   generator?: BackendConfig;
   trainBase?: string;
+  /** `trainer: hf`: the base in Hugging Face form (resolved folder or hub id). */
+  hfBase?: string;
   /** Embedded-engine defaults for models named by stages (the config's `engine:`). */
   engine?: Record<string, unknown>;
   resolvePath?: (path: string) => string;
   pool: ModelPool;
+  /** The command that made the run (for dataset cards). */
+  command?: string;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -239,19 +263,15 @@ export function createStageContext(params: StageContextParams): StageContext<Rec
     },
     resolvePath: (path) => (params.resolvePath ? params.resolvePath(path) : resolve(path)),
     trainer: async (train: TrainConfig) => {
-      const { trainer: kind, ...options } = train;
       if (!params.trainBase) {
         throw new ConfigError(
           `stage "${definition.name}" trains on a local GGUF, but none is known: set \`trainBase\` (or a GGUF \`model\`) in the config, or pass --train-base`,
           { field: "trainBase" },
         );
       }
-      const trainer: Trainer =
-        kind === "hf"
-          ? new (await import("../training/hf/index.js")).HfTrainer()
-          : new (await import("../training/embedded/embedded-trainer.js")).EmbeddedTrainer();
-      return { trainer, options: options as TrainOptions, base: params.trainBase };
+      return { ...(await trainerFor(train, params.hfBase)), base: params.trainBase };
     },
+    ...(params.command ? { command: params.command } : {}),
     releaseModels: () => pool.close(),
     ...(params.onProgress ? { onProgress: params.onProgress } : {}),
     ...(params.signal ? { signal: params.signal } : {}),

@@ -75,8 +75,10 @@ export interface StageContext<O> {
   trainBase?: string;
   /** The training base (a local GGUF, or what `trainer: hf` reads) and the configured trainer. */
   trainer(train: TrainConfig): Promise<{ trainer: Trainer; options: TrainOptions; base: string }>;
-  /** A path from the config (a grammar file, say), resolved against the config's folder; unchanged when absolute. */
+  /** A path from the config or the command line, resolved (against the config's folder). */
   resolvePath(path: string): string;
+  /** The command that made this run (named in dataset cards), when known. */
+  command?: string;
   /** Close every model (before training, to free their memory). */
   releaseModels(): Promise<void>;
   onProgress?: ProgressListener;
@@ -143,7 +145,7 @@ export interface StageDefinition<O = Record<string, unknown>> {
    * `selfalign stage` refuses to run it while its upstream stages have kept nothing (in a pipeline it runs anyway,
    * and the run warns that a stage kept no records). Default false.
    */
-  needsUpstreamRecords?: boolean;
+  needsUpstreamRecords?: boolean | ((options: Record<string, unknown>) => boolean);
   /** Short CLI flags kept for compatibility: flag (kebab-case, no dashes) -> option path ("sampling.maxTokens"). */
   flagAliases?: Readonly<Record<string, string>>;
   run(context: StageContext<O>): Promise<StageRunResult>;

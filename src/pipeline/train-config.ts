@@ -3,6 +3,7 @@
  * LanguageModel and Trainer interfaces; unset options take the stage's or the trainer's defaults).
  */
 import { z } from "zod";
+import { hfTrainerOptionsSchema } from "../training/hf/hf-trainer-options.js";
 import { learningRateSchedules, overlongPolicies } from "../training/trainer.js";
 
 export const positiveInt = z.number().int().positive();
@@ -22,6 +23,11 @@ export const samplingConfigSchema = z.strictObject({
     .array(z.strictObject({ n: positiveInt, penalty: z.number() }))
     .optional()
     .describe('Dromedary n-gram penalties (JSON, e.g. [{"n":3,"penalty":1}])'),
+  grammar: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("a GBNF grammar the output must match: a .gbnf file, or the grammar itself (off by default)"),
 });
 export type SamplingConfig = z.infer<typeof samplingConfigSchema>;
 
@@ -49,5 +55,7 @@ export const trainConfigSchema = z.strictObject({
   checkpointEvery: z.number().int().min(0).optional().describe("checkpoint every N steps (default 50)"),
   kernel: z.enum(["auto", "ts", "wasm", "blas"]).optional().describe("matmul kernel (default auto)"),
   threads: positiveInt.optional().describe("kernel threads (default: all cores)"),
+  /** `trainer: hf` only: how to launch it (GPUs, machines, rank, Python, DeepSpeed/FSDP, env; see HfTrainerOptions). */
+  hf: hfTrainerOptionsSchema.optional().describe("trainer hf: launch options (JSON)"),
 });
 export type TrainConfig = z.infer<typeof trainConfigSchema>;

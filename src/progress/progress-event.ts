@@ -10,8 +10,25 @@ export type ProgressEvent =
       loss: number;
       learningRate: number;
       tokensPerSecond?: number;
+      /** Pairs kinds (preference, reward): share of the step's pairs ranked right. */
+      accuracy?: number;
+      /** Pairs kinds: mean reward of chosen minus rejected. */
+      margin?: number;
     }
+  | { type: "train-eval"; step: number; totalSteps: number; loss: number; accuracy?: number; margin?: number }
   | { type: "download-progress"; file: string; downloadedBytes: number; totalBytes?: number }
+  | {
+      /** A request to a server failed and is tried again after `delayMs` (the HTTP backend). */
+      type: "request-retry";
+      url: string;
+      /** 1 for the first retry of this request. */
+      attempt: number;
+      maxRetries: number;
+      delayMs: number;
+      /** Why the attempt failed (never contains an API key). */
+      reason: string;
+      statusCode?: number;
+    }
   | { type: "message"; level: "info" | "warn"; text: string };
 
 export type ProgressEventType = ProgressEvent["type"];

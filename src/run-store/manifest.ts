@@ -17,6 +17,8 @@ export const manifestSchema = z.object({
     promptTokens: z.number().min(0),
     completionTokens: z.number().min(0),
     evaluatedPromptTokens: z.number().min(0),
+    /** Requests the HTTP backend had to retry (a server that failed, throttled or timed out), for the stage's record. */
+    retries: z.number().int().min(0).optional(),
   }),
   timings: z.object({ startedAt: z.string(), updatedAt: z.string(), seconds: z.number().min(0) }),
   /** Stage-specific figures, e.g. `principleUsage`. */
@@ -62,6 +64,7 @@ export function addUsage(total: Manifest["usage"], usage: TokenUsage): void {
   total.promptTokens += usage.promptTokens;
   total.completionTokens += usage.completionTokens;
   total.evaluatedPromptTokens += usage.evaluatedPromptTokens ?? usage.promptTokens;
+  if (usage.retries) total.retries = (total.retries ?? 0) + usage.retries;
 }
 
 /** Sum the manifests of several shards (counts, usage, seconds); extras are kept per shard under `extra.shards`. */
@@ -82,6 +85,7 @@ export function sumManifests(stage: string, manifests: Manifest[]): Manifest {
     total.usage.promptTokens += manifest.usage.promptTokens;
     total.usage.completionTokens += manifest.usage.completionTokens;
     total.usage.evaluatedPromptTokens += manifest.usage.evaluatedPromptTokens;
+    if (manifest.usage.retries) total.usage.retries = (total.usage.retries ?? 0) + manifest.usage.retries;
     total.timings.seconds += manifest.timings.seconds;
   }
   return total;

@@ -37,6 +37,45 @@ describe("StageStore", () => {
     expect((await readJsonl(join(dir, "self-align", "rejected.jsonl"))).records).toHaveLength(3);
   });
 
+  it("keeps usage in a ledger written with each request, so a manifest never saved still shows it", async () => {
+    const run = await openRun(dir, { create: true });
+    const store = await run.stage("paid");
+    store.addUsage({ promptTokens: 50, completionTokens: 5, retries: 2 }, "request-1");
+    store.addUsage({ promptTokens: 7, completionTokens: 3, evaluatedPromptTokens: 1 }, "request-2");
+    // No close, no saveManifest: as after kill -9.
+    const ledger = (await readJsonl(join(dir, "paid", "usage.jsonl"))).records;
+    expect(ledger).toEqual([
+      { id: "request-1", promptTokens: 50, completionTokens: 5, evaluatedPromptTokens: 50, retries: 2 },
+      { id: "request-2", promptTokens: 7, completionTokens: 3, evaluatedPromptTokens: 1 },
+    ]);
+    const other = await mkdtemp(join(tmpdir(), "selfalign-stage-copy-"));
+    await writeFile(join(other, "usage.jsonl"), await readFile(join(dir, "paid", "usage.jsonl")));
+    const { readStageFolder } = await import("./stage-store.js");
+    const reopened = await readStageFolder(other, "paid");
+    expect(reopened.manifest.usage).toEqual({
+      promptTokens: 57,
+      completionTokens: 8,
+      evaluatedPromptTokens: 51,
+      retries: 2,
+    });
+    await run.close();
+  });
+
+  it("a rejection that leaves its input unfinished (retryOf) stops counting once the input is done", async () => {
+    const run = await openRun(dir, { create: true });
+    const store = await run.stage("retry");
+    await store.appendRejected({ id: "overflow-1", filter: "context-overflow", reason: "too long", retryOf: "in-1" });
+    expect(store.isDone("in-1")).toBe(false);
+    expect(store.manifest.counts).toMatchObject({ rejected: 1, byFilter: { "context-overflow": 1 } });
+    await store.markDone("in-1");
+    await run.close();
+    const again = await openRun(dir);
+    const reopened = await again.stage("retry");
+    expect(reopened.manifest.counts).toEqual({ kept: 0, rejected: 0, byFilter: {} });
+    expect(reopened.isDone("overflow-1")).toBe(true);
+    await again.close();
+  });
+
   it("recomputes counts from the files on open and drops a torn last line with a warning", async () => {
     let run = await openRun(dir, { create: true });
     let store = await run.stage("red-team");

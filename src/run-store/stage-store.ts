@@ -207,6 +207,7 @@ export class StageStore {
       promptTokens: usage.promptTokens,
       completionTokens: usage.completionTokens,
       evaluatedPromptTokens: usage.evaluatedPromptTokens ?? usage.promptTokens,
+      ...(usage.retries ? { retries: usage.retries } : {}),
     };
     this.usageFile.append(line);
     addUsage(this.manifest.usage, usage);

@@ -2,20 +2,37 @@
  * `POST /v1/completions` over a LanguageModel: prompts as a string, strings or token ids; `n`, `stop`,
  * `max_tokens` (0 with `echo` scores the prompt without generating), `echo`, `logprobs`, and `stream` (SSE).
  * A stream sends text as the model produces it (on backends that report progress, see `CompleteOptions.onText`),
- * then each choice's last chunk with its finish reason, then `[DONE]`. With `logprobs`, which are computed on the
- * finished text, each choice comes as one chunk when it is done.
+ * then each choice's last chunk with its finish reason, then `[DONE]`. With `logprobs`, which are computed after
+ * generation, each choice comes as one chunk when it is done. The stream opens with its first chunk, so a request
+ * the model refuses (too long for the context, a bad grammar) is still answered with a 4xx.
+ *
+ * `max_tokens` beyond what the context leaves after the prompt is a 400, as in vLLM; without `max_tokens`, the
+ * default (16) is capped to what fits. Log-probabilities of generated text are those of the tokens generated.
  */
 import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
-import type { CompletionRequest, LanguageModel, SamplingOptions, TextProgress } from "../backends/language-model.js";
+import type {
+  CompletionRequest,
+  LanguageModel,
+  SamplingOptions,
+  ScoreResult,
+  TextProgress,
+} from "../backends/language-model.js";
 import { codePointLength } from "../backends/openai-compatible/echo-score.js";
 import { HttpError } from "./openai-error.js";
+import { answeringContextLength, checkRequestTokenIds } from "./request-limits.js";
 import type { ChatCompletionsRequest, CompletionsRequest } from "./request-schemas.js";
 import { concatLogprobs, emptyLogprobs, logprobsOf, type OpenAILogprobs } from "./token-logprobs.js";
 
 export interface ServeContext {
   model: LanguageModel;
   modelName: string;
+}
+
+/** Tokens a request has used so far, for the access log (filled in as results arrive). */
+export interface RequestUsage {
+  promptTokens?: number;
+  completionTokens?: number;
 }
 
 interface CompletionChoice {
@@ -25,9 +42,21 @@ interface CompletionChoice {
   finish_reason: "stop" | "length";
 }
 
-/** Sampling options from the OpenAI field names (shared with chat completions). */
-export function samplingFrom(body: CompletionsRequest | ChatCompletionsRequest, maxTokens: number): SamplingOptions {
-  const sampling: SamplingOptions = { maxTokens, temperature: body.temperature ?? 1, topP: body.top_p ?? 1 };
+/**
+ * Sampling options from the OpenAI field names (shared with chat completions). `explicitMaxTokens` says the client
+ * chose `maxTokens`: then a prompt that leaves less room is refused rather than capped.
+ */
+export function samplingFrom(
+  body: CompletionsRequest | ChatCompletionsRequest,
+  maxTokens: number,
+  explicitMaxTokens: boolean,
+): SamplingOptions {
+  const sampling: SamplingOptions = {
+    maxTokens,
+    temperature: body.temperature ?? 1,
+    topP: body.top_p ?? 1,
+    maxTokensOverflow: explicitMaxTokens ? "refuse" : "cap",
+  };
   if (body.stop && body.stop.length > 0) sampling.stop = body.stop;
   if (body.seed !== undefined && body.seed !== null) sampling.seed = body.seed;
   if (body.top_k && body.top_k > 0) sampling.topK = body.top_k;
@@ -37,7 +66,7 @@ export function samplingFrom(body: CompletionsRequest | ChatCompletionsRequest, 
   if (body.frequency_penalty) sampling.frequencyPenalty = body.frequency_penalty;
   if (body.presence_penalty) sampling.presencePenalty = body.presence_penalty;
   if (body.ignore_eos) sampling.allowEos = false;
-  const grammar = body.grammar ?? body.guided_grammar;
+  const grammar = body.grammar ?? body.structured_outputs?.grammar ?? body.guided_grammar ?? body.ebnf;
   if (grammar) sampling.grammar = grammar;
   return sampling;
 }
@@ -51,25 +80,37 @@ export function checkModelName(requested: string | undefined, context: ServeCont
   }
 }
 
+/** Token-id prompts are checked against the vocabulary and the context before they are turned into text. */
 async function promptTexts(body: CompletionsRequest, model: LanguageModel): Promise<string[]> {
   const prompt = body.prompt;
   if (typeof prompt === "string") return [prompt];
   if (prompt.every((item): item is string => typeof item === "string")) return prompt;
-  if (prompt.every((item): item is number => typeof item === "number")) return [await model.detokenize(prompt)];
-  return Promise.all((prompt as number[][]).map((ids) => model.detokenize(ids)));
+  const lists = prompt.every((item): item is number => typeof item === "number") ? [prompt] : (prompt as number[][]);
+  const { maxContext } = model.capabilities();
+  for (const ids of lists) {
+    checkRequestTokenIds(model, ids, "prompt");
+    if (ids.length >= maxContext)
+      throw new HttpError(
+        400,
+        `This model's maximum context length is ${maxContext} tokens, but your request has ${ids.length} input tokens; shorten the prompt`,
+        { param: "prompt", code: "context_length_exceeded" },
+      );
+  }
+  return Promise.all(lists.map((ids) => model.detokenize(ids)));
 }
 
-export function startSse(response: ServerResponse): void {
-  response.writeHead(200, {
-    "content-type": "text/event-stream",
-    "cache-control": "no-cache",
-    connection: "keep-alive",
-  });
-  // Send the headers now: clients see the stream open while the model is still working.
-  response.flushHeaders();
-}
-
+/**
+ * Write one server-sent event, opening the stream first if this is its first event. The stream opens with its
+ * first event, not before the model starts: a request the model refuses at once still gets its 4xx status.
+ */
 export function writeSse(response: ServerResponse, data: unknown): void {
+  if (!response.headersSent) {
+    response.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+    });
+  }
   response.write(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
 }
 
@@ -78,6 +119,7 @@ export async function handleCompletions(
   context: ServeContext,
   response: ServerResponse,
   signal: AbortSignal,
+  counted: RequestUsage = {},
 ): Promise<void> {
   checkModelName(body.model, context);
   const { model } = context;
@@ -88,16 +130,16 @@ export async function handleCompletions(
   }
   const echo = body.echo ?? false;
   const n = body.n ?? 1;
+  const explicitMaxTokens = body.max_tokens !== undefined && body.max_tokens !== null;
   const maxTokens = body.max_tokens ?? 16;
   const tokenIds = body.return_tokens_as_token_ids ?? false;
   const prompts = await promptTexts(body, model);
-  const sampling = samplingFrom(body, maxTokens);
+  const sampling = samplingFrom(body, maxTokens, explicitMaxTokens);
   const id = `cmpl-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
   const choices: CompletionChoice[] = [];
   const stream = body.stream ?? false;
-  if (stream) startSse(response);
   // Streamed text per choice index (without an echoed prompt), and choices whose echoed prompt was sent.
   const streamed = new Map<number, string>();
   const echoed = new Set<number>();
@@ -115,7 +157,7 @@ export async function handleCompletions(
 
   const finishPrompt = async (
     promptIndex: number,
-    completions: Array<{ text: string; finishReason: string }>,
+    completions: Array<{ text: string; finishReason: string; tokens?: number[] }>,
   ): Promise<void> => {
     const prompt = prompts[promptIndex]!;
     let promptPart: OpenAILogprobs | null = null;
@@ -125,14 +167,11 @@ export async function handleCompletions(
         const [score] = await model.score("", [prompt], { signal, topLogprobs });
         promptPart = await logprobsOf(model, score!, prompt, { base: 0, firstIsNull: true, tokenIds });
       }
-      const texts = completions.map((completion) => completion.text);
-      const scored = texts.some((text) => text.length > 0)
-        ? await model.score(prompt, texts, { signal, topLogprobs })
-        : [];
+      const scored = await scoreGenerated(model, prompt, completions, { signal, topLogprobs });
       const base = echo ? codePointLength(prompt) : 0;
       generated = await Promise.all(
         completions.map((completion, i) =>
-          completion.text.length > 0 && scored[i]
+          scored[i] && scored[i]!.tokens.length > 0
             ? logprobsOf(model, scored[i]!, completion.text, { base, firstIsNull: false, tokenIds })
             : emptyLogprobs(),
         ),
@@ -155,8 +194,20 @@ export async function handleCompletions(
   };
 
   if (maxTokens === 0) {
+    const { maxContext } = model.capabilities();
+    for (let i = 0; i < prompts.length; i++) {
+      // With the BOS token the scoring context reads, the prompt must fit.
+      const count = await model.countTokens(prompts[i]!);
+      if (count >= maxContext)
+        throw new HttpError(
+          400,
+          `This model's maximum context length is ${maxContext} tokens, but your request has ${count} input tokens; shorten the prompt`,
+          { param: "prompt", code: "context_length_exceeded" },
+        );
+    }
     for (let i = 0; i < prompts.length; i++) {
       usage.prompt_tokens += await model.countTokens(prompts[i]!);
+      counted.promptTokens = usage.prompt_tokens;
       await finishPrompt(
         i,
         Array.from({ length: n }, () => ({ text: "", finishReason: "length" })),
@@ -165,11 +216,15 @@ export async function handleCompletions(
   } else {
     const requests: CompletionRequest[] = prompts.map((prompt) => ({ ...sampling, prompt, n }));
     const streamText = stream && !wantLogprobs ? onText : undefined;
-    for await (const result of model.complete(requests, { signal, onText: streamText })) {
-      usage.prompt_tokens += result.usage.promptTokens;
-      usage.completion_tokens += result.usage.completionTokens;
-      await finishPrompt(result.index, result.completions);
-    }
+    await answeringContextLength("prompt", async () => {
+      for await (const result of model.complete(requests, { signal, onText: streamText })) {
+        usage.prompt_tokens += result.usage.promptTokens;
+        usage.completion_tokens += result.usage.completionTokens;
+        counted.promptTokens = usage.prompt_tokens;
+        counted.completionTokens = usage.completion_tokens;
+        await finishPrompt(result.index, result.completions);
+      }
+    });
   }
   usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
 
@@ -186,4 +241,28 @@ export async function handleCompletions(
   const text = JSON.stringify(payload);
   response.writeHead(200, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)) });
   response.end(text);
+}
+
+/**
+ * Score what each completion generated. With the token ids (`Completion.tokens`) and a model that scores ids, the
+ * tokens scored are the tokens generated, after the prompt as generation read it; otherwise (a model behind HTTP)
+ * the text is scored after the prompt, tokenised again.
+ */
+async function scoreGenerated(
+  model: LanguageModel,
+  prompt: string,
+  completions: Array<{ text: string; tokens?: number[] }>,
+  options: { signal: AbortSignal; topLogprobs: number },
+): Promise<ScoreResult[]> {
+  if (model.scoreTokens && completions.every((completion) => completion.tokens !== undefined)) {
+    const context = await model.tokenize(prompt, { addBos: true });
+    return model.scoreTokens(
+      context,
+      completions.map((completion) => completion.tokens!),
+      options,
+    );
+  }
+  const texts = completions.map((completion) => completion.text);
+  if (!texts.some((text) => text.length > 0)) return [];
+  return model.score(prompt, texts, options);
 }

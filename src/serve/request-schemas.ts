@@ -1,7 +1,8 @@
 /**
  * Request bodies `selfalign serve` accepts, in the OpenAI API's field names. Unknown fields are ignored (as
  * servers commonly do); known fields with wrong values are a 400 naming the field. Extensions understood by vLLM
- * and llama.cpp server are accepted too: `top_k`, `ignore_eos`, `grammar`/`guided_grammar`,
+ * and llama.cpp server are accepted too: `top_k`, `ignore_eos`, a GBNF grammar as `grammar` (llama.cpp),
+ * `structured_outputs.grammar` (vLLM >= 0.12), `guided_grammar` (older vLLM) or `ebnf` (SGLang), and
  * `return_tokens_as_token_ids`.
  */
 import { z } from "zod";
@@ -28,6 +29,8 @@ const samplingFields = {
   ignore_eos: z.boolean().nullish(),
   grammar: z.string().nullish(),
   guided_grammar: z.string().nullish(),
+  structured_outputs: z.object({ grammar: z.string().nullish() }).nullish(),
+  ebnf: z.string().nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
 };
@@ -54,6 +57,9 @@ export const chatCompletionsRequestSchema = z.object({
     .min(1),
   max_tokens: z.number().int().min(1).nullish(),
   max_completion_tokens: z.number().int().min(1).nullish(),
+  // Read only to refuse them: chat replies carry no log-probabilities here (see chat-completions.ts).
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
 });
 export type ChatCompletionsRequest = z.infer<typeof chatCompletionsRequestSchema>;
 

@@ -9,10 +9,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import type { z } from "zod";
 import type { LanguageModel } from "../backends/language-model.js";
-import { AbortedError, CapabilityError, ConfigError, isSelfalignError } from "../errors/index.js";
+import { AbortedError, CapabilityError, ConfigError, ContextLengthError, isSelfalignError } from "../errors/index.js";
 import { handleChatCompletions } from "./chat-completions.js";
-import { handleCompletions, type ServeContext } from "./completions.js";
+import { handleCompletions, type RequestUsage, type ServeContext } from "./completions.js";
 import { HttpError, invalidRequest, sendError, sendJson } from "./openai-error.js";
+import { checkRequestTokenIds, contextLengthHttpError } from "./request-limits.js";
 import {
   chatCompletionsRequestSchema,
   completionsRequestSchema,
@@ -34,6 +35,33 @@ export interface StartServerOptions {
   maxBodyBytes?: number;
   /** Model requests handled at once (429 with retry-after beyond). Default 16. */
   maxConcurrent?: number;
+  /** Called once per request when its answer is over (sent, or cut short by the client): for an access log. */
+  onRequest?: (entry: ServedRequest) => void;
+}
+
+/** One request as an access log sees it. */
+export interface ServedRequest {
+  method: string;
+  /** The path, without the query string. */
+  path: string;
+  /** The HTTP status sent. */
+  status: number;
+  /** Tokens of the prompts and of the text generated, for requests that reached the model. */
+  promptTokens?: number;
+  completionTokens?: number;
+  /** From the request's arrival to the end of its answer. */
+  ms: number;
+  /** The client went away before the answer was complete. */
+  aborted: boolean;
+}
+
+/** The access-log line of a request: method, path, status, tokens, milliseconds. */
+export function formatServedRequest(entry: ServedRequest): string {
+  const tokens =
+    entry.promptTokens === undefined
+      ? ""
+      : ` prompt_tokens=${entry.promptTokens} completion_tokens=${entry.completionTokens ?? 0}`;
+  return `${entry.method} ${entry.path} ${entry.status}${tokens} ${Math.round(entry.ms)}ms${entry.aborted ? " (client went away)" : ""}`;
 }
 
 export interface StartServerResult {
@@ -43,6 +71,10 @@ export interface StartServerResult {
   port: number;
   /** Stop accepting connections, abort requests in flight and wait for the server to close. */
   close(): Promise<void>;
+}
+
+function pathOf(request: IncomingMessage): string {
+  return (request.url ?? "/").split("?")[0]!.replace(/\/+$/, "") || "/";
 }
 
 function sameSecret(given: string, expected: string): boolean {
@@ -106,6 +138,7 @@ function parseJsonBody<S extends z.ZodType>(raw: Buffer, schema: S): z.infer<S> 
 /** Maps an error thrown while handling a request to the HTTP error the client sees. */
 function toHttpError(error: unknown): HttpError {
   if (error instanceof HttpError) return error;
+  if (error instanceof ContextLengthError) return contextLengthHttpError(error, "prompt");
   if (error instanceof CapabilityError || error instanceof ConfigError)
     return new HttpError(400, error.message, { code: "unsupported" });
   if (isSelfalignError(error)) return new HttpError(500, error.message, { code: "backend_error" });
@@ -120,8 +153,13 @@ export async function startServer(options: StartServerOptions): Promise<StartSer
   const inFlight = new Set<AbortController>();
   let active = 0;
 
-  const route = async (request: IncomingMessage, response: ServerResponse, signal: AbortSignal): Promise<void> => {
-    const path = (request.url ?? "/").split("?")[0]!.replace(/\/+$/, "") || "/";
+  const route = async (
+    request: IncomingMessage,
+    response: ServerResponse,
+    signal: AbortSignal,
+    usage: RequestUsage,
+  ): Promise<void> => {
+    const path = pathOf(request);
     const method = request.method ?? "GET";
     if (path === "/health" && method === "GET") return sendJson(response, 200, { status: "ok" });
 
@@ -151,7 +189,9 @@ export async function startServer(options: StartServerOptions): Promise<StartSer
                 object: "model",
                 created: 0,
                 owned_by: "selfalign",
+                // The context window in vLLM's name and in llama.cpp server's (`meta`), so clients of either read it.
                 max_model_len: context.model.capabilities().maxContext,
+                meta: { n_ctx: context.model.capabilities().maxContext },
               },
             ],
           }),
@@ -160,14 +200,14 @@ export async function startServer(options: StartServerOptions): Promise<StartSer
         method: "POST",
         run: async () => {
           const body = parseJsonBody(await readBody(request, maxBodyBytes), completionsRequestSchema);
-          await limited(() => handleCompletions(body, context, response, signal));
+          await limited(() => handleCompletions(body, context, response, signal, usage));
         },
       },
       "/v1/chat/completions": {
         method: "POST",
         run: async () => {
           const body = parseJsonBody(await readBody(request, maxBodyBytes), chatCompletionsRequestSchema);
-          await limited(() => handleChatCompletions(body, context, response, signal));
+          await limited(() => handleChatCompletions(body, context, response, signal, usage));
         },
       },
       "/tokenize": {
@@ -184,6 +224,7 @@ export async function startServer(options: StartServerOptions): Promise<StartSer
         method: "POST",
         run: async () => {
           const body = parseJsonBody(await readBody(request, maxBodyBytes), detokenizeRequestSchema);
+          checkRequestTokenIds(context.model, body.tokens, "tokens");
           const content = await context.model.detokenize(body.tokens);
           sendJson(response, 200, { content, prompt: content });
         },
@@ -223,14 +264,25 @@ export async function startServer(options: StartServerOptions): Promise<StartSer
   };
 
   const server = createServer((request, response) => {
+    const started = performance.now();
     const controller = new AbortController();
+    const usage: RequestUsage = {};
     inFlight.add(controller);
     // The client went away before the answer was complete: stop generating for it.
     response.on("close", () => {
-      if (!response.writableFinished) controller.abort();
+      const aborted = !response.writableFinished;
+      if (aborted) controller.abort();
       inFlight.delete(controller);
+      options.onRequest?.({
+        method: request.method ?? "GET",
+        path: pathOf(request),
+        status: response.statusCode,
+        ...usage,
+        ms: performance.now() - started,
+        aborted,
+      });
     });
-    route(request, response, controller.signal).catch((error: unknown) => {
+    route(request, response, controller.signal, usage).catch((error: unknown) => {
       if (controller.signal.aborted && error instanceof AbortedError) return;
       const httpError = toHttpError(error);
       if (response.headersSent) {

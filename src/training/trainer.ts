@@ -1,6 +1,8 @@
 /**
- * The `Trainer` contract: SFT examples (prompt, completion; loss on the completion only) and a base model in,
- * a LoRA adapter out (GGUF LoRA for llama.cpp + PEFT safetensors). `embedded` runs it in-process on CPU.
+ * The `Trainer` contract: a base model and a request of one kind in, a LoRA adapter out (GGUF LoRA for llama.cpp +
+ * PEFT safetensors). The kinds: `sft` (prompt, completion; loss on the completion only), `preference` (prompt,
+ * chosen, rejected; DPO against a frozen reference) and `reward` (the same pairs; a reward model: LoRA + a scalar
+ * head on the last token's final normed hidden state). `embedded` runs every kind in-process on CPU.
  */
 import type { ProgressListener } from "../progress/progress-event.js";
 import type { KernelName } from "./embedded/kernels/kernel.js";
@@ -10,6 +12,45 @@ export interface SftExample {
   prompt: string;
   completion: string;
 }
+
+/** A preference pair: `chosen` is the better response to `prompt` (the field names TRL and OpenRLHF read). */
+export interface PreferenceExample {
+  prompt: string;
+  chosen: string;
+  rejected: string;
+}
+
+export const trainKinds = ["sft", "preference", "reward"] as const;
+export type TrainKind = (typeof trainKinds)[number];
+
+/** `sigmoid`: DPO (with `labelSmoothing`, conservative DPO); `ipo`: IPO on per-token mean log-probabilities. */
+export const preferenceLosses = ["sigmoid", "ipo"] as const;
+export type PreferenceLoss = (typeof preferenceLosses)[number];
+
+/** What a stale checkpoint (made with other settings or data) does to a resume: set aside, or an error. */
+export const staleCheckpointPolicies = ["restart", "error"] as const;
+export type StaleCheckpointPolicy = (typeof staleCheckpointPolicies)[number];
+
+export interface PreferenceOptions {
+  /** DPO's β: how far the policy may move from the reference. Default 0.1. */
+  beta?: number;
+  /** Default "sigmoid". */
+  loss?: PreferenceLoss;
+  /** Conservative DPO: the assumed probability that a pair's label is flipped, in [0, 0.5). Default 0. */
+  labelSmoothing?: number;
+  /**
+   * The frozen reference policy: "init" (the policy training starts from: `initAdapter`, or the base without one),
+   * "base", or another adapter (a GGUF LoRA or a PEFT folder). Default "init".
+   */
+  reference?: "init" | "base" | { adapter: string };
+}
+
+export const preferenceOptionDefaults = {
+  beta: 0.1,
+  loss: "sigmoid",
+  labelSmoothing: 0,
+  reference: "init",
+} as const satisfies PreferenceOptions;
 
 export const learningRateSchedules = ["cosine", "linear", "constant"] as const;
 export type LearningRateSchedule = (typeof learningRateSchedules)[number];
@@ -54,6 +95,16 @@ export interface TrainOptions {
   checkpointEvery?: number;
   /** Continue from `<output>/checkpoint` when it exists. Default false. */
   resume?: boolean;
+  /**
+   * A resume finding a checkpoint made with other settings or data: "restart" sets it aside (in
+   * `<output>/stale-checkpoints/`, restored when those settings come back) and trains afresh with a warning;
+   * "error" refuses, naming what differs. Default "restart".
+   */
+  staleCheckpoint?: StaleCheckpointPolicy;
+  /** Share of the examples held out for evaluation (seeded split), in [0, 0.5]. Default 0 (none). */
+  evalFraction?: number;
+  /** Evaluate on the held-out examples every N steps (and at the start and end); 0 = start and end only. Default 0. */
+  evalEvery?: number;
   /** Matmul kernel. Default "auto". */
   kernel?: KernelName | "auto";
   /** Kernel threads. Default: available parallelism. */
@@ -88,21 +139,53 @@ export const trainOptionDefaults = {
   seed: 0,
   checkpointEvery: 50,
   resume: false,
+  staleCheckpoint: "restart",
+  evalFraction: 0,
+  evalEvery: 0,
   kernel: "auto",
   activationCheckpointing: "auto",
   activationMemoryBytes: 2 ** 31,
 } as const satisfies TrainOptions;
 
-export interface TrainRequest {
+export type Examples<T> = AsyncIterable<T> | Iterable<T>;
+
+interface TrainRequestBase {
   /** Path of the base model (GGUF for the embedded trainer). */
   base: string;
-  examples: AsyncIterable<SftExample> | Iterable<SftExample>;
-  /** Output directory: adapter.gguf, peft/, checkpoint/, loss.jsonl. */
+  /** Output directory: adapter.gguf, peft/, checkpoint/, loss.jsonl (and eval.jsonl with held-out examples). */
   output: string;
   options?: TrainOptions;
+  /**
+   * Start from this adapter instead of a fresh LoRA: a GGUF LoRA file, a PEFT folder, or a trainer output folder
+   * (its adapter.gguf; for `reward`, its head too). Rank, alpha and targets come from the adapter.
+   */
+  initAdapter?: string;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
+
+export interface SftTrainRequest extends TrainRequestBase {
+  /** Default when absent. */
+  kind?: "sft";
+  examples: Examples<SftExample>;
+  /** Held-out examples (instead of, or with, `evalFraction`). */
+  evalExamples?: Examples<SftExample>;
+}
+
+export interface PreferenceTrainRequest extends TrainRequestBase {
+  kind: "preference";
+  examples: Examples<PreferenceExample>;
+  evalExamples?: Examples<PreferenceExample>;
+  preference?: PreferenceOptions;
+}
+
+export interface RewardTrainRequest extends TrainRequestBase {
+  kind: "reward";
+  examples: Examples<PreferenceExample>;
+  evalExamples?: Examples<PreferenceExample>;
+}
+
+export type TrainRequest = SftTrainRequest | PreferenceTrainRequest | RewardTrainRequest;
 
 export interface LossPoint {
   step: number;
@@ -110,14 +193,36 @@ export interface LossPoint {
   learningRate: number;
   tokens: number;
   gradientNorm: number;
+  /** Pairs kinds: share of the step's pairs whose chosen response got the higher reward. */
+  accuracy?: number;
+  /** Pairs kinds: mean reward of chosen minus rejected (DPO: the implicit reward β·log(π/π_ref)). */
+  margin?: number;
+}
+
+/** Metrics on the held-out examples after `step` optimizer steps (one line of eval.jsonl). */
+export interface EvalPoint {
+  step: number;
+  loss: number;
+  examples: number;
+  accuracy?: number;
+  margin?: number;
 }
 
 export interface TrainResult {
+  kind: TrainKind;
   adapterPath: string;
   peftDir: string;
   steps: number;
   finalLoss: number;
   lossCurve: LossPoint[];
+  /**
+   * True on a machine other than the main one of a multi-machine run: it took part in training, but the adapter,
+   * the progress and the loss are on the main machine (rank 0), and `adapterPath` names where it is written there.
+   */
+  worker?: boolean;
+  evalCurve: EvalPoint[];
+  /** `reward`: the head file (score.weight [1, hidden]) next to the adapter. */
+  rewardHeadPath?: string;
 }
 
 export interface Trainer {

@@ -6,12 +6,14 @@ import {
   type Token,
   TokenBias,
 } from "node-llama-cpp";
-import { BackendError, ConfigError } from "../../errors/index.js";
+import { BackendError, ConfigError, ContextLengthError } from "../../errors/index.js";
 import type { Completion, SamplingOptions } from "../language-model.js";
 import { NgramPenaltyTracker } from "./ngram-penalty.js";
 import { commonPrefixLength } from "./sequence-pool.js";
+import { vocabularySizeOf } from "./token-ids.js";
 
-const defaultMaxTokens = 256;
+/** `maxTokens` when a request gives none. */
+export const defaultMaxTokens = 256;
 
 export interface GenerateOptions extends SamplingOptions {
   /** Resolved seed of this sample. */
@@ -43,6 +45,7 @@ export function settledText(text: string, longestStop: number): string {
 export interface GenerateResult extends Completion {
   /** Prompt tokens that had to be evaluated (not found in the sequence's KV cache). */
   evaluatedPromptTokens: number;
+  /** Ids of the generated tokens that make up `text`. */
   tokens: Token[];
 }
 
@@ -59,31 +62,43 @@ function tokenBiasFromLogits(model: LlamaModel, biases: Map<number, number>): To
   return bias;
 }
 
-/** Number of tokens in the model's vocabulary, from its GGUF metadata (undefined when not recorded). */
-function vocabularySizeOf(model: LlamaModel): number | undefined {
-  const metadata = model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } } | undefined;
-  const tokens = metadata?.tokenizer?.ggml?.tokens;
-  return Array.isArray(tokens) && tokens.length > 0 ? tokens.length : undefined;
-}
-
 /** End-of-generation tokens of the model (EOS, EOT), for banning when `allowEos` is false. */
 function endTokens(model: LlamaModel): Token[] {
   return [model.tokens.eos, model.tokens.eot].filter((t): t is Token => t != null);
 }
 
+/** Tokens a sequence of `contextSize` tokens can still generate after a prompt of `promptLength` tokens. */
+export function generationRoom(promptLength: number, contextSize: number): number {
+  return contextSize - promptLength - 1;
+}
+
 /**
  * Throw unless generation can start from `promptTokens` in a sequence of `contextSize` tokens: at least one token
- * (a BOS token or text) and room for one generated token. `where` prefixes the message (e.g. `request 3: `).
- * Callers check before taking a sequence, so a bad prompt fails before any work starts.
+ * (a BOS token or text) and room for one generated token; with `refuseMaxTokens`, room for that many (otherwise
+ * generation stops where the context ends). `where` prefixes the message (e.g. `request 3: `). Callers check
+ * before taking a sequence, so a bad prompt fails before any work starts.
  */
-export function checkPromptFits(promptTokens: readonly Token[], contextSize: number, where = ""): void {
+export function checkPromptFits(
+  promptTokens: readonly Token[],
+  contextSize: number,
+  where = "",
+  refuseMaxTokens?: number,
+): void {
   if (promptTokens.length === 0)
-    throw new BackendError(
-      `${where}cannot generate from an empty prompt: expected at least one token (a BOS token or text).`,
+    throw new ConfigError(
+      `${where}cannot generate from an empty prompt: expected at least one token (a BOS token or text)`,
+      { field: "prompt" },
     );
-  if (promptTokens.length >= contextSize - 1)
-    throw new BackendError(
+  const room = generationRoom(promptTokens.length, contextSize);
+  if (room < 1)
+    throw new ContextLengthError(
       `${where}prompt has ${promptTokens.length} tokens but each sequence holds ${contextSize}: expected a prompt shorter than the context. Shorten the prompt or raise contextSize.`,
+      { promptTokens: promptTokens.length, contextSize },
+    );
+  if (refuseMaxTokens !== undefined && refuseMaxTokens > room)
+    throw new ContextLengthError(
+      `${where}maxTokens is ${refuseMaxTokens} but after the prompt's ${promptTokens.length} tokens a sequence of ${contextSize} has room for ${room}: expected at most ${room}. Lower maxTokens, shorten the prompt or raise contextSize.`,
+      { promptTokens: promptTokens.length, maxTokens: refuseMaxTokens, contextSize },
     );
 }
 
@@ -98,7 +113,10 @@ export async function generateOnSequence(
   options: GenerateOptions,
 ): Promise<GenerateResult> {
   const model = sequence.model;
-  const budget = Math.min(options.maxTokens ?? defaultMaxTokens, sequence.contextSize - promptTokens.length - 1);
+  const budget = Math.min(
+    options.maxTokens ?? defaultMaxTokens,
+    generationRoom(promptTokens.length, sequence.contextSize),
+  );
   if (budget <= 0) return { text: "", finishReason: "length", tokenCount: 0, evaluatedPromptTokens: 0, tokens: [] };
 
   const cached = commonPrefixLength(sequence.contextTokens, promptTokens);
@@ -148,6 +166,8 @@ export async function generateOnSequence(
   const generated: Token[] = [];
   let finishReason: Completion["finishReason"] = "stop";
   let text: string | undefined;
+  // With a stop string, the generated tokens that make up `text` (the stop string's own tokens left out).
+  let spelling: Token[] | undefined;
   let checkedLength = 0;
   let sent = "";
   const meterBefore = sequence.tokenMeter.getState();
@@ -186,6 +206,7 @@ export async function generateOnSequence(
       checkedLength = current.length;
       if (cut >= 0) {
         text = current.slice(0, cut);
+        spelling = tokensSpelling(model, generated, cut, contextTail);
         finishReason = "stop";
         break;
       }
@@ -213,6 +234,14 @@ export async function generateOnSequence(
     tokenCount: generated.length,
     // Still unset when the first sampled token ended generation: everything decoded was the prompt.
     evaluatedPromptTokens: evaluatedPromptTokens < 0 ? tokensEvaluatedSoFar() : evaluatedPromptTokens,
-    tokens: generated,
+    tokens: spelling ?? generated,
   };
+}
+
+/** The shortest prefix of `tokens` whose text reaches `length` characters (it covers text cut at a stop string). */
+function tokensSpelling(model: LlamaModel, tokens: Token[], length: number, before: readonly Token[]): Token[] {
+  for (let count = 0; count < tokens.length; count++)
+    if (model.detokenize(tokens.slice(0, count), false, before as Token[]).length >= length)
+      return tokens.slice(0, count);
+  return tokens;
 }

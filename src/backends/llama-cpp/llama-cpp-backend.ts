@@ -20,7 +20,13 @@ import type {
 } from "../language-model.js";
 import { runConcurrently } from "../run-concurrently.js";
 import { chatWrapperFor, renderChat } from "./chat-prompt.js";
-import { checkPromptFits, type GenerateOptions, type GenerateResult, generateOnSequence } from "./generate.js";
+import {
+  checkPromptFits,
+  defaultMaxTokens,
+  type GenerateOptions,
+  type GenerateResult,
+  generateOnSequence,
+} from "./generate.js";
 import { getSharedLlama, subscribeLlamaLogs } from "./llama-instance.js";
 import { resolveModelSource } from "./model-source.js";
 import {
@@ -30,8 +36,9 @@ import {
   type NativeBatchTuning,
   tuneNativeBatches,
 } from "./native-batch.js";
-import { scoreOnSequence, tokenizeWithBos } from "./scorer.js";
+import { scoreOnSequence, scoreTokensOnSequence, tokenizeWithBos } from "./scorer.js";
 import { SequencePool } from "./sequence-pool.js";
+import { checkTokenIds, vocabularySizeOf } from "./token-ids.js";
 
 export interface LlamaCppBackendOptions {
   /** Path to a .gguf file, or an `hf:` URI (`hf:owner/repo/file.gguf`, `hf:owner/repo:quant`) downloaded to `cacheDir`. */
@@ -150,7 +157,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     } catch (error) {
       throwIfAborted(options.signal);
       throw new BackendError(
-        `could not load model ${modelPath}: ${error instanceof Error ? error.message : String(error)}. Expected a GGUF model file that llama.cpp supports.`,
+        `could not load model ${modelPath}: ${(error instanceof Error ? error.message : String(error)).replace(/[.\s]+$/, "")}; expected a GGUF model that llama.cpp supports (a known architecture, from a llama.cpp of this version or older)`,
         { path: modelPath, cause: error },
       );
     }
@@ -201,6 +208,11 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   }
 }
 
+/** The `maxTokens` a request must fit or be refused (`maxTokensOverflow: "refuse"`), else undefined. */
+function refusedMaxTokens(sampling: SamplingOptions): number | undefined {
+  return sampling.maxTokensOverflow === "refuse" ? (sampling.maxTokens ?? defaultMaxTokens) : undefined;
+}
+
 /** The embedded backend: node-llama-cpp in-process, with parallel sequences and KV-cache prefix reuse. */
 export class LlamaCppBackend implements LanguageModel {
   readonly id: string;
@@ -212,12 +224,14 @@ export class LlamaCppBackend implements LanguageModel {
   private scoreQueue: Promise<unknown> = Promise.resolve();
   private chatWrapper?: ReturnType<typeof chatWrapperFor>;
   private closed = false;
+  private readonly vocabularySize: number | undefined;
 
   /** Use `createLlamaCppBackend`. */
   constructor(parts: BackendParts) {
     this.parts = parts;
     this.id = parts.id;
     this.model = parts.model;
+    this.vocabularySize = vocabularySizeOf(parts.model);
     const sequences = Array.from({ length: parts.context.totalSequences }, () => parts.context.getSequence());
     this.pool = new SequencePool(sequences, parts.sharePrefix);
   }
@@ -236,6 +250,7 @@ export class LlamaCppBackend implements LanguageModel {
       ngramPenalty: true,
       maxContext: this.parts.contextSize,
       parallel: this.pool.size,
+      ...(this.vocabularySize === undefined ? {} : { vocabularySize: this.vocabularySize }),
     };
   }
 
@@ -246,6 +261,8 @@ export class LlamaCppBackend implements LanguageModel {
 
   async detokenize(tokens: number[]): Promise<string> {
     this.ensureOpen();
+    // llama.cpp aborts the process on an id outside the vocabulary.
+    checkTokenIds(tokens, this.vocabularySize, "tokens");
     return this.model.detokenize(tokens as Token[], false);
   }
 
@@ -265,7 +282,7 @@ export class LlamaCppBackend implements LanguageModel {
     const prepared = await Promise.all(
       requests.map(async (request, index) => {
         const tokens = tokenizeWithBos(this.model, request.prompt);
-        checkPromptFits(tokens, this.parts.contextSize, `request ${index}: `);
+        checkPromptFits(tokens, this.parts.contextSize, `request ${index}: `, refusedMaxTokens(request));
         const n = request.n ?? 1;
         if (!Number.isInteger(n) || n < 1)
           throw new ConfigError(`request ${index}: n must be a positive integer, got ${n}`, { field: "n" });
@@ -293,7 +310,7 @@ export class LlamaCppBackend implements LanguageModel {
         return {
           index,
           completions: samples.map(
-            ({ text, finishReason, tokenCount }): Completion => ({ text, finishReason, tokenCount }),
+            ({ text, finishReason, tokenCount, tokens }): Completion => ({ text, finishReason, tokenCount, tokens }),
           ),
           usage: {
             promptTokens: tokens.length,
@@ -319,12 +336,32 @@ export class LlamaCppBackend implements LanguageModel {
     return run;
   }
 
+  async scoreTokens(context: number[], continuations: number[][], options: ScoreOptions = {}): Promise<ScoreResult[]> {
+    this.ensureOpen();
+    throwIfAborted(options.signal);
+    checkTokenIds(context, this.vocabularySize, "context");
+    for (const continuation of continuations) checkTokenIds(continuation, this.vocabularySize, "continuations");
+    const run = this.scoreQueue.then(async () => {
+      const { sequence } = await this.scoringContext();
+      const results: ScoreResult[] = [];
+      for (const continuation of continuations) {
+        throwIfAborted(options.signal);
+        results.push(
+          await scoreTokensOnSequence(sequence, context as Token[], continuation as Token[], options.topLogprobs ?? 0),
+        );
+      }
+      return results;
+    });
+    this.scoreQueue = run.catch(() => undefined);
+    return run;
+  }
+
   async chat(messages: ChatMessage[], options: SamplingOptions & CompleteOptions = {}): Promise<ChatResult> {
     this.ensureOpen();
     throwIfAborted(options.signal);
     this.chatWrapper ??= chatWrapperFor(this.model);
     const { tokens, stops } = renderChat(this.model, this.chatWrapper, messages);
-    checkPromptFits(tokens, this.parts.contextSize);
+    checkPromptFits(tokens, this.parts.contextSize, "", refusedMaxTokens(options));
     const compiledGrammar = options.grammar ? await this.grammar(options.grammar) : undefined;
     const onText = options.onText;
     const result = await this.runSample(tokens, {

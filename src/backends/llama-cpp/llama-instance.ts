@@ -2,6 +2,12 @@ import { getLlama, type Llama, LlamaLogLevel } from "node-llama-cpp";
 import type { ProgressListener } from "../../progress/progress-event.js";
 
 const instances = new Map<string, Promise<Llama>>();
+
+/**
+ * llama.cpp warnings that describe intended use, not a problem: an embeddings context without pooling (reward
+ * inference, training/reward/reward-model.ts) outputs every token, and llama.cpp says so on every decode.
+ */
+const expectedWarnings = [/embeddings required but some input tokens were not marked as outputs/];
 const listeners = new Set<ProgressListener>();
 
 /**
@@ -19,7 +25,7 @@ export function getSharedLlama(gpu: boolean | "auto"): Promise<Llama> {
       logger: (level, message) => {
         if (level !== LlamaLogLevel.warn && level !== LlamaLogLevel.error) return;
         const text = message.trim();
-        if (!text) return;
+        if (!text || expectedWarnings.some((pattern) => pattern.test(text))) return;
         for (const listener of listeners) listener({ type: "message", level: "warn", text: `llama.cpp: ${text}` });
       },
     });

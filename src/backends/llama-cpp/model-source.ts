@@ -1,9 +1,12 @@
-import { access } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { resolveModelFile } from "node-llama-cpp";
-import { AbortedError, BackendError, ConfigError } from "../../errors/index.js";
-import type { ProgressListener } from "../../progress/progress-event.js";
 import { readEnv } from "../../config/env.js";
+import { AbortedError, BackendError, ConfigError } from "../../errors/index.js";
+import { ggmlByteLength } from "../../gguf/dequantize.js";
+import { readGgufHeader } from "../../gguf/gguf-reader.js";
+import { ggmlTypeName, tensorElementCount } from "../../gguf/gguf-types.js";
+import type { ProgressListener } from "../../progress/progress-event.js";
 
 /** Whether `model` names a remote file (`hf:` URI or http(s) URL) rather than a local path. */
 export function isRemoteModelUri(model: string): boolean {
@@ -16,7 +19,65 @@ function remoteOrigin(model: string): string {
   return "https://huggingface.co";
 }
 
+/**
+ * Where the model was named, so an error can say what to change: a command-line flag (default `--model`), or a field
+ * of a config file (with its line when known).
+ */
+export type ModelSourceOrigin = { flag: string } | { file: string; line?: number; field: string };
+
+/**
+ * What is wrong with a local model file, as a phrase that starts with its path ("<path> is a directory"), or
+ * undefined when it is a whole GGUF file: it exists, is a file, starts with the GGUF magic, has a readable header,
+ * and is long enough for the tensors its header lists.
+ */
+export async function localModelProblem(path: string): Promise<string | undefined> {
+  const info = await stat(path).catch(() => undefined);
+  if (!info) return `${path} does not exist`;
+  if (info.isDirectory()) return `${path} is a directory`;
+  if (!info.isFile()) return `${path} is not a regular file`;
+  const head = Buffer.alloc(4);
+  const handle = await open(path, "r").catch(() => undefined);
+  if (!handle) return `${path} cannot be read (check its permissions)`;
+  const { bytesRead } = await handle.read(head, 0, 4, 0).finally(() => handle.close());
+  if (bytesRead < 4 || head.toString("latin1") !== "GGUF") {
+    const start = JSON.stringify(head.subarray(0, bytesRead).toString("latin1"));
+    return `${path} starts with ${start} instead of the GGUF magic "GGUF"`;
+  }
+  let end: number;
+  try {
+    const header = await readGgufHeader(path);
+    end = header.dataOffset;
+    for (const tensor of header.tensors) {
+      // Types this package cannot size (newer quantisations) are left to llama.cpp's own check.
+      const type = ggmlTypeName(tensor.type);
+      const bytes = type === undefined ? undefined : ggmlByteLength(type, tensorElementCount(tensor.dims));
+      if (bytes !== undefined) end = Math.max(end, header.dataOffset + tensor.offset + bytes);
+    }
+  } catch {
+    return `${path} has a damaged or incomplete GGUF header (download or convert it again)`;
+  }
+  if (info.size < end)
+    return `${path} is truncated (its tensors end at byte ${end}, the file has ${info.size} bytes; download it again)`;
+  return undefined;
+}
+
+/** How to fix a model reference, for the end of an error message. */
+function fixHint(origin: ModelSourceOrigin): string {
+  return "flag" in origin
+    ? `pass an existing path (${origin.flag} ./path/model.gguf) or an hf: URI (hf:owner/repo/file.gguf)`
+    : `set \`${origin.field}\` to the path of a local .gguf (relative to the config file) or an hf: URI (hf:owner/repo/file.gguf)`;
+}
+
+/** The fields that place an error at its origin: the config file, line and field; nothing for a flag. */
+function originFields(origin: ModelSourceOrigin) {
+  return "flag" in origin
+    ? {}
+    : { path: origin.file, ...(origin.line === undefined ? {} : { line: origin.line }), field: origin.field };
+}
+
 export interface ResolveModelSourceOptions {
+  /** Where the model was named, for errors. Default: the `--model` flag. */
+  origin?: ModelSourceOrigin;
   /** Where remote models are downloaded. Default: `models/` under SELFALIGN_CACHE_DIR (~/.cache/selfalign). */
   cacheDir?: string;
   onProgress?: ProgressListener;
@@ -26,21 +87,23 @@ export interface ResolveModelSourceOptions {
 }
 
 /**
- * Resolve a GGUF path or an `hf:` URI to a local file. A missing local file is a ConfigError naming it; a remote
- * model that cannot be fetched (offline, unreachable, unknown repository) is one BackendError saying how to supply
- * the file instead. node-llama-cpp does not always honour its abort signal while it looks a model up, so the
- * stall timeout is enforced here.
+ * Resolve a GGUF path or an `hf:` URI to a local file. A local file that is missing, a directory, not a GGUF or
+ * truncated is a ConfigError saying which and how to fix it, placed at `origin` (a config file's field and line, or
+ * the flag); a remote model that cannot be fetched (offline, unreachable, unknown repository) is one error saying how
+ * to supply the file instead. node-llama-cpp does not always honour its abort signal while it looks a model up, so
+ * the stall timeout is enforced here.
  */
 export async function resolveModelSource(model: string, options: ResolveModelSourceOptions = {}): Promise<string> {
+  const origin = options.origin ?? { flag: "--model" };
   if (!isRemoteModelUri(model)) {
     const path = resolve(model);
-    try {
-      await access(path);
-    } catch {
-      throw new ConfigError(
-        `model file not found: expected a GGUF file at ${path}. Pass an existing path (--model ./path/model.gguf) or an hf: URI (hf:owner/repo/file.gguf).`,
-        { path, field: "model" },
-      );
+    const problem = await localModelProblem(path);
+    if (problem !== undefined) {
+      throw new ConfigError(`${problem}: expected a GGUF model file; ${fixHint(origin)}`, {
+        // With a flag, the message starts with the file's path, which is where the problem is.
+        ...("flag" in origin ? { path } : originFields(origin)),
+        ...("flag" in origin ? { field: "model" } : {}),
+      });
     }
     return path;
   }
@@ -57,13 +120,19 @@ export async function resolveModelSource(model: string, options: ResolveModelSou
     },
   );
   if (cached) return cached;
-  const downloadError = (reason: string, cause: unknown) =>
-    new BackendError(
+  const supply =
+    "flag" in origin
+      ? `Supply a local file instead (${origin.flag} ./path/model.gguf)`
+      : `Supply a local file instead (set \`${origin.field}\` to its path)`;
+  const downloadError = (reason: string, cause: unknown) => {
+    const message =
       `could not download model "${model}" into ${cacheDir}: ${reason}. This machine may be offline or the host unreachable. ` +
-        "Supply a local file instead (--model ./path/model.gguf), or download the GGUF beforehand on a machine with internet " +
-        `access and place it${expected || ` in ${cacheDir}`}.`,
-      { cause, retryable: true, field: "model" },
-    );
+      `${supply}, or download the GGUF beforehand on a machine with internet access and place it${expected || ` in ${cacheDir}`}.`;
+    // From a config file the error is the config's to fix: a ConfigError placed at the field.
+    return "flag" in origin
+      ? new BackendError(message, { cause, retryable: true, field: "model" })
+      : new ConfigError(message, { ...originFields(origin), cause });
+  };
   if (env.offline)
     throw downloadError("SELFALIGN_OFFLINE (or HF_HUB_OFFLINE) is set, so nothing is downloaded", undefined);
   // Fail fast when the host cannot be reached at all: node-llama-cpp's downloader retries for minutes and keeps

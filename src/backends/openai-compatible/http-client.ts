@@ -19,6 +19,8 @@ export interface RetryEvent {
   url: string;
   /** 1 for the first retry. */
   attempt: number;
+  /** Retries allowed in all (`maxRetries`). */
+  maxRetries: number;
   delayMs: number;
   /** Why the attempt failed (never contains the API key). */
   reason: string;
@@ -110,6 +112,7 @@ export class HttpClient {
   readonly #headers: Record<string, string>;
 
   readonly #onRetry?: (event: RetryEvent) => void;
+  #retries = 0;
 
   constructor(
     pool: EndpointPool,
@@ -129,8 +132,18 @@ export class HttpClient {
     return `${base}${path}`;
   }
 
+  /** Retries made so far, by every request of this client. */
+  get retries(): number {
+    return this.#retries;
+  }
+
   /** Send one request, retrying per the policy on whichever endpoint is least loaded at each attempt. */
   async request<T>(options: HttpRequestOptions<T>): Promise<T> {
+    return (await this.requestCounted(options)).value;
+  }
+
+  /** `request`, also saying how many times this request was retried before it succeeded. */
+  async requestCounted<T>(options: HttpRequestOptions<T>): Promise<{ value: T; retries: number }> {
     const { maxRetries, initialBackoffMs, maxBackoffMs } = this.#policy;
     let last: AttemptFailure | undefined;
     for (let attempt = 0; attempt <= maxRetries; attempt++) {
@@ -139,9 +152,11 @@ export class HttpClient {
         // "Equal jitter": half fixed, half random, so replicas that failed together do not retry together.
         const backoff = exponential / 2 + (Math.random() * exponential) / 2;
         const delay = Math.min(maxBackoffMs, Math.max(backoff, last?.retryAfterMs ?? 0));
+        this.#retries++;
         this.#onRetry?.({
           url: last!.url,
           attempt,
+          maxRetries,
           delayMs: delay,
           reason: last!.error.message,
           statusCode: last!.error.statusCode,
@@ -153,7 +168,7 @@ export class HttpClient {
         const outcome = await this.#attempt(endpoint, options);
         if ("value" in outcome) {
           this.pool.markSuccess(endpoint);
-          return outcome.value;
+          return { value: outcome.value, retries: attempt };
         }
         // Rest the endpoint at least a second (or as long as it asked), so other replicas take the retries.
         this.pool.markFailure(endpoint, Math.max(1000, outcome.retryAfterMs ?? 0));

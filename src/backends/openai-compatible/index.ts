@@ -4,3 +4,5 @@ export {
   type OpenAICompatibleBackend,
   type OpenAICompatibleBackendOptions,
 } from "./openai-compatible-backend.js";
+export type { ServedModel } from "./response-shapes.js";
+export { grammarFields, type ServerInfo, type ServerKind, serverKinds } from "./server-info.js";

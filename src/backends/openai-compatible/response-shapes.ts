@@ -19,6 +19,8 @@ export interface CompletionChoice {
   logprobs: CompletionLogprobs | null;
   /** vLLM's `prompt_logprobs`: one entry per prompt token (the first is null), token id -> {logprob, rank, decoded_token}. */
   promptLogprobs: Array<Record<string, PromptLogprobEntry> | null> | null;
+  /** The prompt's token ids as the server encoded it (vLLM and SGLang with `return_token_ids: true`). */
+  promptTokenIds: number[] | null;
 }
 
 export interface PromptLogprobEntry {
@@ -97,6 +99,10 @@ export function parseCompletionsResponse(json: unknown): CompletionsResponse {
       promptLogprobs: Array.isArray(choice.prompt_logprobs)
         ? (choice.prompt_logprobs as CompletionChoice["promptLogprobs"])
         : null,
+      promptTokenIds:
+        Array.isArray(choice.prompt_token_ids) && choice.prompt_token_ids.every((id) => Number.isInteger(id))
+          ? (choice.prompt_token_ids as number[])
+          : null,
     };
   });
   choices.sort((a, b) => a.index - b.index);
@@ -124,23 +130,58 @@ export function parseTokenizeResponse(json: unknown): number[] {
   return tokens as number[];
 }
 
-/** `/detokenize` of llama.cpp server (`{content}`) and vLLM (`{prompt}`). */
+/** `/detokenize` of llama.cpp server (`{content}`), vLLM (`{prompt}`) and SGLang (`{text}`). */
 export function parseDetokenizeResponse(json: unknown): string {
   if (isObject(json)) {
     if (typeof json.content === "string") return json.content;
     if (typeof json.prompt === "string") return json.prompt;
+    if (typeof json.text === "string") return json.text;
   }
-  return fail("an object with a `content` (llama.cpp) or `prompt` (vLLM) string", json);
+  return fail("an object with a `content` (llama.cpp), `prompt` (vLLM) or `text` (SGLang) string", json);
 }
 
-/** `/v1/models`: the ids served. */
-export function parseModelsResponse(json: unknown): Array<{ id: string; maxModelLen?: number }> {
+/** One entry of `/v1/models`, with what servers add to OpenAI's shape. */
+export interface ServedModel {
+  id: string;
+  /** `owned_by`: "vllm", "sglang", "llamacpp", "selfalign", "openai", ... */
+  ownedBy?: string;
+  /** vLLM and SGLang: `max_model_len`. */
+  maxModelLen?: number;
+  /** llama.cpp server and `selfalign serve`: `meta.n_ctx` (the serving context) and `meta.n_ctx_train`. */
+  metaContext?: number;
+  metaTrainContext?: number;
+}
+
+const positiveNumber = (value: unknown): number | undefined =>
+  typeof value === "number" && Number.isInteger(value) && value > 0 ? value : undefined;
+
+/** `/v1/models`: the ids served, with their context windows where the server says. */
+export function parseModelsResponse(json: unknown): ServedModel[] {
   if (!isObject(json) || !Array.isArray(json.data)) fail("an object with a `data` array", json);
   return (json.data as unknown[]).map((entry) => {
     if (!isObject(entry) || typeof entry.id !== "string") fail("data[i].id to be a string", entry);
-    return {
-      id: entry.id as string,
-      maxModelLen: typeof entry.max_model_len === "number" ? entry.max_model_len : undefined,
-    };
+    const meta = isObject(entry.meta) ? entry.meta : {};
+    const model: ServedModel = { id: entry.id as string };
+    if (typeof entry.owned_by === "string") model.ownedBy = entry.owned_by;
+    const maxModelLen = positiveNumber(entry.max_model_len);
+    if (maxModelLen !== undefined) model.maxModelLen = maxModelLen;
+    const metaContext = positiveNumber(meta.n_ctx);
+    if (metaContext !== undefined) model.metaContext = metaContext;
+    const metaTrainContext = positiveNumber(meta.n_ctx_train);
+    if (metaTrainContext !== undefined) model.metaTrainContext = metaTrainContext;
+    return model;
   });
+}
+
+/** vLLM `GET /version`: `{version}`. */
+export function parseVersionResponse(json: unknown): string {
+  if (!isObject(json) || typeof json.version !== "string") fail("an object with a `version` string", json);
+  return (json as { version: string }).version;
+}
+
+/** llama.cpp server `GET /props`: the per-slot context, `default_generation_settings.n_ctx`. */
+export function parsePropsContext(json: unknown): number | undefined {
+  if (!isObject(json)) fail("an object", json);
+  const settings = (json as Record<string, unknown>).default_generation_settings;
+  return isObject(settings) ? positiveNumber(settings.n_ctx) : undefined;
 }

@@ -1,12 +1,19 @@
 import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
 import { loraFlag } from "../flags.js";
+import { terminalSafe } from "../terminal-text.js";
+
+const commandHelp = `Commands:
+  /help    this list
+  /reset   forget the conversation so far and start a new one
+  /exit    leave (or Ctrl+D)
+`;
 
 export function registerChat(program: Command): void {
   program
     .command("chat")
     .description(
-      "Talk to a model (base + optional LoRA adapters) in the engraved assistant's format. Ctrl+D or /exit to leave.",
+      "Talk to a model (base + optional LoRA adapters) in the engraved assistant's format. /help lists the commands (/reset, /exit).",
     )
     .requiredOption("--model <gguf>", "base model: a .gguf path or an hf: URI")
     .option(
@@ -45,7 +52,7 @@ export function registerChat(program: Command): void {
         const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
         const history: Array<{ role: "user" | "assistant"; content: string }> = [];
         process.stdout.write(
-          `Chatting with ${constitution.assistant.name} (${options.model}${lora.length ? ` + ${lora.map((l) => l.path).join(", ")}` : ""}). /exit to leave.\n`,
+          `Chatting with ${constitution.assistant.name} (${options.model}${lora.length ? ` + ${lora.map((l) => l.path).join(", ")}` : ""}). /help for commands, /exit to leave.\n`,
         );
         // Ctrl+C at the prompt leaves like Ctrl+D (in a terminal, readline receives it rather than the process).
         rl.on("SIGINT", () => rl.close());
@@ -54,17 +61,29 @@ export function registerChat(program: Command): void {
           rl.setPrompt("you> ");
           rl.prompt();
           for await (const line of rl) {
-            if (line.trim() === "/exit") break;
-            if (!line.trim()) {
+            const command = line.trim();
+            if (command === "/exit") break;
+            if (!command) {
+              rl.prompt();
+              continue;
+            }
+            if (/^\/[a-z]+$/i.test(command)) {
+              if (command === "/help") process.stdout.write(commandHelp);
+              else if (command === "/reset") {
+                history.length = 0;
+                process.stdout.write("(conversation reset)\n");
+              } else process.stdout.write(`unknown command ${command}; /help lists the commands\n`);
               rl.prompt();
               continue;
             }
             history.push({ role: "user", content: line });
             const prompt = chatPromptFromMessages(constitution.assistant, style, history);
             process.stdout.write(`${constitution.assistant.name}> `);
-            // Print the answer as it is written: each time, what is new in the cleaned text so far.
+            // Print the answer as it is written: each time, what is new in the cleaned text so far. Control
+            // characters are made harmless first (terminalSafe maps a prefix to a prefix, so pieces still add up).
             let printed = "";
-            const show = (text: string) => {
+            const show = (raw: string) => {
+              const text = terminalSafe(raw);
               if (text.length > printed.length && text.startsWith(printed)) {
                 process.stdout.write(text.slice(printed.length));
                 printed = text;

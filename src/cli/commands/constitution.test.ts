@@ -108,6 +108,81 @@ describe("selfalign constitution", () => {
   });
 });
 
+describe("selfalign constitution import-seeds", () => {
+  it("converts a Self-Instruct seed file to our YAML, and red-team seeds with --red-team", async () => {
+    const seeds = join(work, "seed_tasks.jsonl");
+    const rows = [
+      { id: "seed_task_0", name: "a", instruction: "Name a fruit.", instances: [{ input: "", output: "Apple." }] },
+      {
+        id: "seed_task_1",
+        name: "b",
+        instruction: "Is this sentence a question?",
+        instances: [{ input: "Where is the station?", output: "Yes" }],
+        is_classification: true,
+      },
+    ];
+    await writeFile(seeds, rows.map((row) => JSON.stringify(row)).join("\n"));
+    const printed = await selfalign("constitution", "import-seeds", seeds);
+    expect(printed.stderr).toBe("");
+    expect(printed.code).toBe(0);
+    expect(parse(printed.stdout)).toEqual({
+      tasks: [
+        { id: "seed-task-0", instruction: "Name a fruit.", output: "Apple." },
+        {
+          id: "seed-task-1",
+          instruction: "Is this sentence a question?",
+          input: "Where is the station?",
+          output: "Yes",
+          isClassification: true,
+        },
+      ],
+    });
+
+    // Into a constitution folder: it loads, and stats counts the two tasks.
+    const folder = join(work, "imported");
+    await cp(defaultConstitutionDir(), folder, { recursive: true });
+    const out = join(folder, "seed-tasks.yaml");
+    const refused = await selfalign("constitution", "import-seeds", seeds, "--out", out);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`selfalign: ${out}: exists; choose another --out file, or pass --force`);
+    const written = await selfalign("constitution", "import-seeds", seeds, "--out", out, "--force");
+    expect(written.stdout).toBe(`wrote 2 seed tasks to ${out}\n`);
+    expect((await loadConstitution(folder)).seedTasks.map((task) => task.id)).toEqual(["seed-task-0", "seed-task-1"]);
+    const stats = await selfalign("constitution", "stats", folder, "--json");
+    expect(JSON.parse(stats.stdout).annotationLines.seedTasks).toBe(2);
+
+    const questions = join(work, "questions.jsonl");
+    await writeFile(
+      questions,
+      `${JSON.stringify({ topic: "Chess", question_type: "Questions that require personal preference", question: "Which opening do you like best?" })}\n`,
+    );
+    const redTeam = await selfalign("constitution", "import-seeds", questions, "--red-team");
+    expect(parse(redTeam.stdout)).toEqual({
+      types: [
+        {
+          id: "personal-preference",
+          label: "Questions that require personal preference",
+          seedTopic: "Chess",
+          seedQuestion: "Which opening do you like best?",
+        },
+      ],
+    });
+  });
+
+  it("names file, line and field of a bad row, and writes nothing", async () => {
+    const seeds = join(work, "bad_seeds.jsonl");
+    await writeFile(seeds, '{"instruction": "Name a fruit."}\n{"instruction": "Name a tree.", "instances": {}}\n');
+    const out = join(work, "never.yaml");
+    const result = await selfalign("constitution", "import-seeds", seeds, "--out", out);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      new RegExp(`^selfalign: ${seeds.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}, line 2, instances: `),
+    );
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    await expect(stat(out)).rejects.toThrow();
+  });
+});
+
 describe("selfalign init", () => {
   it("creates a starter config and an editable copy of the default constitution", async () => {
     const project = join(work, "My Project");
@@ -122,7 +197,7 @@ describe("selfalign init", () => {
     });
     expect(Object.keys(config.stages)).toEqual(["self-instruct", "red-team", "self-align", "engrave", "verbose-clone"]);
     // The starter config is one 'selfalign run' accepts.
-    expect(parsePipelineConfig(config, "selfalign.yaml").stages["self-instruct"].target).toBe(300);
+    expect(parsePipelineConfig(config, "selfalign.yaml").stages["self-instruct"]?.target).toBe(300);
     const copy = await loadConstitution(join(project, "constitution"));
     expect(copy.hash).toBe((await loadConstitution(defaultConstitutionDir())).hash);
   });

@@ -1,3 +1,5 @@
+import { stat, writeFile } from "node:fs/promises";
+import { basename } from "node:path";
 import type { Command } from "commander";
 import {
   checkConstitution,
@@ -6,11 +8,18 @@ import {
   constitutionStats,
   defaultConstitutionDir,
   formatConstitutionIssue,
+  importSeedList,
   loadConstitution,
   readConstitution,
+  seedFileFormats,
+  seedListYaml,
 } from "../../constitution/index.js";
+import { ConfigError } from "../../errors/index.js";
 
-/** `selfalign constitution stats|check [dir]`: count and validate a constitution folder. */
+/**
+ * `selfalign constitution stats|check [dir]`: count and validate a constitution folder;
+ * `selfalign constitution import-seeds <file>`: convert seed tasks or red-team seeds in the field's formats to our YAML.
+ */
 export function registerConstitution(program: Command): void {
   const constitution = program
     .command("constitution")
@@ -41,6 +50,43 @@ export function registerConstitution(program: Command): void {
       process.stdout.write(formatIssues(folder, issues));
       if (issues.some((issue) => issue.severity === "error")) process.exitCode = 1;
     });
+
+  constitution
+    .command("import-seeds")
+    .description(
+      "Convert seed tasks (Self-Instruct / Alpaca JSONL or JSON) or, with --red-team, red-team seed questions " +
+        "({topic, question_type, question} JSONL) into the YAML of seed-tasks.yaml or red-team.yaml. " +
+        "(A constitution can also name such a file directly: `tasks: ./seed_tasks.jsonl` in seed-tasks.yaml.)",
+    )
+    .argument("<file>", `${seedFileFormats.seedTasks}; with --red-team: ${seedFileFormats.redTeam}`)
+    .option("--red-team", "the file holds red-team seed questions (writes red-team.yaml's `types:`)", false)
+    .option("--out <file>", "write the YAML to this file instead of printing it")
+    .option("--force", "overwrite the --out file when it exists", false)
+    .action(async (file: string, options: { redTeam: boolean; out?: string; force: boolean }) => {
+      const { text, count, warnings } = await importAs(options.redTeam ? "redTeam" : "seedTasks", file);
+      for (const warning of warnings) process.stderr.write(`warning: ${formatConstitutionIssue(warning)}\n`);
+      if (options.out === undefined) {
+        process.stdout.write(text);
+        return;
+      }
+      if (!options.force && (await stat(options.out).catch(() => undefined))) {
+        throw new ConfigError("exists; choose another --out file, or pass --force to overwrite it", {
+          path: options.out,
+        });
+      }
+      await writeFile(options.out, text, "utf8");
+      const what = options.redTeam ? "red-team seed questions" : "seed tasks";
+      process.stdout.write(`wrote ${count} ${what} to ${options.out}\n`);
+    });
+}
+
+async function importAs(key: "seedTasks" | "redTeam", file: string) {
+  if (key === "redTeam") {
+    const { items, warnings } = await importSeedList("redTeam", file);
+    return { text: seedListYaml("redTeam", items, basename(file)), count: items.length, warnings };
+  }
+  const { items, warnings } = await importSeedList("seedTasks", file);
+  return { text: seedListYaml("seedTasks", items, basename(file)), count: items.length, warnings };
 }
 
 function formatIssues(dir: string, issues: ConstitutionIssue[]): string {
@@ -88,7 +134,7 @@ function formatStats(dir: string, hash: string, stats: ConstitutionStats): strin
     "lines of human annotation",
     ...annotation.map(([label, count]) => row(label, count)),
     row("total", lines.total),
-    `  (+${lines.negatedPrinciples} negated principle texts, used only by SALMON)`,
+    `  (+${lines.negatedPrinciples} negated principle texts, kept for SALMON; no SELF-ALIGN stage reads them)`,
     "",
   ].join("\n");
 }

@@ -3,6 +3,7 @@ import { registerChat } from "./chat.js";
 import { registerConstitution } from "./constitution.js";
 import { registerDemo } from "./demo.js";
 import { registerEval } from "./eval.js";
+import { registerExport } from "./export.js";
 import { registerInit } from "./init.js";
 import { registerIsheep } from "./isheep.js";
 import { registerMerge } from "./merge.js";
@@ -30,4 +31,5 @@ export const commands: Array<(program: Command) => void> = [
   registerTrain,
   registerStage,
   registerMerge,
+  registerExport,
 ];

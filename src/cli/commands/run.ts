@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { formatNextCommands } from "../next-commands.js";
 import { withProgress } from "../with-progress.js";
 
 /** Print the end-of-run summary: counts, rejects by filter, tokens, adapters, report. */
@@ -42,13 +43,19 @@ export function formatPipelineSummary(result: import("../../pipeline/run-pipelin
   return `${lines.join("\n")}\n`;
 }
 
-/** Run the pipeline with progress rendering and Ctrl+C handling, then print the summary. */
+/** Run the pipeline with progress rendering and Ctrl+C handling, then print the summary and what to run next. */
 export async function runPipelineCommand(
   loaded: import("../../pipeline/pipeline-config.js").LoadedPipelineConfig,
 ): Promise<void> {
   const { runPipeline } = await import("../../pipeline/run-pipeline.js");
+  const { baseModelOf } = await import("../../pipeline/resolve-models.js");
   const result = await withProgress((onProgress, signal) => runPipeline({ loaded, onProgress, signal }));
   process.stdout.write(formatPipelineSummary(result));
+  const adapter = result.adapters.final ?? result.adapters.engrave;
+  const baseModel = baseModelOf(loaded);
+  process.stdout.write(
+    formatNextCommands({ runDir: result.runDir, ...(adapter ? { adapter } : {}), ...(baseModel ? { baseModel } : {}) }),
+  );
 }
 
 export function registerRun(program: Command): void {

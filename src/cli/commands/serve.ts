@@ -1,8 +1,8 @@
 import { basename } from "node:path";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { readSecretEnv } from "../../config/env.js";
 import { ConfigError } from "../../errors/index.js";
-import { startServer } from "../../serve/server.js";
+import { formatServedRequest, startServer } from "../../serve/server.js";
 import { loraFlag, positiveInteger } from "../flags.js";
 import { withInterrupt } from "../interrupt.js";
 
@@ -13,8 +13,20 @@ function port(value: string): number {
   return n;
 }
 
-/** `--lora path[:scale]`, repeatable. */
+/** `--adapter path[:scale]`, repeatable (as in `chat` and `eval`). */
+export const parseAdapterFlag = loraFlag("adapter");
+/** `--lora path[:scale]`: the flag's earlier name, still accepted (hidden from --help). */
 export const parseLoraFlag = loraFlag("lora");
+
+/** `--max-body <size>`: bytes, or with a k/m suffix (KiB, MiB). */
+export function parseBodySize(value: string): number {
+  const units: Record<string, number> = { "": 1, k: 1024, m: 1024 * 1024 };
+  const match = /^(\d+)\s*([km]?)(?:i?b)?$/i.exec(value.trim());
+  const bytes = match ? Number(match[1]) * units[match[2]!.toLowerCase()]! : Number.NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0)
+    throw new ConfigError(`--max-body must be a size such as 1048576, 512k or 4m, got "${value}"`);
+  return bytes;
+}
 
 /** Default model id: the file name without `.gguf` (`hf:owner/repo/file.gguf` -> `file`). */
 export function defaultModelName(model: string): string {
@@ -26,7 +38,13 @@ export function registerServe(program: Command): void {
     .command("serve")
     .description("Serve a GGUF model (with LoRA adapters) as an OpenAI-compatible HTTP API.")
     .requiredOption("--model <gguf|hf:uri>", "GGUF file or hf:owner/repo/file.gguf")
-    .option("--lora <path[:scale]>", "LoRA adapter GGUF, optionally with a scale (repeatable)", parseLoraFlag, [])
+    .option(
+      "--adapter <path[:scale]>",
+      "LoRA adapter GGUF, optionally with a scale (repeatable), e.g. runs/x/verbose-clone/adapter/adapter.gguf",
+      parseAdapterFlag,
+      [],
+    )
+    .addOption(new Option("--lora <path[:scale]>").argParser(parseLoraFlag).default([]).hideHelp())
     .option("--host <host>", "interface to listen on (0.0.0.0 exposes it to the network)", "127.0.0.1")
     .option("--port <n>", "port (0 picks a free one)", port, 8000)
     .option("--api-key-env <NAME>", "environment variable holding the bearer token clients must send")
@@ -43,7 +61,15 @@ export function registerServe(program: Command): void {
       "decode threads (default: measured per batch size, 1 against all cores)",
       positiveInteger("threads"),
     )
+    .option(
+      "--max-body <size>",
+      "largest request body accepted, e.g. 1m or 512k (413 beyond)",
+      parseBodySize,
+      1024 * 1024,
+    )
+    .option("--log-requests", "print a line per request on stderr: method, path, status, tokens, milliseconds")
     .action(async (options) => {
+      const adapters = [...options.adapter, ...options.lora];
       const apiKey = options.apiKeyEnv
         ? readSecretEnv(options.apiKeyEnv, { required: true, purpose: "selfalign serve --api-key-env" })
         : undefined;
@@ -51,7 +77,7 @@ export function registerServe(program: Command): void {
       const { createLlamaCppBackend } = await import("../../backends/llama-cpp/index.js");
       const model = await createLlamaCppBackend({
         model: options.model,
-        lora: options.lora.length > 0 ? options.lora : undefined,
+        lora: adapters.length > 0 ? adapters : undefined,
         contextSize: options.ctx,
         sequences: options.parallel,
         threads: options.threads,
@@ -66,6 +92,10 @@ export function registerServe(program: Command): void {
           port: options.port,
           apiKey,
           maxConcurrent: Math.max(16, options.parallel * 4),
+          maxBodyBytes: options.maxBody,
+          ...(options.logRequests
+            ? { onRequest: (entry) => process.stderr.write(`${formatServedRequest(entry)}\n`) }
+            : {}),
         });
       } catch (error) {
         await model.close();

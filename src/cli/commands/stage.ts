@@ -25,6 +25,7 @@ export interface StageCommandOptions {
   run: string;
   model?: string;
   trainBase?: string;
+  hfBase?: string;
   shard?: string;
   constitution?: string;
   seed?: number;
@@ -115,7 +116,11 @@ export async function runStageCommand(
     instance.options = parsedOptions;
     const byName = new Map(instances.map((one) => [one.name, one]));
 
-    if (definition.needsUpstreamRecords) {
+    const needsInputs =
+      typeof definition.needsUpstreamRecords === "function"
+        ? definition.needsUpstreamRecords(parsedOptions)
+        : definition.needsUpstreamRecords === true;
+    if (needsInputs) {
       let inputs = 0;
       for (const upstream of instance.upstream) {
         const source = byName.get(upstream);
@@ -166,7 +171,16 @@ export async function runStageCommand(
       seed,
       ...(generator ? { generator } : {}),
       ...(trainBase ? { trainBase } : {}),
+      ...(options.hfBase
+        ? {
+            hfBase: (await import("../../training/hf/hf-trainer-options.js")).resolveHfBase(
+              options.hfBase,
+              process.cwd(),
+            ),
+          }
+        : {}),
       pool,
+      command: `selfalign stage ${definition.name} --run ${options.run}${shard ? ` --shard ${options.shard}` : ""}`,
       ...progress,
     });
     const result = await definition.run(context);
@@ -189,7 +203,10 @@ export function registerStage(program: Command, registry: StageRegistry = defaul
       .option("--shard <i/n>", "work on shard i of n (merge with `selfalign merge`)")
       .option("--constitution <dir>", "constitution folder (default: the built-in one)")
       .option("--seed <n>", "base seed (default 42)", nonNegative("seed", true));
-    if (definition.models.includes("trainer")) command.option("--train-base <gguf>", "GGUF the trainer loads");
+    if (definition.models.includes("trainer")) {
+      command.option("--train-base <gguf>", "GGUF the trainer loads");
+      command.option("--hf-base <model>", "trainer hf: the base in Hugging Face form (folder or hub id)");
+    }
     if (registry.some((entry) => isGroup(entry) && entry.stages.includes(definition)))
       command.option("--round <n>", "round of the group (default 1)", nonNegative("round"));
     addSchemaFlags(command, schemaFlags(definition.options), definition.flagAliases);

@@ -58,6 +58,7 @@ export const engraveDefinition = defineStage({
       answers,
       constitution: context.constitution,
       includeIdentity,
+      ...(context.command ? { command: context.command } : {}),
       trainer,
       base,
       trainOptions: { seed: context.seed, ...options },

@@ -1,7 +1,14 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type Constitution, defaultConstitutionDir, loadConstitution } from "../../constitution/index.js";
+import { readJsonl } from "../../run-store/jsonl.js";
+import { openRun } from "../../run-store/run.js";
 import { identityRecords, renameAssistant, toAlpaca, toMessages, toSftRecord } from "./build-sft.js";
 import { chatPrompt, chatPromptFromMessages, cleanAnswer } from "./prompt.js";
+import { storeSftRecords } from "./run.js";
 
 let constitution: Constitution;
 beforeAll(async () => {
@@ -60,5 +67,50 @@ describe("engraving format", () => {
     ]);
     const name = constitution.assistant.name;
     expect(text.endsWith(`### User\nHi\n\n### ${name}\nHello!\n\n### User\nBye\n\n### ${name}`)).toBe(true);
+  });
+});
+
+describe("SFT exports", () => {
+  it("writes the set as Alpaca and chat JSONL and Parquet with identical rows, and a dataset card", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "selfalign-engrave-export-"));
+    try {
+      const { assistant } = constitution;
+      const records = [
+        toSftRecord(
+          { id: "r1", instruction: "Name a prime.", input: "Between 10 and 20", output: "13.", ended: true },
+          assistant,
+        ),
+        toSftRecord(
+          { id: "r2", instruction: "Say hi", output: `Hi, I am ${assistant.generationName}.`, ended: false },
+          assistant,
+        ),
+        ...identityRecords(assistant),
+      ];
+      const run = await openRun(dir, { create: true });
+      const store = await run.stage("engrave");
+      const files = await storeSftRecords(store, records, constitution, { command: "selfalign run selfalign.yaml" });
+      await run.close();
+      const parquetRows = async (path: string) => parquetReadObjects({ file: await asyncBufferFromFile(path) });
+      const lines = async (path: string) =>
+        (await readFile(path, "utf8"))
+          .trimEnd()
+          .split("\n")
+          .map((line) => JSON.parse(line));
+      expect(await parquetRows(files.messagesParquet)).toEqual(await lines(files.messages));
+      expect(await parquetRows(files.alpacaParquet)).toEqual(await lines(files.alpaca));
+      expect(await parquetRows(files.alpacaParquet)).toEqual(records.map(toAlpaca));
+      expect((await parquetRows(files.messagesParquet))[0]).toEqual(toMessages(records[0]!, assistant));
+      // The stored records keep their ids and provenance.
+      expect((await readJsonl(files.sft)).records.map((record) => record.id)).toEqual(records.map((r) => r.id));
+
+      const card = await readFile(files.card, "utf8");
+      expect(card).toMatch(/^---\nconfigs:\n {2}- config_name: messages\n/);
+      expect(card).toContain(`| messages | messages.parquet | ${records.length} |`);
+      expect(card).toContain(`| alpaca | alpaca.parquet | ${records.length} |`);
+      expect(card).toContain(`- constitution hash: \`${constitution.hash}\``);
+      expect(card).toContain("- made by: `selfalign run selfalign.yaml`");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,14 +1,15 @@
 /**
  * Stage 3, principle engraving (method-spec A.5): build the SFT set from the kept self-aligned answers (principles,
  * exemplars and internal thoughts removed; the constitution's identity exchanges added), export it as Alpaca and chat
- * JSONL, and train a LoRA adapter on the base model with the configured trainer.
+ * JSONL and Parquet with a dataset card, and train a LoRA adapter on the base model with the configured trainer.
  */
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Constitution } from "../../constitution/index.js";
+import { writeParquetDataset } from "../../data/write-dataset.js";
 import { AbortedError, ConfigError } from "../../errors/index.js";
+import { packageVersion } from "../../package-root.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
-import { recordId, type StageStore } from "../../run-store/index.js";
+import type { StageStore } from "../../run-store/index.js";
 import { writeJsonLines } from "../../run-store/json-file.js";
 import type { SftExample, Trainer, TrainOptions, TrainResult } from "../../training/trainer.js";
 import { type AnswerRecord, identityRecords, type SftRecord, toAlpaca, toMessages, toSftRecord } from "./build-sft.js";
@@ -23,13 +24,15 @@ export interface RunEngraveOptions extends TrainAdapterOptions {
   constitution: Constitution;
   /** Add the constitution's "who are you" exchanges. Default true. */
   includeIdentity?: boolean;
+  /** The command that made the run, named in the dataset card (README.md). Default: "not recorded". */
+  command?: string;
 }
 
 export interface RunEngraveResult {
   counts: { examples: number; fromAnswers: number; identity: number };
   train: TrainResult;
   /** Exported datasets. */
-  files: { sft: string; alpaca: string; messages: string; adapterDir: string };
+  files: ReturnType<typeof sftFiles>;
 }
 
 /** The files of an engrave-like stage folder: SFT exports and the adapter directory. */
@@ -38,24 +41,71 @@ export function sftFiles(dir: string) {
     sft: join(dir, "records.jsonl"),
     alpaca: join(dir, "alpaca.jsonl"),
     messages: join(dir, "messages.jsonl"),
+    alpacaParquet: join(dir, "alpaca.parquet"),
+    messagesParquet: join(dir, "messages.parquet"),
+    /** The dataset card of the Parquet files. */
+    card: join(dir, "README.md"),
     adapterDir: join(dir, "adapter"),
   };
 }
 
+const sftFieldDescriptions = {
+  instruction: "the user's request",
+  input: 'context or data that follows the request ("" when none)',
+  output: "the assistant's answer",
+  messages: "the conversation: the system prompt, the user's turn (instruction and input) and the assistant's answer",
+};
+
 /**
  * Store the SFT set built now (records not yet stored are appended, so the run keeps their provenance) and write the
- * Alpaca / chat exports of exactly this set. Records stored by an earlier configuration are not part of it.
+ * Alpaca / chat exports of exactly this set, as JSONL and as Parquet with a dataset card, so the folder uploads to a
+ * dataset hub as it is. Records stored by an earlier configuration are not part of it.
  */
-export async function storeSftRecords(store: StageStore, records: SftRecord[], constitution: Constitution) {
+export async function storeSftRecords(
+  store: StageStore,
+  records: SftRecord[],
+  constitution: Constitution,
+  card: { command?: string } = {},
+) {
   for (const record of records) if (!store.isDone(record.id)) await store.appendRecord({ ...record });
   await store.saveManifest();
   const files = sftFiles(store.dir);
   // Exports in the field's formats (no ids), read unchanged by Alpaca- and chat-SFT tooling.
-  await writeJsonLines(files.alpaca, records.map(toAlpaca));
-  await writeJsonLines(
-    files.messages,
-    records.map((r) => toMessages(r, constitution.assistant)),
-  );
+  const alpaca = records.map(toAlpaca);
+  const messages = records.map((r) => toMessages(r, constitution.assistant));
+  await writeJsonLines(files.alpaca, alpaca);
+  await writeJsonLines(files.messages, messages);
+  const text = { kind: "string" } as const;
+  await writeParquetDataset(store.dir, {
+    title: `${constitution.assistant.name}: supervised fine-tuning data (${store.stage})`,
+    summary:
+      `Prompts and answers that taught ${constitution.assistant.name} its principles, made by selfalign's ` +
+      `\`${store.stage}\` stage: ${records.length} examples, as chat messages and as Alpaca rows.`,
+    files: [
+      {
+        config: "messages",
+        file: "messages.parquet",
+        rows: messages,
+        columns: [{ name: "messages", kind: "struct-list", fields: ["role", "content"] }],
+        default: true,
+      },
+      {
+        config: "alpaca",
+        file: "alpaca.parquet",
+        rows: alpaca,
+        columns: [
+          { name: "instruction", ...text },
+          { name: "input", ...text },
+          { name: "output", ...text },
+        ],
+      },
+    ],
+    fieldDescriptions: sftFieldDescriptions,
+    constitutionHash: constitution.hash,
+    ...(card.command === undefined ? {} : { command: card.command }),
+    provenance: { "selfalign version": packageVersion() },
+    alsoAs: ["messages.jsonl", "alpaca.jsonl"],
+  });
   return files;
 }
 
@@ -79,7 +129,6 @@ export async function trainAdapter(
   options: TrainAdapterOptions,
 ): Promise<TrainResult> {
   if (options.signal?.aborted) throw new AbortedError();
-  await dropStaleCheckpoint(adapterDir, records, options.trainOptions ?? {});
   const train = await options.trainer.train({
     base: options.base,
     examples: records.map(({ prompt, completion }) => ({ prompt, completion })),
@@ -94,32 +143,14 @@ export async function trainAdapter(
   return train;
 }
 
-/**
- * A checkpoint left by a training of other data or options cannot be resumed: it is dropped (the adapter it leads to
- * was never finished) and the training starts afresh. `.train-key` in the adapter folder names the training a
- * checkpoint belongs to.
- */
-async function dropStaleCheckpoint(adapterDir: string, records: readonly { id: string }[], options: TrainOptions) {
-  const keyFile = join(adapterDir, ".train-key");
-  const key = recordId(
-    "train",
-    records.map((record) => record.id),
-    options,
-  );
-  const recorded = await readFile(keyFile, "utf8").catch(() => undefined);
-  if (recorded !== undefined && recorded.trim() !== key) {
-    await rm(join(adapterDir, "checkpoint"), { recursive: true, force: true });
-  }
-  await mkdir(adapterDir, { recursive: true });
-  await writeFile(keyFile, `${key}\n`);
-}
-
 export async function runEngrave(options: RunEngraveOptions): Promise<RunEngraveResult> {
   const { store, constitution } = options;
   const fromAnswers = options.answers.map((answer) => toSftRecord(answer, constitution.assistant, "concise"));
   const identity = (options.includeIdentity ?? true) ? identityRecords(constitution.assistant, "concise") : [];
   const all = [...fromAnswers, ...identity];
-  const files = await storeSftRecords(store, all, constitution);
+  const files = await storeSftRecords(store, all, constitution, {
+    ...(options.command ? { command: options.command } : {}),
+  });
   if (all.length === 0) {
     throw new ConfigError(
       "engrave: no training examples: stage 2 kept no answers and identity exchanges are off. Generate more prompts or check the self-align rejections ('selfalign status')",

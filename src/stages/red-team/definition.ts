@@ -4,6 +4,7 @@ import { defineStage, progressOptions } from "../../pipeline/stage-definition.js
 import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
+import { loadGrammar, withGrammar } from "../shared/grammar.js";
 import { mergeOnePer } from "../shared/merge-one-per.js";
 import {
   questionSamplingDefaults,
@@ -53,6 +54,7 @@ export const redTeamOptionsSchema = z.strictObject({
   seedsPerPrompt: positiveInt.default(5).describe("seed questions shown per question prompt"),
   batchSize: positiveInt.optional().describe("prompts in flight (default: the backend's parallelism)"),
   topicSampling: samplingWithDefaults(topicDefaults),
+  /** Its `grammar` constrains the text of one question; the stage wraps it in each prompt's numbered lines. */
   questionSampling: samplingWithDefaults(questionSamplingDefaults),
 });
 
@@ -79,9 +81,14 @@ export const redTeamDefinition = defineStage({
   models: ["generator"],
   flagAliases: { "max-tokens": "questionSampling.maxTokens", temperature: "questionSampling.temperature" },
   async run(context) {
-    const { batchSize, maxTopicsPerType, ...options } = context.options;
+    const { batchSize, maxTopicsPerType, topicSampling, questionSampling, ...options } = context.options;
+    const { grammar: questionGrammar, ...questions } = questionSampling;
+    const loadedQuestionGrammar = await loadGrammar(context, questionGrammar, "questionSampling.grammar");
     const out = await runRedTeam({
       ...options,
+      topicSampling: await withGrammar(context, topicSampling, "topicSampling.grammar"),
+      questionSampling: questions,
+      ...(loadedQuestionGrammar ? { questionGrammar: loadedQuestionGrammar } : {}),
       ...(batchSize === undefined ? {} : { batchSize }),
       ...(maxTopicsPerType === undefined ? {} : { maxTopicsPerType }),
       backend: await context.model("generator"),

@@ -43,6 +43,11 @@ ${examples}
 `;
 }
 
+/** The fixed start of each answer line the question prompt asks for: "6. type: ..., topic: ..., instruction: ". */
+export function questionLinePrefixes(seedCount: number, targets: readonly TypedTopic[]): string[] {
+  return targets.map((target, i) => `${hint(seedCount + i + 1, target)}, instruction: `);
+}
+
 export type ParsedQuestion = { found: true; question: string } | { found: false; reason: string };
 
 /**

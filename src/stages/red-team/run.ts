@@ -14,7 +14,14 @@ import { completeInOrder, completeOne } from "../shared/complete-in-order.js";
 import { checkContext, overflowRejection } from "../shared/context-check.js";
 import { deriveSeed, sampleWithoutReplacement, seededRandom, shuffled } from "../shared/random.js";
 import { type StageUsage, usageSince } from "../shared/stage-usage.js";
-import { buildQuestionPrompt, instructionLabel, parseQuestions, type SeedQuestion } from "./questions.js";
+import { listGrammar } from "../shared/grammar.js";
+import {
+  buildQuestionPrompt,
+  instructionLabel,
+  parseQuestions,
+  questionLinePrefixes,
+  type SeedQuestion,
+} from "./questions.js";
 import { balanceTopics, buildTopicPrompt, parseTopics } from "./topics.js";
 
 export const redTeamStage = "red-team";
@@ -67,6 +74,11 @@ export interface RunRedTeamOptions {
   seedsPerPrompt?: number;
   topicSampling?: SamplingOptions;
   questionSampling?: SamplingOptions;
+  /**
+   * A GBNF grammar for the text of one question (its `root` rule); each question prompt then constrains the whole
+   * answer list to its own numbered hint lines, each followed by a question of this grammar.
+   */
+  questionGrammar?: string;
   seed?: number;
   /** Prompts in flight at once. Default the backend's `parallel` capability. */
   batchSize?: number;
@@ -273,12 +285,15 @@ export async function runRedTeam(options: RunRedTeamOptions): Promise<RunRedTeam
           },
         }));
       }
+      const grammar = options.questionGrammar
+        ? { grammar: listGrammar(options.questionGrammar, questionLinePrefixes(seeds.length, targets)) }
+        : {};
       const { completion, usage } = await completeOne(
         backend,
-        { ...sampling, prompt, seed: deriveSeed(item.id) },
+        { ...sampling, ...grammar, prompt, seed: deriveSeed(item.id) },
         { signal: itemSignal, recordId: item.id },
       );
-      store.addUsage(usage);
+      store.addUsage(usage, item.id);
       const parsed = parseQuestions(completion.text, seeds.length, targets);
       return parsed.map((question, i): ItemResult => {
         const t = item.targets[i]!;

@@ -4,9 +4,10 @@ import { defineStage, progressOptions } from "../../pipeline/stage-definition.js
 import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { countPrincipleUsage } from "./principle-usage.js";
+import { withGrammar } from "../shared/grammar.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { mergeOnePer } from "../shared/merge-one-per.js";
-import { promptSourceStages, readStagePrompts } from "../shared/stage-prompts.js";
+import { promptSourceStages, promptsFileSchema, readStagePromptsOrFile } from "../shared/stage-prompts.js";
 import { runSelfAlign, selfAlignSamplingDefaults, selfAlignStage } from "./run.js";
 
 export const selfAlignRecordSchema = keptRecordSchema({
@@ -37,7 +38,8 @@ export const selfAlignOptionsSchema = z.strictObject({
     .record(z.string(), z.number())
     .optional()
     .describe('token id -> bias (JSON); default -100 on the first token of "Sorry" (A.4)'),
-  maxPrompts: positiveInt.optional().describe("answer only the first n stage-1 prompts"),
+  prompts: promptsFileSchema,
+  maxPrompts: positiveInt.optional().describe("answer only the first n prompts"),
   concurrency: positiveInt.optional().describe("prompts in flight (default: the backend's parallelism)"),
 });
 
@@ -49,7 +51,8 @@ export const selfAlignDefinition = defineStage({
   options: selfAlignOptionsSchema,
   amountOptions: ["maxPrompts", "concurrency"],
   models: ["generator"],
-  needsUpstreamRecords: true,
+  // Without a prompt file of its own, it answers the stage-1 prompts.
+  needsUpstreamRecords: (options) => options.prompts === undefined,
   flagAliases: {
     target: "maxPrompts",
     "batch-size": "concurrency",
@@ -57,15 +60,15 @@ export const selfAlignDefinition = defineStage({
     temperature: "sampling.temperature",
   },
   async run(context) {
-    const { sampling, logitBias, maxPrompts, concurrency } = context.options;
-    const inputs = await readStagePrompts(context, promptSourceStages);
+    const { sampling, logitBias, maxPrompts, concurrency, prompts } = context.options;
+    const inputs = await readStagePromptsOrFile(context, prompts, promptSourceStages);
     const out = await runSelfAlign({
       backend: await context.model("generator"),
       store: await context.store(),
       constitution: context.constitution,
       inputs: inputs.slice(0, maxPrompts),
       seed: context.seed,
-      sampling,
+      sampling: await withGrammar(context, sampling),
       ...(concurrency === undefined ? {} : { concurrency }),
       ...(logitBias
         ? { logitBias: Object.fromEntries(Object.entries(logitBias).map(([token, bias]) => [Number(token), bias])) }

@@ -4,6 +4,7 @@ import { defineStage, progressOptions, type MergeRule } from "../../pipeline/sta
 import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { DedupIndex } from "../../text/dedup-index.js";
+import { withGrammar } from "../shared/grammar.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { runSelfInstruct, selfInstructSamplingDefaults, selfInstructStage } from "./run.js";
 
@@ -50,9 +51,10 @@ export const selfInstructDefinition = defineStage({
   models: ["generator"],
   flagAliases: { "max-tokens": "sampling.maxTokens", temperature: "sampling.temperature" },
   async run(context) {
-    const { batchSize, maxRounds, ...options } = context.options;
+    const { batchSize, maxRounds, sampling, ...options } = context.options;
     const out = await runSelfInstruct({
       ...options,
+      sampling: await withGrammar(context, sampling),
       ...(batchSize === undefined ? {} : { batchSize }),
       ...(maxRounds === undefined ? {} : { maxRounds }),
       backend: await context.model("generator"),

@@ -38,5 +38,8 @@ export function samplingWithDefaults(defaults: SamplingOptions) {
       withDefaults[name] = inner.default(value).describe(field.description ?? name);
     }
   }
-  return samplingConfigSchema.extend(withDefaults).prefault({});
+  // Typed as the plain sampling schema: the defaults fill fields that are optional there.
+  return samplingConfigSchema.extend(withDefaults).prefault({}) as unknown as z.ZodPrefault<
+    typeof samplingConfigSchema
+  >;
 }

@@ -7,8 +7,9 @@ import { positiveInt, trainConfigSchema } from "../../pipeline/train-config.js";
 import { recordId } from "../../run-store/index.js";
 import { sftRecordSchema, sftReport } from "../engrave/definition.js";
 import { engraveStage } from "../engrave/run.js";
+import { withGrammar } from "../shared/grammar.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
-import { promptSourceStages, readStagePrompts } from "../shared/stage-prompts.js";
+import { promptSourceStages, promptsFileSchema, readStagePromptsOrFile } from "../shared/stage-prompts.js";
 import { runVerboseClone, verboseCloneStage, verboseSamplingDefaults } from "./run.js";
 
 export const verboseCloneSftStage = `${verboseCloneStage}-sft`;
@@ -31,6 +32,7 @@ export const verboseRejectedSchema = rejectedRecordSchema({
 });
 
 export const verboseCloneOptionsSchema = z.strictObject({
+  prompts: promptsFileSchema,
   maxPrompts: positiveInt.optional().describe("answer at most this many prompts (default: all)"),
   teacher: modelSpecSchema
     .optional()
@@ -52,7 +54,7 @@ export const verboseCloneDefinition = defineStage({
   amountOptions: ["maxPrompts", "train"],
   models: ["teacher", "trainer"],
   async run(context) {
-    const { maxPrompts, teacher: teacherSpec, sampling, train } = context.options;
+    const { maxPrompts, teacher: teacherSpec, sampling, train, prompts: promptsFile } = context.options;
     const { constitution } = context;
     let teacherModel: Awaited<ReturnType<typeof context.languageModel>>;
     if (teacherSpec !== undefined) teacherModel = await context.languageModel(teacherSpec);
@@ -67,7 +69,7 @@ export const verboseCloneDefinition = defineStage({
       teacherModel = await context.languageModel(context.trainBase, { lora: [adapter] });
     }
     const prompts = [
-      ...(await readStagePrompts(context, promptSourceStages)),
+      ...(await readStagePromptsOrFile(context, promptsFile, promptSourceStages)),
       ...constitution.assistant.identity.map((exchange, index) => ({
         id: recordId("identity-question", index),
         instruction: exchange.user,
@@ -84,7 +86,8 @@ export const verboseCloneDefinition = defineStage({
       base,
       trainOptions: { seed: context.seed, ...options },
       seed: context.seed,
-      sampling,
+      sampling: await withGrammar(context, sampling),
+      ...(context.command ? { command: context.command } : {}),
       beforeTraining: () => context.releaseModels(),
       ...progressOptions(context),
     });

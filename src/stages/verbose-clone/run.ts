@@ -63,6 +63,8 @@ export interface RunVerboseCloneOptions extends TrainAdapterOptions {
   seed?: number;
   /** Called when the answers are done, before training (to free the teacher's memory). */
   beforeTraining?: () => Promise<void>;
+  /** The command that made the run, named in the SFT set's dataset card (README.md). Default: "not recorded". */
+  command?: string;
 }
 
 export interface RunVerboseCloneResult {
@@ -147,7 +149,9 @@ export async function runVerboseClone(options: RunVerboseCloneOptions): Promise<
       { path: store.dir },
     );
   }
-  await storeSftRecords(options.sftStore, sft, constitution);
+  await storeSftRecords(options.sftStore, sft, constitution, {
+    ...(options.command ? { command: options.command } : {}),
+  });
   const train = await trainAdapter(store, sft, sftFiles(store.dir).adapterDir, options);
   return {
     counts: { kept: kept.length, rejected: store.manifest.counts.rejected, examples: sft.length },

@@ -1,46 +1,42 @@
 /**
- * The embedded LoRA trainer: SFT on a LLaMA-family GGUF in this process (method A.5, principle engraving), with
- * AdamW, warm-up + decay, gradient accumulation and clipping, packed length-bucketed micro-batches, checkpoints with
- * exact resume, and export as a GGUF LoRA (llama.cpp) and a PEFT adapter.
+ * The embedded LoRA trainer: every training kind on a LLaMA-family GGUF in this process — SFT (method A.5, principle
+ * engraving), preference optimisation (DPO / IPO against a frozen reference) and reward models (B.4) — with AdamW,
+ * warm-up + decay, gradient accumulation and clipping, packed length-bucketed micro-batches, held-out evaluation,
+ * checkpoints with exact resume, and export as a GGUF LoRA (llama.cpp) and a PEFT adapter.
+ *
+ * `train` is prepare (options, data, adapter, fingerprint) -> restore (checkpoint) -> step loop -> export; only the
+ * objective (objectives/) differs between kinds.
  */
 import { createHash } from "node:crypto";
-import { appendFile, mkdir } from "node:fs/promises";
+import { mkdir, open, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { getLlama } from "node-llama-cpp";
-import { AbortedError, ConfigError } from "../../errors/index.js";
+import { ConfigError } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import { writeGgufLora } from "../export/gguf-lora.js";
 import { writePeftAdapter } from "../export/peft-adapter.js";
 import {
-  type LossPoint,
+  staleCheckpointPolicies,
   type Trainer,
   type TrainOptions,
   type TrainRequest,
   type TrainResult,
   trainOptionDefaults,
 } from "../trainer.js";
-import { adamWStep, clipGradientNorm, defaultAdamW, learningRateAt } from "./adamw.js";
-import {
-  type CheckpointState,
-  checkpointExists,
-  fingerprintDifferences,
-  loadCheckpoint,
-  saveCheckpoint,
-} from "./checkpoint.js";
-import { writeJsonLines } from "../../run-store/json-file.js";
+import { type LoadedAdapter, loadAdapter } from "./adapter-source.js";
 import { createKernel } from "./kernels/index.js";
-import { hashSeed, LlamaTrainModel } from "./llama-train-model.js";
+import { LlamaTrainModel } from "./llama-train-model.js";
 import { loadLlamaModel, readLlamaModelConfig } from "./llama-weights.js";
-import { createLora, loraArrays, parseLoraTargets, zerosLike } from "./lora.js";
+import { createLora, type LoraAdapter, loraArrays, parseLoraTargets, zerosLike } from "./lora.js";
+import type { LlamaConfig } from "./model-config.js";
+import type { ObjectiveBuildContext } from "./objectives/build-context.js";
+import type { Objective } from "./objectives/objective.js";
+import { buildPreferenceObjective } from "./objectives/preference-objective.js";
+import { buildRewardObjective } from "./objectives/reward-objective.js";
+import { buildSftObjective } from "./objectives/sft-objective.js";
 import { kernelPrecision } from "./precision.js";
-import {
-  completionTokens,
-  epochBatches,
-  packBatch,
-  type TokenizedExample,
-  type TrainTokenizer,
-  tokenizeExamples,
-} from "./sft-dataset.js";
+import type { TokenizedExample, TrainTokenizer } from "./sft-dataset.js";
+import { type PreparedRun, restore, stepLoop } from "./train-loop.js";
 
 export type ResolvedTrainOptions = Required<
   Omit<TrainOptions, "maxSteps" | "cutoffLen" | "threads" | "baseModelName">
@@ -73,11 +69,20 @@ export function resolveTrainOptions(options: TrainOptions = {}): ResolvedTrainOp
   o.targets = parseLoraTargets(o.targets);
   positiveInt("warmupSteps", 0);
   positiveInt("checkpointEvery", 0);
+  positiveInt("evalEvery", 0);
   if (!(o.learningRate > 0))
     throw new ConfigError(`learningRate must be > 0, got ${o.learningRate}`, { field: "learningRate" });
   if (!(o.dropout >= 0 && o.dropout < 1))
     throw new ConfigError(`dropout must be in [0, 1), got ${o.dropout}`, { field: "dropout" });
   if (!(o.alpha > 0)) throw new ConfigError(`alpha must be > 0, got ${o.alpha}`, { field: "alpha" });
+  if (!(o.evalFraction >= 0 && o.evalFraction <= 0.5))
+    throw new ConfigError(`evalFraction must be in [0, 0.5], got ${o.evalFraction}`, { field: "evalFraction" });
+  if (!staleCheckpointPolicies.includes(o.staleCheckpoint)) {
+    throw new ConfigError(
+      `staleCheckpoint must be one of ${staleCheckpointPolicies.join(", ")}, got ${String(o.staleCheckpoint)}`,
+      { field: "staleCheckpoint" },
+    );
+  }
   return o;
 }
 
@@ -103,23 +108,76 @@ export interface EmbeddedTrainerOptions {
   tokenizer?: TrainTokenizer;
 }
 
+/** Options that change neither the numbers nor the data of a run: a checkpoint made with other values resumes. */
+const unfingerprinted = [
+  "resume",
+  "staleCheckpoint",
+  "checkpointEvery",
+  "kernel",
+  "threads",
+  "activationCheckpointing",
+  "activationMemoryBytes",
+  "baseModelName",
+] as const satisfies ReadonlyArray<keyof TrainOptions>;
+
 export class EmbeddedTrainer implements Trainer {
   readonly name = "embedded";
   constructor(private readonly settings: EmbeddedTrainerOptions = {}) {}
 
   async train(request: TrainRequest): Promise<TrainResult> {
-    const o = resolveTrainOptions(request.options);
     const emit: ProgressListener = request.onProgress ?? (() => {});
+    const run = await this.prepare(request);
+    for (const text of run.objective.warnings.slice(0, 20)) emit({ type: "message", level: "warn", text });
+    await mkdir(request.output, { recursive: true });
+    const progress = await restore(run, emit);
+    const kernel = createKernel(run.options.kernel, { threads: run.options.threads });
+    let steps: number;
+    let lossCurve: TrainResult["lossCurve"];
+    let evalCurve: TrainResult["evalCurve"];
+    try {
+      // Frozen weights live in the kernel's own memory, so no matmul copies them in (wasm).
+      const base = await loadLlamaModel(request.base, (n) => kernel.alloc(n));
+      const model = new LlamaTrainModel(base, kernelPrecision(kernel));
+      run.objective.attach?.(model);
+      ({
+        step: steps,
+        lossCurve,
+        evalCurve,
+      } = await stepLoop(run, model, progress, {
+        emit,
+        ...(request.signal ? { signal: request.signal } : {}),
+      }));
+    } finally {
+      kernel.dispose();
+    }
+    const exported = await exportAdapter(run, request.base, run.config);
+    return {
+      kind: run.objective.kind,
+      ...exported,
+      steps,
+      finalLoss: lossCurve.at(-1)?.loss ?? Number.NaN,
+      lossCurve,
+      evalCurve,
+    };
+  }
+
+  /** Options, data, the adapter to train (fresh or `initAdapter`) and the fingerprint, before any weight is read. */
+  private async prepare(request: TrainRequest): Promise<PreparedRun & { config: LlamaConfig }> {
+    const requested = request.options ?? {};
     // Header first: architecture, rank and data errors come before the (slow) weight loading.
     const config = await readLlamaModelConfig(request.base, { checkTensorTypes: true });
+    const init = request.initAdapter === undefined ? undefined : await loadAdapter(request.initAdapter, config);
+    const o = resolveTrainOptions(init ? adoptAdapterShape(requested, init) : requested);
     // Fail fast on the rank before any data is read.
-    const lora = createLora(config, {
-      rank: o.rank,
-      alpha: o.alpha,
-      targets: o.targets,
-      seed: o.seed,
-      alloc: (n) => new Float32Array(n),
-    });
+    const lora: LoraAdapter = init
+      ? init.adapter
+      : createLora(config, {
+          rank: o.rank,
+          alpha: o.alpha,
+          targets: o.targets,
+          seed: o.seed,
+          alloc: (n) => new Float32Array(n),
+        });
     const maxLength = o.cutoffLen ?? config.contextLength;
     if (maxLength > config.contextLength) {
       throw new ConfigError(
@@ -128,179 +186,117 @@ export class EmbeddedTrainer implements Trainer {
       );
     }
     const ownTokenizer = this.settings.tokenizer ? undefined : await openTokenizer(request.base);
-    let tokenized: Awaited<ReturnType<typeof tokenizeExamples>>;
+    let objective: Objective;
     try {
-      tokenized = await tokenizeExamples(
-        request.examples,
-        (this.settings.tokenizer ?? ownTokenizer)!,
+      const build: ObjectiveBuildContext = {
+        base: request.base,
+        tokenizer: (this.settings.tokenizer ?? ownTokenizer)!,
         maxLength,
-        o.overlong,
-      );
+        options: o,
+        config,
+        ...(init ? { init } : {}),
+      };
+      if (request.kind === "preference") {
+        objective = await buildPreferenceObjective(request.examples, request.evalExamples, request.preference, build);
+      } else if (request.kind === "reward") {
+        objective = await buildRewardObjective(request.examples, request.evalExamples, build);
+      } else {
+        objective = await buildSftObjective(request.examples, request.evalExamples, build);
+      }
     } finally {
       await ownTokenizer?.dispose();
     }
-    for (const text of tokenized.warnings.slice(0, 20)) emit({ type: "message", level: "warn", text });
-    const examples = tokenized.examples;
-
-    // The micro-batches of one epoch at a time (every epoch has as many; each is reshuffled by its seed).
-    let epochOrder = { epoch: 0, batches: epochBatches(examples, o.batchTokens, o.seed, 0) };
-    const batchesOf = (epoch: number): number[][] => {
-      if (epochOrder.epoch !== epoch)
-        epochOrder = { epoch, batches: epochBatches(examples, o.batchTokens, o.seed, epoch) };
-      return epochOrder.batches;
-    };
-    const microPerEpoch = epochOrder.batches.length;
-    const totalSteps = o.maxSteps ?? Math.ceil((microPerEpoch * o.epochs) / o.gradientAccumulation);
-    const endMicro = o.maxSteps === undefined ? microPerEpoch * o.epochs : totalSteps * o.gradientAccumulation;
-
-    const params = loraArrays(lora);
-    const grads = zerosLike(lora, (n) => new Float32Array(n));
-    const gradArrays = loraArrays(grads);
-    const m = params.map((p) => new Float32Array(p.length));
-    const v = params.map((p) => new Float32Array(p.length));
-
-    const checkpointDir = join(request.output, "checkpoint");
+    const loraGrads = zerosLike(lora, (n) => new Float32Array(n));
+    const params = [...loraArrays(lora), ...objective.params];
     const fingerprint = {
+      kind: objective.kind,
       base: basename(request.base),
+      baseFile: await fileIdentity(request.base),
       architecture: config.architecture,
-      examples: examples.length,
-      data: dataHash(examples),
-      ...Object.fromEntries(
-        Object.entries(o).filter(
-          ([k]) =>
-            ![
-              "resume",
-              "checkpointEvery",
-              "kernel",
-              "threads",
-              "activationCheckpointing",
-              "activationMemoryBytes",
-              "baseModelName",
-            ].includes(k),
-        ),
-      ),
+      initAdapter: init?.hash ?? null,
+      ...objective.fingerprint,
+      ...Object.fromEntries(Object.entries(o).filter(([k]) => !(unfingerprinted as readonly string[]).includes(k))),
     };
-    let step = 0;
-    let lossCurve: LossPoint[] = [];
-    await mkdir(request.output, { recursive: true });
-    if (o.resume && (await checkpointExists(checkpointDir))) {
-      const state = await loadCheckpoint(checkpointDir, { lora: params, m, v });
-      const differences = fingerprintDifferences(state.fingerprint, fingerprint);
-      if (differences.length > 0) {
-        throw new ConfigError(
-          `cannot resume: the checkpoint was made with different settings or data (${differences.join(", ")}); remove ${checkpointDir} or restore them`,
-          { path: checkpointDir },
-        );
-      }
-      step = state.step;
-      lossCurve = state.lossCurve;
-    }
-
-    // loss.jsonl always mirrors the curve so far (rewritten on resume, then one line appended per step).
-    const lossFile = join(request.output, "loss.jsonl");
-    await writeLossFile(request.output, lossCurve);
-    const kernel = createKernel(o.kernel, { threads: o.threads });
-    try {
-      // Frozen weights live in the kernel's own memory, so no matmul copies them in (wasm).
-      const base = await loadLlamaModel(request.base, (n) => kernel.alloc(n));
-      const model = new LlamaTrainModel(base, kernelPrecision(kernel));
-      const save = async () => {
-        const nextMicro = Math.min(step * o.gradientAccumulation, endMicro);
-        const epoch = Math.floor(nextMicro / microPerEpoch);
-        const state: CheckpointState = {
-          version: 1,
-          step,
-          totalSteps,
-          fingerprint,
-          lossCurve,
-          rng: { seed: o.seed, nextMicroBatch: nextMicro },
-          dataOrder: { epoch, batches: batchesOf(epoch) },
-        };
-        await saveCheckpoint(checkpointDir, state, { lora: params, m, v });
-      };
-
-      while (step < totalSteps) {
-        // Parameters only change at the end of a step, so an abort (checked before every micro-batch) saves the
-        // state after the last completed step; the partial step is redone on resume.
-        const stopIfAborted = async () => {
-          if (!request.signal?.aborted) return;
-          await save();
-          throw new AbortedError(
-            `training interrupted after step ${step} of ${totalSteps}; checkpoint saved in ${checkpointDir}. Run again with resume to continue`,
-          );
-        };
-        await stopIfAborted();
-        const started = performance.now();
-        const first = step * o.gradientAccumulation;
-        const last = Math.min(first + o.gradientAccumulation, endMicro);
-        const micro: Array<{ g: number; examples: number[] }> = [];
-        for (let g = first; g < last; g++) {
-          const batches = batchesOf(Math.floor(g / microPerEpoch));
-          micro.push({ g, examples: batches[g % microPerEpoch]! });
-        }
-        const normaliser = micro.reduce((s, b) => s + completionTokens(examples, b.examples), 0);
-        for (const g of gradArrays) g.fill(0);
-        let loss = 0;
-        let tokens = 0;
-        for (const b of micro) {
-          await stopIfAborted();
-          const batch = packBatch(examples, b.examples, normaliser);
-          tokens += batch.tokens.length;
-          loss += model.lossAndGradient(batch, lora, grads, {
-            dropout: o.dropout,
-            dropoutSeed: hashSeed(o.seed, b.g),
-            checkpoint:
-              o.activationCheckpointing === "auto"
-                ? model.activationBytes(batch) > o.activationMemoryBytes
-                : o.activationCheckpointing,
-          });
-        }
-        const gradientNorm = clipGradientNorm(gradArrays, o.maxGradNorm);
-        const learningRate = learningRateAt(step, totalSteps, o.learningRate, o.warmupSteps, o.schedule);
-        adamWStep(params, gradArrays, m, v, step + 1, learningRate, { ...defaultAdamW, weightDecay: o.weightDecay });
-        step++;
-        const point = { step, loss, learningRate, tokens, gradientNorm };
-        lossCurve.push(point);
-        await appendFile(lossFile, `${JSON.stringify(point)}\n`);
-        const seconds = (performance.now() - started) / 1000;
-        emit({
-          type: "train-step",
-          step,
-          totalSteps,
-          loss,
-          learningRate,
-          tokensPerSecond: tokens / Math.max(seconds, 1e-9),
-        });
-        if (o.checkpointEvery > 0 && step % o.checkpointEvery === 0 && step < totalSteps) await save();
-      }
-      await save();
-    } finally {
-      kernel.dispose();
-    }
-
-    const adapterPath = join(request.output, "adapter.gguf");
-    const peftDir = join(request.output, "peft");
-    await writeGgufLora(adapterPath, lora, config.architecture, `${basename(request.base)}-lora`);
-    await writePeftAdapter(peftDir, lora, config, {
-      baseModelName: o.baseModelName ?? basename(request.base),
-      dropout: o.dropout,
-    });
-    return { adapterPath, peftDir, steps: step, finalLoss: lossCurve.at(-1)?.loss ?? Number.NaN, lossCurve };
+    return {
+      options: o,
+      objective,
+      lora,
+      loraGrads,
+      arrays: {
+        params,
+        m: params.map((p) => new Float32Array(p.length)),
+        v: params.map((p) => new Float32Array(p.length)),
+      },
+      grads: [...loraArrays(loraGrads), ...objective.grads],
+      fingerprint,
+      output: request.output,
+      checkpointDir: join(request.output, "checkpoint"),
+      config,
+    };
   }
 }
 
-/** SHA-256 of the tokenised examples and their prompt lengths: resume refuses different data. */
-function dataHash(examples: TokenizedExample[]): string {
+/**
+ * Rank, alpha and targets of a run that starts from an existing adapter are the adapter's; asking for others is an
+ * error (the adapter cannot change shape).
+ */
+function adoptAdapterShape(options: TrainOptions, init: LoadedAdapter): TrainOptions {
+  const { rank, alpha, targets } = init.adapter;
+  const given = {
+    rank: options.rank,
+    alpha: options.alpha,
+    targets: options.targets === undefined ? undefined : parseLoraTargets(options.targets),
+  };
+  const conflicts = (["rank", "alpha", "targets"] as const).filter(
+    (name) => given[name] !== undefined && JSON.stringify(given[name]) !== JSON.stringify(init.adapter[name]),
+  );
+  if (conflicts.length > 0) {
+    throw new ConfigError(
+      `the initial adapter has rank ${rank}, alpha ${alpha} and targets ${targets.join(",")}, but ${conflicts.map((name) => `${name} ${JSON.stringify(given[name])}`).join(" and ")} was asked for; leave them out to train the adapter as it is`,
+      { path: init.source, field: conflicts[0] },
+    );
+  }
+  return { ...options, rank, alpha, targets };
+}
+
+/** Writes adapter.gguf and peft/ (for a reward model: the head too, in both forms). */
+async function exportAdapter(
+  run: PreparedRun,
+  base: string,
+  config: LlamaConfig,
+): Promise<Pick<TrainResult, "adapterPath" | "peftDir" | "rewardHeadPath">> {
+  const adapterPath = join(run.output, "adapter.gguf");
+  const peftDir = join(run.output, "peft");
+  await writeGgufLora(adapterPath, run.lora, config.architecture, `${basename(base)}-lora`);
+  const score = run.objective.peftScore?.();
+  await writePeftAdapter(peftDir, run.lora, config, {
+    baseModelName: run.options.baseModelName ?? basename(base),
+    dropout: run.options.dropout,
+    ...(score ? { score } : {}),
+  });
+  const extra = (await run.objective.export?.(run.output)) ?? {};
+  return { adapterPath, peftDir, ...extra };
+}
+
+/**
+ * Size and SHA-256 of the first and last MiB of a file: tells another base model from this one (a checkpoint must
+ * not resume on it) without reading gigabytes.
+ */
+async function fileIdentity(path: string): Promise<string> {
+  const { size } = await stat(path);
+  const chunk = 1 << 20;
   const hash = createHash("sha256");
-  for (const e of examples) {
-    hash.update(Int32Array.of(e.index, e.promptLength, e.tokens.length));
-    hash.update(e.tokens);
+  const handle = await open(path, "r");
+  try {
+    for (const at of size <= 2 * chunk ? [0] : [0, size - chunk]) {
+      const buffer = Buffer.alloc(Math.min(size <= 2 * chunk ? size : chunk, size - at));
+      await handle.read(buffer, 0, buffer.length, at);
+      hash.update(buffer);
+    }
+  } finally {
+    await handle.close();
   }
-  return hash.digest("hex").slice(0, 16);
-}
-
-async function writeLossFile(output: string, curve: LossPoint[]): Promise<void> {
-  await writeJsonLines(join(output, "loss.jsonl"), curve);
+  return `${size}:${hash.digest("hex").slice(0, 16)}`;
 }
 
 /** Tokenised examples of a run, for tools that want to inspect what the trainer will see. */

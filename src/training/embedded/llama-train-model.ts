@@ -38,13 +38,47 @@ export interface TrainBatch {
   weights: Float64Array;
 }
 
+/** What the forward reads: packed token rows, each sequence with its own positions. */
+export type ModelInput = Pick<TrainBatch, "tokens" | "positions" | "segments">;
+
+/**
+ * A loss on the model's outputs at selected rows, plugged into `forwardBackward`: over the logits (rows × vocab) or
+ * over the final hidden state after the output RMSNorm (rows × dim). `loss` returns the scalar and, in a backward,
+ * writes d(loss)/d(values) into `gradient` (for logits, `gradient` is the logits array itself: overwrite each row
+ * after reading it). Both arrays are only valid during the call.
+ */
+export interface OutputLoss {
+  over: "logits" | "hidden";
+  /** Batch rows read by the loss, in the order of `values`' rows (a row may appear twice). */
+  rows: Int32Array;
+  loss(values: Vec, gradient: Vec | undefined): number;
+}
+
+/** SFT's loss: cross-entropy of the next token at the rows with a non-zero weight, weighted. */
+export function crossEntropyLoss(batch: TrainBatch, vocab: number): OutputLoss {
+  const rows: number[] = [];
+  for (let t = 0; t < batch.tokens.length; t++) if (batch.weights[t]! !== 0) rows.push(t);
+  const targets = Int32Array.from(rows, (t) => batch.targets[t]!);
+  const weights = Float64Array.from(rows, (t) => batch.weights[t]!);
+  return {
+    over: "logits",
+    rows: Int32Array.from(rows),
+    loss: (logits, gradient) => crossEntropy(logits, targets, weights, rows.length, vocab, gradient),
+  };
+}
+
 export interface LossOptions {
   /** LoRA dropout probability on the adapter input path (0 = off, also used for evaluation). */
   dropout?: number;
   /** Seed of the dropout masks of this batch (same seed, same masks: exact resume and recompute). */
   dropoutSeed?: number;
-  /** Per-layer activation checkpointing. Default true. */
-  checkpoint?: boolean;
+  /**
+   * Per-layer activation checkpointing; "auto": on when the batch's activations (`activationBytes`) would exceed
+   * `activationMemoryBytes`. Default true.
+   */
+  checkpoint?: boolean | "auto";
+  /** Budget of "auto" checkpointing. Default 2 GiB. */
+  activationMemoryBytes?: number;
 }
 
 interface LinearCache {
@@ -351,11 +385,7 @@ export class LlamaTrainModel {
     return x;
   }
 
-  private context(
-    batch: Pick<TrainBatch, "tokens" | "positions" | "segments">,
-    lora?: LoraAdapter,
-    options: LossOptions = {},
-  ): LayerContext {
+  private context(batch: ModelInput, lora?: LoraAdapter, options: LossOptions = {}): LayerContext {
     const c = this.config;
     return {
       rows: batch.tokens.length,
@@ -381,7 +411,7 @@ export class LlamaTrainModel {
   }
 
   /** Logits [rows, vocab] of every row (evaluation, and the llama.cpp parity check). */
-  logits(batch: Pick<TrainBatch, "tokens" | "positions" | "segments">, lora?: LoraAdapter): Vec {
+  logits(batch: ModelInput, lora?: LoraAdapter): Vec {
     const c = this.config;
     const ctx = this.context(batch, lora);
     let x = this.embed(batch.tokens);
@@ -399,7 +429,7 @@ export class LlamaTrainModel {
   }
 
   /**
-   * Weighted cross-entropy sum of the batch; when `grads` is given, adds d(loss)/d(LoRA) into it.
+   * Weighted cross-entropy sum of the batch (SFT); when `grads` is given, adds d(loss)/d(LoRA) into it.
    * Only rows with a non-zero weight go through the output head.
    */
   lossAndGradient(
@@ -408,15 +438,32 @@ export class LlamaTrainModel {
     grads: LoraAdapter | undefined,
     options: LossOptions = {},
   ): number {
+    return this.forwardBackward(batch, lora, grads, crossEntropyLoss(batch, this.config.vocabSize), options);
+  }
+
+  /**
+   * The forward of `input` and the value of `output`'s loss; when `grads` is given, the backward too, adding
+   * d(loss)/d(LoRA) into `grads`. Only `output.rows` go through the output norm (and head).
+   */
+  forwardBackward(
+    input: ModelInput,
+    lora: LoraAdapter | undefined,
+    grads: LoraAdapter | undefined,
+    output: OutputLoss,
+    options: LossOptions = {},
+  ): number {
     const c = this.config;
-    const ctx = this.context(batch, lora, options);
-    const checkpoint = options.checkpoint ?? true;
+    const ctx = this.context(input, lora, options);
+    const checkpoint =
+      options.checkpoint === "auto"
+        ? this.activationBytes(input) > (options.activationMemoryBytes ?? 2 ** 31)
+        : (options.checkpoint ?? true);
     const backward = grads !== undefined;
     const inputs: Vec[] = [];
     const caches: LayerCache[] = [];
     // Without checkpointing, layer l's forward arrays are live[ranges[l], ranges[l + 1]) until its backward.
     const ranges: number[] = [];
-    let x = this.embed(batch.tokens);
+    let x = this.embed(input.tokens);
     for (let l = 0; l < c.layers; l++) {
       inputs.push(x);
       const keep = backward && !checkpoint;
@@ -428,29 +475,43 @@ export class LlamaTrainModel {
       x = result.out;
     }
     ranges.push(this.live.length);
-    const rows: number[] = [];
-    for (let t = 0; t < ctx.rows; t++) if (batch.weights[t]! !== 0) rows.push(t);
+    const rows = output.rows;
     const n = rows.length;
     const xs = this.alloc(n * c.dim);
-    for (let i = 0; i < n; i++) xs.set(x.subarray(rows[i]! * c.dim, (rows[i]! + 1) * c.dim), i * c.dim);
+    for (let i = 0; i < n; i++) {
+      const row = rows[i]!;
+      if (row < 0 || row >= ctx.rows) throw new RangeError(`output row ${row} outside the batch of ${ctx.rows} rows`);
+      xs.set(x.subarray(row * c.dim, (row + 1) * c.dim), i * c.dim);
+    }
     const xn = this.alloc(n * c.dim);
     const r = this.alloc(n);
     rmsNormForward(xs, this.model.weights.outputNorm, n, c.dim, c.rmsEpsilon, xn, r);
-    const logits = this.alloc(n * c.vocabSize);
-    this.precision.gemm(false, true, n, c.vocabSize, c.dim, 1, xn, this.model.weights.output, 0, logits);
-    const targets = Int32Array.from(rows, (t) => batch.targets[t]!);
-    const weights = Float64Array.from(rows, (t) => batch.weights[t]!);
-    const loss = crossEntropy(logits, targets, weights, n, c.vocabSize, backward ? logits : undefined);
-    if (!grads) {
+    let loss: number;
+    let dxn: Vec | undefined;
+    if (output.over === "logits") {
+      const logits = this.alloc(n * c.vocabSize);
+      this.precision.gemm(false, true, n, c.vocabSize, c.dim, 1, xn, this.model.weights.output, 0, logits);
+      loss = output.loss(logits, backward ? logits : undefined);
+      if (backward) {
+        dxn = this.alloc(n * c.dim);
+        this.precision.gemm(false, false, n, c.dim, c.vocabSize, 1, logits, this.model.weights.output, 0, dxn);
+      }
+    } else {
+      dxn = backward ? this.alloc(n * c.dim) : undefined;
+      loss = output.loss(xn, dxn);
+    }
+    if (!grads || !dxn) {
       this.recycle();
       return loss;
     }
-    const dxn = this.alloc(n * c.dim);
-    this.precision.gemm(false, false, n, c.dim, c.vocabSize, 1, logits, this.model.weights.output, 0, dxn);
     const dxs = this.alloc(n * c.dim);
     rmsNormBackward(xs, this.model.weights.outputNorm, r, dxn, n, c.dim, dxs, false);
     let dx: Vec | undefined = this.alloc(ctx.rows * c.dim);
-    for (let i = 0; i < n; i++) dx.set(dxs.subarray(i * c.dim, (i + 1) * c.dim), rows[i]! * c.dim);
+    // A row selected twice gets both gradients.
+    for (let i = 0; i < n; i++) {
+      const at = rows[i]! * c.dim;
+      for (let j = 0; j < c.dim; j++) dx[at + j] = dx[at + j]! + dxs[i * c.dim + j]!;
+    }
     for (let l = c.layers - 1; l >= 0; l--) {
       const input = inputs.pop()!;
       // The incoming gradient is the newest survivor in `live`: free it with this layer's temporaries.

@@ -326,3 +326,62 @@ export function crossEntropy(
   }
   return total;
 }
+
+/** log p(target) of each row under softmax(logits / temperature), into `out` (the pieces of a sequence log-prob). */
+export function tokenLogProbs(
+  logits: Vec,
+  targets: Int32Array,
+  rows: number,
+  vocab: number,
+  temperature: number,
+  out: Float64Array,
+): void {
+  const inv = 1 / temperature;
+  for (let t = 0; t < rows; t++) {
+    const o = t * vocab;
+    let max = -Infinity;
+    for (let j = 0; j < vocab; j++) max = Math.max(max, logits[o + j]! * inv);
+    let sum = 0;
+    for (let j = 0; j < vocab; j++) sum += Math.exp(logits[o + j]! * inv - max);
+    out[t] = logits[o + targets[t]!]! * inv - max - Math.log(sum);
+  }
+}
+
+/**
+ * d(Σ_t g_t log p_t)/d(logits) = (g_t / T) (onehot(target_t) − softmax(logits_t / T)), row by row into dLogits
+ * (which may be `logits` itself: each row is read before it is overwritten).
+ */
+export function tokenLogProbsBackward(
+  logits: Vec,
+  targets: Int32Array,
+  dLogProbs: Float64Array,
+  rows: number,
+  vocab: number,
+  temperature: number,
+  dLogits: Vec,
+): void {
+  const inv = 1 / temperature;
+  for (let t = 0; t < rows; t++) {
+    const o = t * vocab;
+    let max = -Infinity;
+    for (let j = 0; j < vocab; j++) max = Math.max(max, logits[o + j]! * inv);
+    let sum = 0;
+    for (let j = 0; j < vocab; j++) sum += Math.exp(logits[o + j]! * inv - max);
+    const logZ = max + Math.log(sum);
+    const g = dLogProbs[t]! * inv;
+    for (let j = 0; j < vocab; j++) dLogits[o + j] = -g * Math.exp(logits[o + j]! * inv - logZ);
+    dLogits[o + targets[t]!] = dLogits[o + targets[t]!]! + g;
+  }
+}
+
+/** log(1 + e^x) without overflow. */
+export function softplus(x: number): number {
+  return x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x));
+}
+
+/** 1 / (1 + e^-x) without overflow. */
+export function sigmoid(x: number): number {
+  if (x >= 0) return 1 / (1 + Math.exp(-x));
+  const e = Math.exp(x);
+  return e / (1 + e);
+}

@@ -24,6 +24,11 @@ export interface TokenizedExample {
   promptLength: number;
 }
 
+/** Batch rows of an SFT example: every token but the last predicts the next. */
+export function exampleRows(example: TokenizedExample): number {
+  return example.tokens.length - 1;
+}
+
 export interface TokenizeResult {
   examples: TokenizedExample[];
   dropped: number;
@@ -31,12 +36,62 @@ export interface TokenizeResult {
   warnings: string[];
 }
 
+/** One text tokenised for training: BOS + prompt + completion, and where the completion starts. */
+export interface TokenizedSequence {
+  tokens: Int32Array;
+  promptLength: number;
+}
+
+/** A sequence, or why it was left out (a warning); `truncated` when its end was cut at `maxLength`. */
+export type TokenizeOutcome = { kept: TokenizedSequence; truncated: boolean } | { dropped: string };
+
+/**
+ * Tokenise prompt + completion (see the module comment for the boundary). `label` names the text in messages
+ * ("example 3", "pair 3: the chosen response"); an overlong text under policy "error" is a ConfigError for `field`.
+ */
+export function tokenizeCompletion(
+  tokenizer: TrainTokenizer,
+  prompt: string,
+  completion: string,
+  maxLength: number,
+  overlong: OverlongPolicy,
+  label: string,
+  field: string,
+): TokenizeOutcome {
+  const bos = tokenizer.bos === undefined ? [] : [tokenizer.bos];
+  const promptTokens = [...bos, ...tokenizer.tokenize(prompt)];
+  const full = [...bos, ...tokenizer.tokenize(prompt + completion)];
+  let promptLength = 0;
+  while (
+    promptLength < promptTokens.length &&
+    promptLength < full.length &&
+    promptTokens[promptLength] === full[promptLength]
+  ) {
+    promptLength++;
+  }
+  // The first token is never predicted: with no BOS, a text's first token belongs to the prompt.
+  promptLength = Math.max(promptLength, 1);
+  if (promptLength >= full.length) return { dropped: `${label} has an empty completion and was skipped` };
+  if (full.length <= maxLength) return { kept: { tokens: Int32Array.from(full), promptLength }, truncated: false };
+  const message = `${label} is ${full.length} tokens long (prompt ${promptLength} + completion ${full.length - promptLength}), longer than the context of ${maxLength} tokens`;
+  if (overlong === "error") {
+    throw new ConfigError(
+      `${message}; raise cutoffLen (--cutoff-len) up to the model's context, set overlong to "truncate" or "drop", or shorten the example`,
+      { field },
+    );
+  }
+  if (overlong === "drop" || promptLength >= maxLength - 1) return { dropped: `${message}; dropped` };
+  return { kept: { tokens: Int32Array.from(full.slice(0, maxLength)), promptLength }, truncated: true };
+}
+
 export async function tokenizeExamples(
   source: AsyncIterable<SftExample> | Iterable<SftExample>,
   tokenizer: TrainTokenizer,
   maxLength: number,
   overlong: OverlongPolicy,
+  options: { label?: string; allowEmpty?: boolean } = {},
 ): Promise<TokenizeResult> {
+  const label = options.label ?? "example";
   const examples: TokenizedExample[] = [];
   const warnings: string[] = [];
   let dropped = 0;
@@ -45,73 +100,60 @@ export async function tokenizeExamples(
   for await (const example of source as AsyncIterable<SftExample>) {
     const i = index++;
     if (typeof example?.prompt !== "string" || typeof example?.completion !== "string") {
-      throw new ConfigError(`example ${i} must have string fields "prompt" and "completion"`, {
+      throw new ConfigError(`${label} ${i} must have string fields "prompt" and "completion"`, {
         field: `examples[${i}]`,
       });
     }
-    const bos = tokenizer.bos === undefined ? [] : [tokenizer.bos];
-    const prompt = [...bos, ...tokenizer.tokenize(example.prompt)];
-    const full = [...bos, ...tokenizer.tokenize(example.prompt + example.completion)];
-    let promptLength = 0;
-    while (promptLength < prompt.length && promptLength < full.length && prompt[promptLength] === full[promptLength]) {
-      promptLength++;
-    }
-    if (promptLength >= full.length) {
+    const outcome = tokenizeCompletion(
+      tokenizer,
+      example.prompt,
+      example.completion,
+      maxLength,
+      overlong,
+      `${label} ${i}`,
+      `examples[${i}]`,
+    );
+    if ("dropped" in outcome) {
       dropped++;
-      warnings.push(`example ${i} has an empty completion and was skipped`);
+      warnings.push(outcome.dropped);
       continue;
     }
-    let tokens = full;
-    if (full.length > maxLength) {
-      const message = `example ${i} is ${full.length} tokens long (prompt ${promptLength} + completion ${full.length - promptLength}), longer than the context of ${maxLength} tokens`;
-      if (overlong === "error") {
-        throw new ConfigError(
-          `${message}; raise cutoffLen (--cutoff-len) up to the model's context, set overlong to "truncate" or "drop", or shorten the example`,
-          {
-            field: `examples[${i}]`,
-          },
-        );
-      }
-      if (overlong === "drop" || promptLength >= maxLength - 1) {
-        dropped++;
-        warnings.push(`${message}; dropped`);
-        continue;
-      }
-      truncated++;
-      tokens = full.slice(0, maxLength);
-    }
-    examples.push({ index: i, tokens: Int32Array.from(tokens), promptLength });
+    if (outcome.truncated) truncated++;
+    examples.push({ index: i, ...outcome.kept });
   }
-  if (index === 0)
-    throw new ConfigError("the training dataset is empty: no examples were given", { field: "examples" });
-  if (examples.length === 0) {
-    throw new ConfigError(`none of the ${index} examples is usable (${warnings[0] ?? "all were dropped"})`, {
-      field: "examples",
-    });
-  }
+  if (!options.allowEmpty) checkUsable(index, examples.length, warnings);
   return { examples, dropped, truncated, warnings };
 }
 
-/** Example indices of each micro-batch of one epoch: sorted by length, packed up to batchTokens, order shuffled. */
-export function epochBatches(
-  examples: TokenizedExample[],
-  batchTokens: number,
-  seed: number,
-  epoch: number,
-): number[][] {
+/** Throws the ConfigError for a dataset with no examples, or with none left after tokenisation. */
+export function checkUsable(given: number, kept: number, warnings: readonly string[]): void {
+  if (given === 0)
+    throw new ConfigError("the training dataset is empty: no examples were given", { field: "examples" });
+  if (kept === 0) {
+    throw new ConfigError(`none of the ${given} examples is usable (${warnings[0] ?? "all were dropped"})`, {
+      field: "examples",
+    });
+  }
+}
+
+/**
+ * Item indices of each micro-batch of one epoch: sorted by length, packed up to batchTokens, order shuffled.
+ * `rows[i]` is the number of batch rows item i takes (an SFT example: its tokens minus one).
+ */
+export function epochBatches(rows: readonly number[], batchTokens: number, seed: number, epoch: number): number[][] {
   const random = seededRandom((seed * 1_000_003 + epoch * 7919 + 17) >>> 0);
-  const order = examples.map((_, i) => i);
+  const order = rows.map((_, i) => i);
   // Random tie-break first so equal lengths mix differently every epoch; then a stable sort by length.
   for (let i = order.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
     [order[i], order[j]] = [order[j]!, order[i]!];
   }
-  order.sort((a, b) => examples[a]!.tokens.length - examples[b]!.tokens.length);
+  order.sort((a, b) => rows[a]! - rows[b]!);
   const batches: number[][] = [];
   let current: number[] = [];
   let tokens = 0;
   for (const i of order) {
-    const length = examples[i]!.tokens.length - 1;
+    const length = rows[i]!;
     if (current.length > 0 && tokens + length > batchTokens) {
       batches.push(current);
       current = [];
@@ -129,12 +171,16 @@ export function epochBatches(
 }
 
 /** Completion tokens (loss rows) of a micro-batch. */
-export function completionTokens(examples: TokenizedExample[], batch: number[]): number {
+export function completionTokens(examples: readonly TokenizedExample[], batch: readonly number[]): number {
   return batch.reduce((sum, i) => sum + examples[i]!.tokens.length - examples[i]!.promptLength, 0);
 }
 
 /** Pack a micro-batch; each loss row gets weight 1/normaliser (the completion tokens of the whole step). */
-export function packBatch(examples: TokenizedExample[], batch: number[], normaliser: number): TrainBatch {
+export function packBatch(
+  examples: readonly TokenizedExample[],
+  batch: readonly number[],
+  normaliser: number,
+): TrainBatch {
   const rows = batch.reduce((sum, i) => sum + examples[i]!.tokens.length - 1, 0);
   const tokens = new Int32Array(rows);
   const positions = new Int32Array(rows);

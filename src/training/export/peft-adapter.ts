@@ -19,13 +19,24 @@ import { readLlamaModelConfig } from "../embedded/llama-weights.js";
 import type { LlamaConfig } from "../embedded/model-config.js";
 import { writeGgufLora } from "./gguf-lora.js";
 import { ggufToHfRows, hfToGgufRows } from "./qk-permutation.js";
-import { readSafetensors, writeSafetensors } from "./safetensors.js";
+import { readSafetensors, type SafetensorsDtype, writeSafetensors } from "./safetensors.js";
 
 export interface PeftExportOptions {
   /** adapter_config.json base_model_name_or_path. */
   baseModelName: string;
   dropout: number;
+  /** Storage type of the LoRA tensors. Default "F32" (what train_lora.py saves; F16/BF16 as other tools do). */
+  dtype?: SafetensorsDtype;
+  /**
+   * A reward model's head ([hidden] weights): the adapter is then a sequence-classification one, as PEFT saves a
+   * LoRA on LlamaForSequenceClassification (num_labels 1): task_type SEQ_CLS, the head in `modules_to_save`, stored
+   * as `base_model.model.score.weight` [1, hidden].
+   */
+  score?: Float32Array;
 }
+
+/** Where PEFT stores a sequence-classification head saved through `modules_to_save`. */
+export const peftScoreTensorName = "base_model.model.score.weight";
 
 /** Whether convert_hf_to_gguf.py permuted q/k for this architecture (llama-style adjacent-pair RoPE). */
 export function hasPermutedQk(config: Pick<LlamaConfig, "architecture" | "ropeMode">): boolean {
@@ -52,15 +63,18 @@ export async function writePeftAdapter(
   const tensors = adapter.modules.flatMap((m) => {
     const h = heads(config, m.target);
     const b = h !== undefined && hasPermutedQk(config) ? ggufToHfRows(asFloat32(m.b), h, adapter.rank) : asFloat32(m.b);
+    const dtype = options.dtype ?? "F32";
     return [
-      { name: peftTensorName(m, "A"), shape: [adapter.rank, m.nIn], data: asFloat32(m.a) },
-      { name: peftTensorName(m, "B"), shape: [m.nOut, adapter.rank], data: b },
+      { name: peftTensorName(m, "A"), shape: [adapter.rank, m.nIn], data: asFloat32(m.a), dtype },
+      { name: peftTensorName(m, "B"), shape: [m.nOut, adapter.rank], data: b, dtype },
     ];
   });
+  if (options.score)
+    tensors.push({ name: peftScoreTensorName, shape: [1, options.score.length], data: options.score, dtype: "F32" });
   await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
   const adapterConfig = {
     peft_type: "LORA",
-    task_type: "CAUSAL_LM",
+    task_type: options.score ? "SEQ_CLS" : "CAUSAL_LM",
     base_model_name_or_path: options.baseModelName,
     r: adapter.rank,
     lora_alpha: adapter.alpha,
@@ -70,14 +84,14 @@ export async function writePeftAdapter(
     fan_in_fan_out: false,
     inference_mode: true,
     init_lora_weights: true,
-    modules_to_save: null,
+    modules_to_save: options.score ? ["score"] : null,
     use_rslora: false,
     use_dora: false,
   };
   await writeFile(join(dir, "adapter_config.json"), `${JSON.stringify(adapterConfig, null, 2)}\n`);
 }
 
-/** Read a PEFT LoRA into GGUF order (q/k lora_B permuted for llama-style RoPE). */
+/** Read a PEFT LoRA (F32, F16 or BF16 tensors) into GGUF order (q/k lora_B permuted for llama-style RoPE). */
 export async function readPeftAdapter(dir: string, config: LlamaConfig): Promise<LoraAdapter> {
   const configPath = join(dir, "adapter_config.json");
   let raw: { r?: number; lora_alpha?: number; peft_type?: string; use_rslora?: boolean };

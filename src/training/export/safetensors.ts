@@ -5,11 +5,24 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { ConfigError } from "../../errors/index.js";
+import {
+  bfloat16BitsToFloat32,
+  float16BitsToFloat32,
+  float32ToBfloat16Bits,
+  float32ToFloat16Bits,
+} from "../../gguf/float16.js";
+
+export const safetensorsDtypes = ["F32", "F16", "BF16"] as const;
+export type SafetensorsDtype = (typeof safetensorsDtypes)[number];
+
+const bytesPerValue: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
 
 export interface SafetensorsTensor {
   name: string;
   shape: number[];
   data: Float32Array;
+  /** Storage type in the file. Default "F32"; F16 and BF16 round each value to nearest even. */
+  dtype?: SafetensorsDtype;
 }
 
 export interface SafetensorsContent {
@@ -25,8 +38,10 @@ export function encodeSafetensors(tensors: SafetensorsTensor[], metadata: Record
     const count = t.shape.reduce((a, b) => a * b, 1);
     if (count !== t.data.length)
       throw new Error(`tensor ${t.name}: shape ${t.shape} does not match ${t.data.length} values`);
-    header[t.name] = { dtype: "F32", shape: t.shape, data_offsets: [offset, offset + count * 4] };
-    offset += count * 4;
+    const dtype = t.dtype ?? "F32";
+    const size = count * bytesPerValue[dtype];
+    header[t.name] = { dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+    offset += size;
   }
   let json = JSON.stringify(header);
   json += " ".repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
@@ -36,8 +51,14 @@ export function encodeSafetensors(tensors: SafetensorsTensor[], metadata: Record
   headerBytes.copy(out, 8);
   let at = 8 + headerBytes.length;
   for (const t of tensors) {
-    Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).copy(out, at);
-    at += t.data.byteLength;
+    const dtype = t.dtype ?? "F32";
+    if (dtype === "F32") {
+      Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).copy(out, at);
+    } else {
+      const toBits = dtype === "F16" ? float32ToFloat16Bits : float32ToBfloat16Bits;
+      for (let i = 0; i < t.data.length; i++) out.writeUInt16LE(toBits(t.data[i]!), at + 2 * i);
+    }
+    at += t.data.length * bytesPerValue[dtype];
   }
   return out;
 }
@@ -74,13 +95,21 @@ export function decodeSafetensors(bytes: Buffer, path = "(buffer)"): Safetensors
       shape,
       data_offsets: offsets,
     } = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
-    if (dtype !== "F32") throw fail(`tensor ${name} has dtype ${dtype}; only F32 is supported`);
+    if (!(safetensorsDtypes as readonly string[]).includes(dtype))
+      throw fail(`tensor ${name} has dtype ${dtype}; expected one of ${safetensorsDtypes.join(", ")}`);
+    const size = bytesPerValue[dtype as SafetensorsDtype];
     const count = shape.reduce((a, b) => a * b, 1);
-    if (offsets[1] - offsets[0] !== count * 4 || dataStart + offsets[1] > bytes.length) {
+    if (offsets[1] - offsets[0] !== count * size || dataStart + offsets[1] > bytes.length) {
       throw fail(`tensor ${name}: data_offsets ${JSON.stringify(offsets)} do not match shape ${JSON.stringify(shape)}`);
     }
     const data = new Float32Array(count);
-    Buffer.from(data.buffer).set(bytes.subarray(dataStart + offsets[0], dataStart + offsets[1]));
+    const start = dataStart + offsets[0];
+    if (dtype === "F32") {
+      Buffer.from(data.buffer).set(bytes.subarray(start, dataStart + offsets[1]));
+    } else {
+      const fromBits = dtype === "F16" ? float16BitsToFloat32 : bfloat16BitsToFloat32;
+      for (let i = 0; i < count; i++) data[i] = fromBits(bytes.readUInt16LE(start + 2 * i));
+    }
     tensors.set(name, { shape, data });
   }
   return { metadata, tensors };

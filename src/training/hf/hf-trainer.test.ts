@@ -190,3 +190,48 @@ print(json.dumps(out))
     expect(out.error).toMatch(/6 tokens, more than --cutoff-len 4/);
   });
 });
+
+describe("python/train_lora.py step arithmetic (runs without torch)", () => {
+  const run = (body: string) => {
+    const program = `
+import json, sys
+sys.path.insert(0, ${JSON.stringify(join(packageRoot(), "python"))})
+import train_lora as t
+${body}`;
+    const result = spawnSync("python3", ["-c", program], {
+      encoding: "utf8",
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
+    });
+    expect(result.stderr).toBe("");
+    return JSON.parse(result.stdout);
+  };
+
+  it("weighs every label token of an optimizer step the same, however micro-batches split them", () => {
+    const out = run(`
+# Two processes x 2 micro-batches; token losses 1.0 everywhere except one long micro-batch at 3.0.
+batches = [[[-100, 5, 6]], [[-100, 5, 6, 7, 8, 9, 10, 11]], [[-100, 5]], [[-100, -100, 6]]]
+losses = [1.0, 3.0, 1.0, 1.0]
+counts = [t.label_tokens(b) for b in batches]
+window = sum(counts)
+scale = t.backward_scale(window, 2, 2)
+# What the gradient all-reduce sees: each process's backward-scaled sums / accumulation, averaged over processes.
+contribution = sum(l * c * scale / 2 for l, c in zip(losses, counts)) / 2
+print(json.dumps({"counts": counts, "contribution": contribution,
+                  "token_mean": sum(l * c for l, c in zip(losses, counts)) / window}))
+`);
+    expect(out.counts).toEqual([2, 7, 1, 1]);
+    expect(out.contribution).toBeCloseTo(out.token_mean, 12);
+    expect(out.token_mean).toBeCloseTo((2 + 21 + 1 + 1) / 11, 12);
+  });
+
+  it("states DeepSpeed's batch sizes and clipping (0 turns clipping off)", () => {
+    const out = run(`
+print(json.dumps([t.deepspeed_settings({"gradient_clipping": "auto"}, 4, 16, 1.0),
+                  t.deepspeed_settings({}, 2, 8, 0)]))
+`);
+    expect(out).toEqual([
+      { gradient_clipping: 1, train_micro_batch_size_per_gpu: 4, train_batch_size: 64 },
+      { gradient_clipping: 0, train_micro_batch_size_per_gpu: 2, train_batch_size: 16 },
+    ]);
+  });
+});

@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { AbortedError, ConfigError, throwIfAborted } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
-import type { LossPoint, SftExample, Trainer, TrainOptions, TrainRequest, TrainResult } from "../trainer.js";
+import type { Examples, LossPoint, SftExample, Trainer, TrainOptions, TrainRequest, TrainResult } from "../trainer.js";
 import { HfTrainingError } from "./hf-training-error.js";
 import { buildLaunchCommand, type HfLaunchOptions } from "./launch-command.js";
 import { parseTrainerLine } from "./progress-parser.js";
@@ -40,6 +40,18 @@ export class HfTrainer implements Trainer {
   async train(request: TrainRequest): Promise<TrainResult> {
     const { signal, onProgress } = request;
     throwIfAborted(signal);
+    if (request.kind === "preference" || request.kind === "reward") {
+      throw new ConfigError(
+        `hf trainer: the ${request.kind} kind is not available on the GPU path yet (it trains sft only); train it with the embedded trainer`,
+        { field: "kind" },
+      );
+    }
+    if (request.initAdapter !== undefined) {
+      throw new ConfigError(
+        "hf trainer: starting from an existing adapter (initAdapter) is not available on the GPU path yet; train it with the embedded trainer",
+        { field: "initAdapter" },
+      );
+    }
     const output = resolve(request.output);
     const peftDir = join(output, "peft");
     const data = join(output, "sft.jsonl");
@@ -51,6 +63,13 @@ export class HfTrainer implements Trainer {
 
     await mkdir(output, { recursive: true });
     const count = await writeExamples(request.examples, data);
+    if (request.evalExamples !== undefined) {
+      onProgress?.({
+        type: "message",
+        level: "warn",
+        text: "hf trainer ignores evalExamples (no held-out evaluation)",
+      });
+    }
     if (count === 0) throw new ConfigError("hf trainer: the dataset is empty; nothing to train on", { path: data });
 
     onProgress?.({ type: "stage-start", stage: "train", total: training.maxSteps });
@@ -155,8 +174,23 @@ export class HfTrainer implements Trainer {
     }
     const last = lossCurve.at(-1);
     onProgress?.({ type: "stage-end", stage: "train", done: last?.step ?? 0 });
+    if (isWorker(this.options)) {
+      // Only the main process reports and saves: this machine has no loss curve and no adapter of its own.
+      return {
+        kind: "sft",
+        evalCurve: [],
+        adapterPath: peftDir,
+        peftDir,
+        steps: 0,
+        finalLoss: Number.NaN,
+        lossCurve: [],
+        worker: true,
+      };
+    }
     return {
-      // The GPU path writes a PEFT adapter; GGUF conversion is done from it by the export module when needed.
+      kind: "sft",
+      evalCurve: [],
+      // The GPU path writes a PEFT adapter; HfGgufTrainer converts it to a GGUF LoRA where llama.cpp needs one.
       adapterPath: peftDir,
       peftDir,
       steps: last?.step ?? totalSteps,
@@ -166,6 +200,11 @@ export class HfTrainer implements Trainer {
   }
 }
 
+/** A machine other than rank 0 of a multi-node run. */
+export function isWorker(options: HfLaunchOptions): boolean {
+  return options.mode === "multi-node" && (options.machineRank ?? 0) > 0;
+}
+
 /** Options of the shared TrainOptions that the GPU script does not implement: a warning, not an error. */
 function warnUnsupported(training: TrainOptions, onProgress: ProgressListener | undefined): void {
   const ignored: string[] = [];
@@ -173,6 +212,7 @@ function warnUnsupported(training: TrainOptions, onProgress: ProgressListener | 
   if (training.checkpointEvery !== undefined) ignored.push("checkpointEvery");
   if (training.batchTokens !== undefined) ignored.push("batchTokens (use the hf trainer's batchSize)");
   if (training.kernel !== undefined || training.threads !== undefined) ignored.push("kernel/threads (CPU only)");
+  if (training.evalFraction || training.evalEvery) ignored.push("evalFraction/evalEvery (no held-out evaluation)");
   if (ignored.length > 0) {
     onProgress?.({ type: "message", level: "warn", text: `hf trainer ignores: ${ignored.join("; ")}` });
   }
@@ -215,7 +255,7 @@ function launchError(command: string, error: unknown): HfTrainingError {
   return new HfTrainingError(`hf trainer: cannot run "${command}": ${(error as Error).message}`, { cause: error });
 }
 
-async function writeExamples(examples: TrainRequest["examples"], path: string): Promise<number> {
+async function writeExamples(examples: Examples<SftExample>, path: string): Promise<number> {
   const stream = createWriteStream(path, { encoding: "utf8" });
   let count = 0;
   try {

@@ -1,4 +1,5 @@
-export { checkPython, HfTrainer, type HfTrainerOptions } from "./hf-trainer.js";
+export { HfGgufTrainer, type HfGgufTrainerOptions } from "./hf-gguf-trainer.js";
+export { checkPython, HfTrainer, type HfTrainerOptions, isWorker } from "./hf-trainer.js";
 export { HfTrainingError } from "./hf-training-error.js";
 export {
   buildLaunchCommand,
@@ -13,4 +14,4 @@ export {
   scriptArguments,
 } from "./launch-command.js";
 export { parseTrainerLine, type TrainerLine } from "./progress-parser.js";
-export { type HfTrainerConfig, hfTrainerOptionsSchema } from "./hf-trainer-options.js";
+export { hfBaseSchema, type HfTrainerConfig, hfTrainerOptionsSchema, resolveHfBase } from "./hf-trainer-options.js";

@@ -156,3 +156,49 @@ describe("hfTrainerOptionsSchema", () => {
     expect(hfTrainerOptionsSchema.safeParse({ gpusPerMachine: 0 }).success).toBe(false);
   });
 });
+
+describe("buildLaunchCommand: numProcesses and your own configs", () => {
+  it("takes the total process count instead of GPUs per machine, and checks the two agree", () => {
+    const launch = { mode: "multi-node" as const, machines: 4, numProcesses: 32, mainProcessIp: "h0" };
+    const command = buildLaunchCommand(inputs, launch);
+    expect(command.processes).toBe(32);
+    expect(flag(command.args, "--num_processes")).toBe("32");
+    expect(buildLaunchCommand(inputs, { ...launch, gpusPerMachine: 8 }).processes).toBe(32);
+    expect(() => buildLaunchCommand(inputs, { ...launch, gpusPerMachine: 4 })).toThrow(
+      /numProcesses 32 must equal machines \(4\) × gpusPerMachine \(4\)/,
+    );
+    expect(() => buildLaunchCommand(inputs, { ...launch, numProcesses: 30 })).toThrow(ConfigError);
+  });
+
+  it("uses an accelerate config and a DeepSpeed config of your own in place of ours", () => {
+    const command = buildLaunchCommand(inputs, {
+      mode: "multi-gpu",
+      gpusPerMachine: 8,
+      distributed: "deepspeed-zero3",
+      accelerateConfig: "/site/accelerate.yaml",
+      deepspeedConfig: "/site/zero3-offload.json",
+    });
+    expect(flag(command.args, "--config_file")).toBe("/site/accelerate.yaml");
+    expect(flag(command.args, "--deepspeed_config_file")).toBe("/site/zero3-offload.json");
+    const fsdp = buildLaunchCommand(inputs, {
+      mode: "multi-gpu",
+      gpusPerMachine: 2,
+      distributed: "fsdp",
+      accelerateConfig: "/site/fsdp.yaml",
+    });
+    expect(flag(fsdp.args, "--config_file")).toBe("/site/fsdp.yaml");
+    expect(() =>
+      buildLaunchCommand(inputs, { mode: "multi-gpu", gpusPerMachine: 2, deepspeedConfig: "/site/ds.json" }),
+    ).toThrow(/deepspeedConfig is used with distributed "deepspeed-zero3", got distributed "ddp"/);
+  });
+});
+
+describe("python/configs", () => {
+  it("leave GPU choice to CUDA_VISIBLE_DEVICES and precision to accelerate's --mixed_precision", async () => {
+    const { readFile } = await import("node:fs/promises");
+    expect(await readFile(join(configs, "single_gpu.yaml"), "utf8")).toMatch(/^gpu_ids: all$/m);
+    const deepspeed = JSON.parse(await readFile(join(configs, "deepspeed_zero3.json"), "utf8"));
+    expect(deepspeed.bf16).toEqual({ enabled: "auto" });
+    expect(deepspeed.fp16).toEqual({ enabled: "auto" });
+  });
+});

@@ -25,8 +25,14 @@ export interface HfLaunchOptions {
   mode?: HfLaunchMode;
   /** Multi-GPU / multi-node strategy. Default "ddp" on one machine, "deepspeed-zero3" across machines. */
   distributed?: HfDistributedBackend;
-  /** GPUs (processes) per machine. Default 1 for single-gpu; required otherwise. */
+  /** GPUs (processes) per machine. Default 1 for single-gpu; otherwise required unless numProcesses is given. */
   gpusPerMachine?: number;
+  /** Processes across all machines (accelerate's --num_processes): machines × gpusPerMachine. */
+  numProcesses?: number;
+  /** An accelerate config YAML of your own, instead of ours from python/configs (e.g. other FSDP settings). */
+  accelerateConfig?: string;
+  /** A DeepSpeed config JSON of your own, instead of our deepspeed_zero3.json (distributed "deepspeed-zero3"). */
+  deepspeedConfig?: string;
   /** Machines taking part (multi-node, >= 2). */
   machines?: number;
   /** This machine's rank, 0 on the main machine. Default 0. */
@@ -153,8 +159,22 @@ export function buildLaunchCommand(inputs: HfScriptInputs, launch: HfLaunchOptio
     return { command: python, args: [script, ...scriptArgs], processes: 1 };
   }
 
-  const gpus = positiveInteger(launch.gpusPerMachine, "gpusPerMachine", mode === "single-gpu" ? 1 : undefined);
   const machines = mode === "multi-node" ? positiveInteger(launch.machines, "machines") : 1;
+  if (launch.numProcesses !== undefined) {
+    const total = positiveInteger(launch.numProcesses, "numProcesses");
+    if (total % machines !== 0 || (launch.gpusPerMachine !== undefined && launch.gpusPerMachine * machines !== total)) {
+      throw new ConfigError(
+        `hf trainer: numProcesses ${total} must equal machines (${machines}) × gpusPerMachine` +
+          `${launch.gpusPerMachine === undefined ? "" : ` (${launch.gpusPerMachine})`}; give one of the two`,
+        { field: "numProcesses" },
+      );
+    }
+  }
+  const gpus = positiveInteger(
+    launch.gpusPerMachine ?? (launch.numProcesses === undefined ? undefined : launch.numProcesses / machines),
+    "gpusPerMachine",
+    mode === "single-gpu" ? 1 : undefined,
+  );
   if (mode === "single-gpu" && gpus !== 1) {
     throw new ConfigError(`hf trainer: mode "single-gpu" uses 1 GPU, got gpusPerMachine ${gpus}; use "multi-gpu"`, {
       field: "gpusPerMachine",
@@ -172,19 +192,26 @@ export function buildLaunchCommand(inputs: HfScriptInputs, launch: HfLaunchOptio
   }
   const processes = gpus * machines;
   const accelerateArgs: string[] = ["-m", "accelerate.commands.launch"];
+  const ours = (name: string) => launch.accelerateConfig ?? join(configDir, name);
+  if (launch.deepspeedConfig !== undefined && (mode === "single-gpu" || distributed !== "deepspeed-zero3")) {
+    throw new ConfigError(
+      `hf trainer: deepspeedConfig is used with distributed "deepspeed-zero3", got ${mode === "single-gpu" ? 'mode "single-gpu"' : `distributed "${distributed}"`}`,
+      { field: "deepspeedConfig" },
+    );
+  }
   if (mode === "single-gpu") {
-    accelerateArgs.push("--config_file", join(configDir, "single_gpu.yaml"));
+    accelerateArgs.push("--config_file", ours("single_gpu.yaml"));
   } else if (distributed === "ddp") {
-    accelerateArgs.push("--config_file", join(configDir, "multi_gpu.yaml"));
+    accelerateArgs.push("--config_file", ours("multi_gpu.yaml"));
   } else if (distributed === "deepspeed-zero3") {
     accelerateArgs.push(
       "--config_file",
-      join(configDir, "deepspeed_zero3.yaml"),
+      ours("deepspeed_zero3.yaml"),
       "--deepspeed_config_file",
-      join(configDir, "deepspeed_zero3.json"),
+      launch.deepspeedConfig ?? join(configDir, "deepspeed_zero3.json"),
     );
   } else {
-    accelerateArgs.push("--config_file", join(configDir, "fsdp.yaml"));
+    accelerateArgs.push("--config_file", ours("fsdp.yaml"));
   }
   accelerateArgs.push(
     "--num_processes",
