@@ -35,11 +35,16 @@ await withBenchModel("F32", async ({ path, parameterCount }) => {
       [
         "generate",
         "isheep-prompts",
-        { target: String(prompts), maxCalls: String(4 * prompts), grammar: promptGrammar, samplingMaxTokens: "200" },
+        {
+          target: String(prompts),
+          maxCalls: String(4 * prompts),
+          samplingGrammar: promptGrammar,
+          samplingMaxTokens: "200",
+        },
       ],
-      ["answer", "isheep-answers", { grammar: answerGrammar, samplingMaxTokens: String(answerTokens) }],
+      ["answer", "isheep-answers", { samplingGrammar: answerGrammar, samplingMaxTokens: String(answerTokens) }],
       ["filter", "isheep-filter", {}],
-      ["rate", "isheep-rate", { grammar: ratingGrammar, samplingMaxTokens: "40" }],
+      ["rate", "isheep-rate", { samplingGrammar: ratingGrammar, samplingMaxTokens: "40" }],
       ["keep", "isheep-keep", { threshold: "6" }],
       ["train", "isheep-train", { trainThreads: String(threads), trainRank: "8" }],
     ];

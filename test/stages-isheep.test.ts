@@ -1,5 +1,5 @@
 /**
- * I-SHEEP end to end on a tiny random-weight GGUF, grammar-constrained through the stages' own `grammar` option:
+ * I-SHEEP end to end on a tiny random-weight GGUF, grammar-constrained through the stages' own `sampling.grammar` option:
  * two full rounds (prompts, answers, rule filter, self-assessment, keep, train, eval); round 2 generates and rates
  * with round 1's adapter, as the model id in each record shows; kill -9 twice in round 2, then a resume that redoes
  * nothing of round 1 and sends no request whose result was stored; `selfalign stage <member> --round 2`; early
@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runStageCommand } from "../src/cli/commands/stage.js";
 import { isheepPipelineConfig } from "../src/cli/commands/isheep.js";
 import { writeTinyModel } from "../src/gguf/index.js";
+import { readGgufLora } from "../src/training/export/gguf-lora.js";
 import { runPipeline, type RunPipelineResult } from "../src/pipeline/run-pipeline.js";
 import { collectReportData, writeReport } from "../src/report/index.js";
 import { readJsonl, type StoreRecord } from "../src/run-store/index.js";
@@ -125,7 +126,7 @@ describe("I-SHEEP on a tiny GGUF", () => {
       expect(answer.backend).toContain(`+lora:${first.adapters["isheep-train-round-2"]}`);
   });
 
-  it("selfalign stage <member> --round 2 runs one member of a round; --rater base rates with the base", async () => {
+  it("selfalign stage <member> --round 2: --rater base rates with the base; one-last and total-base train round 2", async () => {
     const copy = join(dir, "stage-copy");
     await cp(whole, copy, { recursive: true });
     await rm(folder(copy, "rate", 2), { recursive: true, force: true });
@@ -134,7 +135,7 @@ describe("I-SHEEP on a tiny GGUF", () => {
       model,
       round: 2,
       rater: "base",
-      grammar: ratingGrammar,
+      samplingGrammar: ratingGrammar,
       samplingMaxTokens: "40",
     });
     expect(summary).toMatch(/^isheep-rate: \d+ ratings, \d+ unreadable$/);
@@ -145,12 +146,17 @@ describe("I-SHEEP on a tiny GGUF", () => {
     const pairs = new Set((await records(copy, "filter", 2)).map((pair) => pair.id));
     for (const rating of ratings) expect(pairs.has(String(rating.parentId))).toBe(true);
 
-    // total-base trains the base on every round's kept pairs; one-last waits for a trainer that starts from an adapter.
+    // one-last continues round 1's adapter (rank 2 in the test config), so a requested rank of 4 does not apply.
     await rm(folder(copy, "train", 2), { recursive: true, force: true });
-    const train = { run: copy, trainBase: model, round: 2, trainMaxSteps: "1", trainRank: "2", trainThreads: "1" };
-    await expect(runStageCommand("isheep-train", { ...train, variant: "one-last" })).rejects.toThrow(
-      /one-last variant continues training round 1's adapter \(.*adapter\.gguf\), and the trainer cannot start from an adapter yet/,
+    const train = { run: copy, trainBase: model, round: 2, trainMaxSteps: "1", trainRank: "4", trainThreads: "1" };
+    expect(await runStageCommand("isheep-train", { ...train, variant: "one-last" })).toMatch(
+      /^isheep-train: one-last: /,
     );
+    const lastManifest = JSON.parse(await readFile(join(folder(copy, "train", 2), "manifest.json"), "utf8"));
+    expect(lastManifest.extra.initAdapter).toBe(join(folder(whole, "train", 1), "adapter", "adapter.gguf"));
+    const continued = await readGgufLora(join(folder(copy, "train", 2), "adapter", "adapter.gguf"));
+    expect(continued.adapter.rank).toBe(2);
+    // total-base trains the base afresh (rank 4 now) on every round's kept pairs.
     await rm(folder(copy, "train", 2), { recursive: true, force: true });
     expect(await runStageCommand("isheep-train", { ...train, variant: "total-base" })).toMatch(
       /^isheep-train: total-base: /,
@@ -159,6 +165,8 @@ describe("I-SHEEP on a tiny GGUF", () => {
     const kept = [...(await records(copy, "keep", 1)), ...(await records(copy, "keep", 2))];
     expect(examples.map((example) => example.parentId).sort()).toEqual(kept.map((pair) => pair.id).sort());
     expect(new Set(examples.map((example) => example.fromRound))).toEqual(new Set([1, 2]));
+    const fresh = await readGgufLora(join(folder(copy, "train", 2), "adapter", "adapter.gguf"));
+    expect(fresh.adapter.rank).toBe(4);
   });
 
   it("dedupAcrossRounds keeps round 2's prompts apart from round 1's (ROUGE-L <= 0.7, checked by brute force)", async () => {
@@ -177,7 +185,7 @@ describe("I-SHEEP on a tiny GGUF", () => {
       target: "10",
       maxCalls: "8",
       batchSize: "2",
-      grammar: promptGrammar,
+      samplingGrammar: promptGrammar,
       samplingMaxTokens: "200",
       dedupAcrossRounds: true,
     });

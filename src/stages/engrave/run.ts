@@ -114,6 +114,8 @@ export interface TrainAdapterOptions {
   trainer: Trainer;
   base: string;
   trainOptions?: TrainOptions;
+  /** Continue training this adapter instead of a fresh LoRA (see TrainRequest.initAdapter). */
+  initAdapter?: string;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -134,6 +136,7 @@ export async function trainAdapter(
     examples: records.map(({ prompt, completion }) => ({ prompt, completion })),
     output: adapterDir,
     options: { resume: true, ...options.trainOptions },
+    ...(options.initAdapter === undefined ? {} : { initAdapter: options.initAdapter }),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });

@@ -7,7 +7,7 @@ import { defineStage, progressOptions } from "../../pipeline/stage-definition.js
 import { positiveInt } from "../../pipeline/train-config.js";
 import { recordId } from "../../run-store/index.js";
 import { mergeOnePer } from "../shared/merge-one-per.js";
-import { grammarOptionSchema, loadGrammarOption, withGrammar } from "../shared/grammar-option.js";
+import { withGrammar } from "../shared/grammar.js";
 import { samplingWithDefaults } from "../shared/record-schemas.js";
 import { usageSince } from "../shared/stage-usage.js";
 import { answerItems } from "./answer-items.js";
@@ -36,23 +36,18 @@ export const answersDefinition = defineStage({
   upstream: [isheepStages.prompts],
   options: z.strictObject({
     sampling: samplingWithDefaults(answerSamplingDefaults),
-    grammar: grammarOptionSchema,
     concurrency: positiveInt.optional().describe("requests in flight (default: the backend's parallelism)"),
   }),
   amountOptions: ["concurrency"],
   models: ["generator"],
   needsUpstreamRecords: true,
   async run(context) {
-    const { sampling, grammar, concurrency } = context.options;
+    const { sampling, concurrency } = context.options;
     const prompts = await context.upstreamRecords<{ id: string; instruction: string; input: string }>(
       isheepStages.prompts,
     );
     const store = await context.store();
     const used = usageSince(store);
-    const grammarText = await loadGrammarOption(grammar, {
-      field: `${isheepStages.answers}.grammar`,
-      resolvePath: context.resolvePath,
-    });
     await answerItems({
       backend: await context.model("generator"),
       store,
@@ -62,7 +57,7 @@ export const answersDefinition = defineStage({
         instruction: prompt.instruction,
         input: prompt.input,
       })),
-      sampling: { ...sampling, ...withGrammar(grammarText) },
+      sampling: await withGrammar(context, sampling),
       seed: context.seed,
       ...(concurrency === undefined ? {} : { concurrency }),
       ...progressOptions(context),

@@ -11,7 +11,7 @@ import type { LanguageModel } from "../../backends/language-model.js";
 import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import type { Manifest } from "../../run-store/index.js";
 import { recordId } from "../../run-store/index.js";
-import { grammarOptionSchema, loadGrammarOption, withGrammar } from "../shared/grammar-option.js";
+import { withGrammar } from "../shared/grammar.js";
 import { sampleWithoutReplacement, seededRandom } from "../shared/random.js";
 import { samplingWithDefaults } from "../shared/record-schemas.js";
 import { usageSince } from "../shared/stage-usage.js";
@@ -65,8 +65,6 @@ export const evalDefinition = defineStage({
     rater: z.enum(["base", "current"]).default("base").describe("who rates: the base (fixed) or the round's model"),
     answerSampling: samplingWithDefaults({ temperature: 0, maxTokens: 256, stop: [answerStop] }),
     ratingSampling: samplingWithDefaults({ temperature: 0, maxTokens: 64 }),
-    grammar: grammarOptionSchema,
-    ratingGrammar: grammarOptionSchema,
   }),
   amountOptions: [],
   models: ["generator"],
@@ -92,10 +90,8 @@ export const evalDefinition = defineStage({
       ...(baseline && round === 1 ? [{ label: "base", backend: base }] : []),
     ];
     const raterModel = rater === "base" ? base : models[0]!.backend;
-    const grammarOf = (value: string | undefined, field: string) =>
-      loadGrammarOption(value, { field: `${isheepStages.eval}.${field}`, resolvePath: context.resolvePath });
-    const answerGrammar = await grammarOf(context.options.grammar, "grammar");
-    const ratingGrammar = await grammarOf(context.options.ratingGrammar, "ratingGrammar");
+    const answering = await withGrammar(context, answerSampling, "answerSampling.grammar");
+    const rating = await withGrammar(context, ratingSampling, "ratingSampling.grammar");
     // The same probes every round: drawn from the seed tasks with the run's seed only.
     const sample = sampleWithoutReplacement(
       seededRandom(isheepStages.eval, context.seed),
@@ -113,7 +109,7 @@ export const evalDefinition = defineStage({
           input: task.input ?? "",
           fields: { model: label },
         })),
-        sampling: { ...answerSampling, ...withGrammar(answerGrammar) },
+        sampling: answering,
         seed: context.seed,
         ...progressOptions(context),
       });
@@ -133,7 +129,7 @@ export const evalDefinition = defineStage({
           fields: { model: String(answer.model) },
         })),
       ),
-      sampling: { ...ratingSampling, ...withGrammar(ratingGrammar) },
+      sampling: rating,
       seed: context.seed,
       ...progressOptions(context),
     });

@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import { positiveInt } from "../../pipeline/train-config.js";
-import { grammarOptionSchema, loadGrammarOption, withGrammar } from "../shared/grammar-option.js";
+import { withGrammar } from "../shared/grammar.js";
 import { samplingWithDefaults } from "../shared/record-schemas.js";
 import {
   selfInstructRecordSchema,
@@ -33,7 +33,6 @@ export const promptsOptionsSchema = z.strictObject({
   dedupAcrossRounds: z.boolean().default(false).describe("also drop prompts too close to earlier rounds' prompts"),
   batchSize: positiveInt.optional().describe("calls in flight (default: the backend's parallelism)"),
   sampling: samplingWithDefaults(promptSamplingDefaults),
-  grammar: grammarOptionSchema,
 });
 
 export const promptsDefinition = defineStage({
@@ -45,8 +44,7 @@ export const promptsDefinition = defineStage({
   amountOptions: ["target", "maxCalls", "maxCallsWithoutProgress", "batchSize"],
   models: ["generator"],
   async run(context) {
-    const { maxCalls, maxCallsWithoutProgress, batchSize, dedupAcrossRounds, grammar, sampling, ...options } =
-      context.options;
+    const { maxCalls, maxCallsWithoutProgress, batchSize, dedupAcrossRounds, sampling, ...options } = context.options;
     const round = context.round?.index ?? 1;
     const earlier = [];
     if (dedupAcrossRounds) {
@@ -55,16 +53,12 @@ export const promptsDefinition = defineStage({
           earlier.push({ id: record.id, instruction: record.instruction });
       }
     }
-    const grammarText = await loadGrammarOption(grammar, {
-      field: `${isheepStages.prompts}.grammar`,
-      resolvePath: context.resolvePath,
-    });
     const out = await runSelfInstruct({
       ...options,
       ...(batchSize === undefined ? {} : { batchSize }),
       ...(maxCalls === undefined ? {} : { maxRounds: maxCalls }),
       maxRoundsWithoutProgress: maxCallsWithoutProgress,
-      sampling: { ...sampling, allowEos: true, ...withGrammar(grammarText) },
+      sampling: { ...(await withGrammar(context, sampling)), allowEos: true },
       taskFilter: filterGeneratedTask,
       dedupPool: earlier,
       backend: await context.model("generator"),

@@ -7,7 +7,7 @@ import { z } from "zod";
 import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import { positiveInt } from "../../pipeline/train-config.js";
 import { recordId } from "../../run-store/index.js";
-import { grammarOptionSchema, loadGrammarOption, withGrammar } from "../shared/grammar-option.js";
+import { withGrammar } from "../shared/grammar.js";
 import { samplingWithDefaults } from "../shared/record-schemas.js";
 import { usageSince } from "../shared/stage-usage.js";
 import { ratingAspects } from "./prompt.js";
@@ -52,21 +52,16 @@ export const rateDefinition = defineStage({
       .default([...ratingAspects])
       .describe("aspects to rate (JSON list)"),
     sampling: samplingWithDefaults(ratingSamplingDefaults),
-    grammar: grammarOptionSchema,
     concurrency: positiveInt.optional().describe("requests in flight (default: the backend's parallelism)"),
   }),
   amountOptions: ["concurrency"],
   models: ["generator"],
   needsUpstreamRecords: true,
   async run(context) {
-    const { rater, aspects, sampling, grammar, concurrency } = context.options;
+    const { rater, aspects, sampling, concurrency } = context.options;
     const pairs = await context.upstreamRecords<PairRecord>(isheepStages.filter);
     const store = await context.store();
     const used = usageSince(store);
-    const grammarText = await loadGrammarOption(grammar, {
-      field: `${isheepStages.rate}.grammar`,
-      resolvePath: context.resolvePath,
-    });
     // Every pair's quality first, then every pair's following (the reference's two passes).
     const items = aspects.flatMap((aspect) =>
       pairs.map((pair) => ({
@@ -82,7 +77,7 @@ export const rateDefinition = defineStage({
       backend: await context.model("generator", { base: rater === "base" }),
       store,
       items,
-      sampling: { ...sampling, ...withGrammar(grammarText) },
+      sampling: await withGrammar(context, sampling),
       seed: context.seed,
       ...(concurrency === undefined ? {} : { concurrency }),
       ...progressOptions(context),

@@ -1,7 +1,7 @@
 /**
  * I-SHEEP step 6 (method-spec C.6): a new LoRA adapter per round, trained on the kept pairs in the answering prompt
  * format. The paper's variants, named: `one-base` (default) trains the base on this round's pairs, `total-base` the
- * base on every round's pairs so far, `one-last` continues from the previous round's adapter. The LoRA settings
+ * base on every round's pairs so far, `one-last` continues the previous round's adapter on this round's pairs. The LoRA settings
  * default to the paper's (rank 8, alpha 16, dropout 0.05, lr 5e-5, 20 warm-up steps, 2 epochs, all linear layers);
  * the training set is not capped unless `maxExamples` says so (the paper's `max_samples 3000`, pitfall C.9.6).
  */
@@ -82,11 +82,13 @@ export const trainDefinition = defineStage({
         { path: store.dir },
       );
     }
-    if (variant === "one-last" && round > 1) {
-      const previous = await context.adapterOf(isheepStages.train, round - 1);
+    // one-last continues the previous round's adapter (its rank, alpha and targets); round 1 starts fresh.
+    const initAdapter =
+      variant === "one-last" && round > 1 ? await context.adapterOf(isheepStages.train, round - 1) : undefined;
+    if (variant === "one-last" && round > 1 && initAdapter === undefined) {
       throw new ConfigError(
-        `${store.stage}: the one-last variant continues training round ${round - 1}'s adapter (${previous ?? "not trained"}), and the trainer cannot start from an adapter yet. Use variant one-base or total-base`,
-        { field: `${isheepStages.train}.variant` },
+        `${store.stage}: the one-last variant continues round ${round - 1}'s adapter, which has not been trained; run round ${round - 1} first`,
+        { path: context.runDir },
       );
     }
     const { trainer, options, base } = await context.trainer(train);
@@ -100,10 +102,12 @@ export const trainDefinition = defineStage({
       trainer,
       base,
       trainOptions: { seed: context.seed, ...options },
+      ...(initAdapter === undefined ? {} : { initAdapter }),
       ...progressOptions(context),
     });
     store.manifest.extra.examples = examples.length;
     store.manifest.extra.variant = variant;
+    if (initAdapter !== undefined) store.manifest.extra.initAdapter = initAdapter;
     await store.saveManifest();
     return {
       usage: { promptTokens: 0, completionTokens: 0 },
