@@ -56,7 +56,10 @@ export const trainDefinition = defineStage({
   folders: [{ name: isheepStages.train, kept: trainRecordSchema, rejected: rejectedRecordSchema() }],
   upstream: [isheepStages.keep],
   options: z.strictObject({
-    variant: z.enum(trainVariants).default("one-base").describe("what to train on and from"),
+    variant: z
+      .enum(trainVariants)
+      .default("one-base")
+      .describe("what to train on and from (one-last keeps the last adapter's rank, alpha and targets)"),
     maxExamples: positiveInt.optional().describe("train on at most this many pairs (default all)"),
     train: isheepTrainSchema.prefault({}),
   }),
@@ -91,7 +94,10 @@ export const trainDefinition = defineStage({
         { path: context.runDir },
       );
     }
-    const { trainer, options, base } = await context.trainer(train);
+    const { trainer, options: configured, base } = await context.trainer(train);
+    // The adapter continued keeps its own rank, alpha and targets (the trainer refuses others).
+    const { rank: _rank, alpha: _alpha, targets: _targets, ...shapeless } = configured;
+    const options = initAdapter === undefined ? configured : shapeless;
     for (const record of examples) if (!store.isDone(record.id)) await store.appendRecord(record);
     // The set in Alpaca form, read unchanged by other SFT tools.
     await writeJsonLines(
