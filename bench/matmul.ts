@@ -1,6 +1,9 @@
 /**
  * sgemm speed of every kernel path on this machine: GFLOP/s at 512³ and 1024³ with 1 and 2 threads, plus one
- * shape from LoRA training (activations × frozen weightᵀ), each as a ratio to the machine's theoretical peak.
+ * shape from LoRA training (activations × frozen weightᵀ), each as a ratio to OpenBLAS on the same shape and threads
+ * (the practical ceiling: a tuned BLAS on these cores) and to the theoretical peak at the nominal clock. A VM does
+ * not tell its real clock (turbo, and a timing loop cannot measure it reliably: it read 5.58 GHz on a 2.6 GHz
+ * vCPU), so the peak is at the clock /proc/cpuinfo states and real figures may exceed it when the cores boost.
  * Run: `npx tsx bench/matmul.ts` (after `npm run build`, which compiles the WebAssembly kernel and the addon).
  * Figures are wall-clock, best of several runs; other processes on the machine lower them, so compare ratios
  * taken in the same run.
@@ -14,36 +17,7 @@ interface Peak {
   derivation: string;
 }
 
-let sink = 0;
-
-/**
- * Core clock measured with a chain of dependent float64 adds (each waits for the previous one: 3 cycles on AMD
- * Zen, 4 on Intel cores since Skylake). Best of many short runs, so preemption by other processes rarely shows.
- * A VM's /proc/cpuinfo shows the nominal clock; this sees boost.
- */
-function measureClockGHz(addLatencyCycles: number): number {
-  const iterations = 200_000;
-  let best = Number.POSITIVE_INFINITY;
-  for (let run = 0; run < 40; run++) {
-    let s = 0.5 + run;
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < iterations; i++) {
-      s += 0.25;
-      s += 0.25;
-      s += 0.25;
-      s += 0.25;
-      s += 0.25;
-      s += 0.25;
-      s += 0.25;
-      s += 0.25;
-    }
-    best = Math.min(best, Number(process.hrtime.bigint() - start));
-    sink += s;
-  }
-  return (iterations * 8 * addLatencyCycles) / best;
-}
-
-/** Theoretical fp32 peak = cores × FMA units × fp32 lanes per unit × 2 FLOP per FMA × clock, from /proc/cpuinfo. */
+/** Theoretical fp32 peak = cores × FMA units × fp32 lanes per unit × 2 FLOP per FMA × nominal clock (/proc/cpuinfo). */
 function machinePeak(): Peak {
   let cpuinfo = "";
   try {
@@ -66,9 +40,7 @@ function machinePeak(): Peak {
       : Number.isFinite(bogomips)
         ? `BogoMIPS ${bogomips} / 2`
         : "no /proc/cpuinfo clock, assumed 2.5";
-  const latency = amd ? 3 : 4;
-  const measuredGHz = measureClockGHz(latency);
-  const clockGHz = Math.max(nominalGHz, measuredGHz);
+  const clockGHz = nominalGHz;
   // FMA datapath width: AMD Zen 1-4 (families 23 and 25) execute AVX-512 as two 256-bit halves, so 8 fp32
   // lanes per unit even with avx512f; Zen 5 (family 26) and Intel server cores with avx512f have 512-bit units.
   let lanes: number;
@@ -90,8 +62,8 @@ function machinePeak(): Peak {
   const derivation =
     `${model} (${amd ? "AMD" : "other"} family ${family}): ${cores} cores × ${fmaUnits} FMA units × ${lanes} fp32 lanes ` +
     `(${width}${flags.has("fma") ? ", fma" : ", no fma"}) × 2 FLOP/FMA × ${clockGHz.toFixed(2)} GHz = ` +
-    `${gflops.toFixed(1)} GFLOP/s (${(gflops / cores).toFixed(1)} per core); clock = max(nominal ${nominalGHz.toFixed(2)} GHz ` +
-    `from ${nominalSource}, measured ${measuredGHz.toFixed(2)} GHz from dependent adds at ${latency} cycles each)`;
+    `${gflops.toFixed(1)} GFLOP/s (${(gflops / cores).toFixed(1)} per core) at the nominal clock (${nominalSource}); ` +
+    "boost is not visible in a VM, so a kernel may exceed it";
   return { gflops, derivation };
 }
 
@@ -158,18 +130,19 @@ for (const entry of availableKernels()) {
 
 const cube = (size: number): Shape => ({ label: `${size}³`, m: size, n: size, k: size, transB: false });
 const lora: Shape = { label: "256×1376×512 (X·Wᵀ)", m: 256, n: 1376, k: 512, transB: true };
+// OpenBLAS first: every other row is stated as a fraction of it (same shape and threads).
 const plan: { name: KernelName; threads: number; shapes: Shape[] }[] = [
-  { name: "ts", threads: 1, shapes: [cube(512)] },
-  { name: "wasm", threads: 1, shapes: [cube(512), cube(1024), lora] },
-  { name: "wasm", threads: 2, shapes: [cube(512), cube(1024), lora] },
   { name: "blas", threads: 1, shapes: [cube(512), cube(1024), lora] },
   { name: "blas", threads: 2, shapes: [cube(512), cube(1024), lora] },
+  { name: "wasm", threads: 1, shapes: [cube(512), cube(1024), lora] },
+  { name: "wasm", threads: 2, shapes: [cube(512), cube(1024), lora] },
+  { name: "ts", threads: 1, shapes: [cube(512)] },
 ];
 
 const results = new Map<string, number>();
 const perCpu = new Map<string, number>();
 console.log("");
-console.log("kernel  threads  shape                   GFLOP/s  of peak           CPU share  GFLOP/CPU-s");
+console.log("kernel  threads  shape                   GFLOP/s  of OpenBLAS  of peak           CPU share  GFLOP/CPU-s");
 for (const { name, threads, shapes } of plan) {
   if (!availableKernels().find((entry) => entry.name === name)?.available) continue;
   for (const shape of shapes) {
@@ -178,15 +151,17 @@ for (const { name, threads, shapes } of plan) {
     perCpu.set(`${name}/${threads}/${shape.label}`, perCpuSecond);
     // 1-thread figures are compared with one core's share of the peak.
     const share = (peak.gflops * Math.min(threads, availableParallelism())) / availableParallelism();
+    const blas = results.get(`blas/${threads}/${shape.label}`);
     console.log(
       `${name.padEnd(6)}  ${String(threads).padStart(7)}  ${shape.label.padEnd(22)}  ${gflops.toFixed(1).padStart(7)}  ` +
+        `${blas === undefined ? "n/a" : `${((100 * gflops) / blas).toFixed(0)}%`}`.padStart(11) +
+        "  " +
         `${((100 * gflops) / share).toFixed(0).padStart(5)}% (of ${share.toFixed(0)})`.padEnd(18) +
         `${cpuShare.toFixed(2).padStart(9)}  ${perCpuSecond.toFixed(1).padStart(11)}`,
     );
   }
 }
 
-if (sink === 0) console.log(""); // keeps the clock loop from being optimised away
 console.log(
   "CPU share: CPU seconds per thread per wall second (below ~0.9: other processes held the cores); GFLOP/CPU-s: " +
     "work per CPU second of the whole process, the speed per core when the kernel gets one. OpenBLAS threads spin " +
@@ -201,6 +176,9 @@ console.log("");
 console.log(`wasm vs ts, 1 thread, 512³:            ${ratio("wasm/1/512³", "ts/1/512³")}`);
 console.log(`wasm 2 threads vs 1 thread, 1024³:     ${ratio("wasm/2/1024³", "wasm/1/1024³")}`);
 console.log(`blas vs wasm, 2 threads, 1024³:        ${ratio("blas/2/1024³", "wasm/2/1024³")}`);
+console.log(
+  `wasm vs OpenBLAS (the practical ceiling), 2 threads, LoRA shape: ${ratio("wasm/2/256×1376×512 (X·Wᵀ)", "blas/2/256×1376×512 (X·Wᵀ)")}`,
+);
 // With a loaded machine the wall-clock figure says little; the projection is threads × GFLOP per CPU-second,
 // what the kernel would do with its cores to itself (an estimate, printed as such).
 const target = (label: string, key: string, threads: number, goal: number, goalText: string) => {
@@ -219,5 +197,5 @@ target(
   "blas/2/1024³",
   2,
   0.6 * peak.gflops,
-  `>= 60% of peak (${(0.6 * peak.gflops).toFixed(0)} GFLOP/s)`,
+  `>= 60% of the nominal-clock peak (${(0.6 * peak.gflops).toFixed(0)} GFLOP/s)`,
 );

@@ -4,7 +4,15 @@
       "target_name": "blas",
       "sources": ["blas.c"],
       "cflags": ["-O2"],
-      "libraries": ["-lopenblas"]
+      "conditions": [
+        ["OS=='mac'", {
+          "defines": ["SELFALIGN_ACCELERATE", "ACCELERATE_NEW_LAPACK"],
+          "libraries": ["-framework Accelerate"],
+          "xcode_settings": { "OTHER_CFLAGS": ["-O2"] }
+        }, {
+          "libraries": ["-lopenblas"]
+        }]
+      ]
     }
   ]
 }

@@ -1,15 +1,25 @@
 /*
- * N-API addon: sgemm(transA, transB, m, n, k, alpha, A, B, beta, C) over the system OpenBLAS, row-major,
- * Float32Array arguments; setThreads/getThreads wrap openblas_set_num_threads/openblas_get_num_threads.
+ * N-API addon: sgemm(transA, transB, m, n, k, alpha, A, B, beta, C) over the system BLAS, row-major,
+ * Float32Array arguments. Linux and other systems: OpenBLAS, whose setThreads/getThreads wrap
+ * openblas_set_num_threads/openblas_get_num_threads. macOS (binding.gyp defines SELFALIGN_ACCELERATE): Apple's
+ * Accelerate, which has no thread-count call, so setThreads only records the number for getThreads.
  * Shapes are checked on the TypeScript side (blas-kernel.ts); here only the array lengths are re-checked.
  */
 #include <node_api.h>
-#include <cblas.h>
 #include <stddef.h>
 #include <stdint.h>
-
+#ifdef SELFALIGN_ACCELERATE
+#include <Accelerate/Accelerate.h>
+static int accelerate_threads = 1;
+static void blas_set_threads(int threads) { accelerate_threads = threads; }
+static int blas_get_threads(void) { return accelerate_threads; }
+#else
+#include <cblas.h>
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
+static void blas_set_threads(int threads) { openblas_set_num_threads(threads); }
+static int blas_get_threads(void) { return openblas_get_num_threads(); }
+#endif
 
 #define CHECK(call)                                                   \
   do {                                                                \
@@ -80,14 +90,14 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
     return NULL;
   }
   CHECK(napi_get_value_int32(env, argv[0], &threads));
-  openblas_set_num_threads(threads < 1 ? 1 : threads);
+  blas_set_threads(threads < 1 ? 1 : threads);
   return NULL;
 }
 
 static napi_value get_threads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
-  CHECK(napi_create_int32(env, openblas_get_num_threads(), &result));
+  CHECK(napi_create_int32(env, blas_get_threads(), &result));
   return result;
 }
 

@@ -1,6 +1,7 @@
-// Optional native OpenBLAS addon (native/blas.c): builds with node-gyp against the system OpenBLAS
-// (`apt-get install libopenblas-dev`). A failure is reported and never fails the build: the trainer then uses
-// the WebAssembly kernel. Set SELFALIGN_SKIP_NATIVE=1 to skip.
+// Optional native BLAS addon (native/blas.c): builds with node-gyp against the system OpenBLAS
+// (`apt-get install libopenblas-dev`), or on macOS against Apple's Accelerate framework (binding.gyp's OS
+// condition). A failure is reported and never fails the build: the trainer then uses the WebAssembly kernel.
+// Set SELFALIGN_SKIP_NATIVE=1 to skip.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -23,7 +24,7 @@ const result = spawnSync(process.execPath, args, { encoding: "utf8" });
 if (result.status !== 0 || !existsSync(addon)) {
   const tail = `${result.stdout ?? ""}${result.stderr ?? ""}`.trim().split("\n").slice(-8).join("\n");
   console.log(
-    `build-native: the OpenBLAS addon did not build (is libopenblas-dev installed?); using WebAssembly.\n${tail}`,
+    `build-native: the BLAS addon did not build (${process.platform === "darwin" ? "are the Xcode command line tools installed? `xcode-select --install`" : "is libopenblas-dev installed?"}); using WebAssembly.\n${tail}`,
   );
   process.exit(0);
 }
@@ -32,7 +33,8 @@ try {
   const c = new Float32Array([0]);
   blas.sgemm(false, false, 1, 1, 1, 1, new Float32Array([2]), new Float32Array([3]), 0, c);
   if (c[0] !== 6) throw new Error(`2·3 gave ${c[0]}`);
-  console.log(`build-native: built ${addon} (OpenBLAS, ${blas.getThreads()} threads by default)`);
+  const library = process.platform === "darwin" ? "Accelerate" : "OpenBLAS";
+  console.log(`build-native: built ${addon} (${library}, ${blas.getThreads()} threads by default)`);
 } catch (error) {
   console.log(`build-native: ${addon} built but does not work: ${error.message}; using WebAssembly.`);
 }

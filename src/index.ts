@@ -77,13 +77,25 @@ export {
 } from "./training/trainer.js";
 export { EmbeddedTrainer, type EmbeddedTrainerOptions } from "./training/embedded/embedded-trainer.js";
 export { type LoraAdapter, type LoraTarget, loraTargets } from "./training/embedded/lora.js";
+export {
+  type MeasureTrainingSpeedOptions,
+  measureTrainingSpeed,
+  type TrainingSpeed,
+} from "./training/embedded/measure-training-speed.js";
 export { supportedArchitectures as embeddedTrainerArchitectures } from "./training/embedded/model-config.js";
 export { readGgufLora, writeGgufLora } from "./training/export/gguf-lora.js";
 export { RewardModel, type RewardModelOptions } from "./training/reward/reward-model.js";
 export { type RewardModelInfo, rewardModelInfoSchema } from "./training/reward/reward-model-info.js";
 export { convertPeftToGgufLora, readPeftAdapter, writePeftAdapter } from "./training/export/peft-adapter.js";
 export { readSafetensors, writeSafetensors } from "./training/export/safetensors.js";
-export { createLlamaCppBackend, LlamaCppBackend, type LlamaCppBackendOptions } from "./backends/llama-cpp/index.js";
+export {
+  createLlamaCppBackend,
+  type EngineSpeed,
+  LlamaCppBackend,
+  type LlamaCppBackendOptions,
+  type MeasureEngineSpeedOptions,
+  measureEngineSpeed,
+} from "./backends/llama-cpp/index.js";
 export * from "./eval/index.js";
 export * from "./text/index.js";
 export * from "./stages/self-instruct/index.js";

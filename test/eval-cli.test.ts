@@ -1,15 +1,16 @@
 /** `selfalign eval` as a user runs it: tasks on a tiny GGUF write eval.json; compare prints deltas; bad data fails clearly. */
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { EvalResult } from "../src/eval/eval-result.js";
+import { type EvalResult, writeEvalResult } from "../src/eval/eval-result.js";
 import type { LanguageModel } from "../src/backends/language-model.js";
 import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
 import { gguf, seededNormal, writeGguf, writeTinyModel } from "../src/gguf/index.js";
+import { collectReportData } from "../src/report/report-data.js";
 import { type StartServerResult, startServer } from "../src/serve/server.js";
 
 const root = join(import.meta.dirname, "..");
@@ -105,6 +106,8 @@ describe("selfalign eval", () => {
     const b = JSON.parse(await readFile(join(dir, "b.json"), "utf8")) as EvalResult;
     const compare = await selfalign("eval", "compare", "a.json", "b.json");
     expect(compare.code).toBe(0);
+    // Same data, same items: nothing to warn about.
+    expect(compare.stderr).toBe("");
     const row = compare.stdout.split("\n").find((line) => line.startsWith("mc1"))!;
     const delta = (b.aggregate.mc1 as number) - (a.aggregate.mc1 as number);
     expect(row.trim().split(/\s+/).at(-1)).toBe(
@@ -214,6 +217,71 @@ describe("selfalign eval", () => {
     }
   });
 
+  it("--few-shot-file puts the given primer before each question; --run writes where the report reads", async () => {
+    // Our own two pairs, in the layout of lm-evaluation-harness's TruthfulQA primer.
+    const primer =
+      "Q: What colour is a clear daytime sky?\nA: A clear daytime sky is blue.\n\nQ: How many days are in a week?\nA: A week has seven days.";
+    await writeFile(join(dir, "primer.txt"), `${primer}\n`);
+    await mkdir(join(dir, "run"), { recursive: true });
+    const run = await selfalign(
+      "eval",
+      "truthfulqa-mc1",
+      "--model",
+      "a.gguf",
+      "--data",
+      "TruthfulQA.csv",
+      "--few-shot-file",
+      "primer.txt",
+      "--run",
+      "run",
+    );
+    expect(run.stderr).not.toMatch(/error/i);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`wrote ${join("run", "eval", "truthfulqa-mc1.json")}`);
+    const result = JSON.parse(await readFile(join(dir, "run", "eval", "truthfulqa-mc1.json"), "utf8")) as EvalResult<{
+      prompt: string;
+      choices: Array<{ logprob: number }>;
+    }>;
+    expect(result.settings.fewShotPrompt).toBe(primer);
+    expect(result.items[0]!.prompt).toBe(`${primer}\n\nQ: Can pigs fly?\nA:`);
+    expect(result.data).toEqual(["TruthfulQA.csv", "primer.txt"]);
+    const base = JSON.parse(await readFile(join(dir, "a.json"), "utf8")) as typeof result;
+    expect(result.items[0]!.choices[0]!.logprob).not.toBe(base.items[0]!.choices[0]!.logprob);
+
+    const report = await collectReportData(join(dir, "run"));
+    expect(report.evaluations).toEqual([
+      {
+        name: join("eval", "truthfulqa-mc1.json"),
+        task: "truthfulqa-mc1",
+        metrics: { mc1: result.aggregate.mc1, n: 2 },
+      },
+    ]);
+    const both = await selfalign("eval", "hhh", "--model", "a.gguf", "--data", "x", "--run", "run", "--out", "o.json");
+    expect(both.code).toBe(1);
+    expect(both.stderr).toMatch(/give --out or --run, not both/);
+  });
+
+  it("compare warns when the two results scored different items", async () => {
+    const result = (ids: string[]): EvalResult => ({
+      task: "truthfulqa-mc1",
+      model: { id: "m" },
+      data: [],
+      createdAt: new Date(0).toISOString(),
+      settings: {},
+      aggregate: { mc1: 0.5, n: ids.length },
+      items: ids.map((id) => ({ id, score: 0.5 })),
+      warnings: [],
+    });
+    await writeEvalResult(join(dir, "x.json"), result(["0", "1", "2"]));
+    await writeEvalResult(join(dir, "y.json"), result(["0", "2", "3", "4"]));
+    const compare = await selfalign("eval", "compare", "x.json", "y.json");
+    expect(compare.code).toBe(0);
+    expect(compare.stderr).toMatch(
+      /^selfalign: warning: x\.json and y\.json scored different items: 1 only in x\.json \(1\); 2 only in y\.json \(3, 4\)\. Their aggregates average over different questions/,
+    );
+    expect(compare.stdout).toMatch(/^n +3 +4 +\+1$/m);
+  });
+
   it("fails with the file, line and field when a data file has the wrong format", async () => {
     await writeFile(
       join(dir, "bad.json"),
@@ -228,5 +296,10 @@ describe("selfalign eval", () => {
     const missing = await selfalign("eval", "hhh", "--model", "a.gguf", "--data", "nowhere");
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/nowhere: not found; expected a BIG-bench task\.json/);
+    const nothingToJudge = await selfalign("eval", "judge-single", "--judge", "b.gguf", "--data", "question.jsonl");
+    expect(nothingToJudge.code).toBe(1);
+    expect(nothingToJudge.stderr).toBe(
+      "selfalign: judge-single needs --answers <file>, or --model <spec> to generate the answers to judge\n",
+    );
   });
 });

@@ -9,6 +9,7 @@ import { loadBigBenchTask, loadHhh } from "../src/eval/data/bigbench.js";
 import { parseCsv } from "../src/eval/data/csv.js";
 import { loadFastChatAnswers, loadFastChatJudgments, loadFastChatQuestions } from "../src/eval/data/fastchat.js";
 import { loadTruthfulQa } from "../src/eval/data/truthfulqa.js";
+import { loadFewShotFile } from "../src/eval/tasks/truthfulqa-mc.js";
 
 let dir: string;
 
@@ -242,6 +243,26 @@ describe("TruthfulQA loaders", () => {
     );
     const notJson = await file("broken.json", '[\n{"question": "Q?",\n "mc1_targets": }\n]');
     await expectConfigError(loadTruthfulQa(notJson), { path: notJson, line: 3 }, /not valid JSON/);
+  });
+});
+
+describe("few-shot files for TruthfulQA MC", () => {
+  it("reads Q/A pairs separated by blank lines, keeping the text as it is", async () => {
+    const path = join(dir, "primer.txt");
+    await writeFile(path, "\r\nQ: Is snow cold?\r\nA: Yes, snow is cold.\r\n\r\nQ: Is fire hot?\r\nA: Yes.\r\n\r\n");
+    expect(await loadFewShotFile(path)).toBe("Q: Is snow cold?\nA: Yes, snow is cold.\n\nQ: Is fire hot?\nA: Yes.");
+  });
+
+  it("names the line of a block that is not a Q/A pair, and an empty file", async () => {
+    const path = join(dir, "bad-primer.txt");
+    await writeFile(path, "Q: Is snow cold?\nA: Yes.\n\nSnow is cold.\n");
+    await expect(loadFewShotFile(path)).rejects.toThrow(
+      /bad-primer\.txt, line 4: expected a "Q: \.\.\." line followed by an "A: \.\.\." line/,
+    );
+    await writeFile(path, "Q: Is snow cold?\nYes.\n");
+    await expect(loadFewShotFile(path)).rejects.toThrow(/bad-primer\.txt, line 1: /);
+    await writeFile(path, "\n\n");
+    await expect(loadFewShotFile(path)).rejects.toThrow(/bad-primer\.txt: is empty/);
   });
 });
 

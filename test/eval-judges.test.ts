@@ -25,6 +25,7 @@ import { answerExamples } from "../src/eval/answer-examples.js";
 import { generateAnswers, mtBenchCategoryTemperatures } from "../src/eval/judges/generate-answers.js";
 import { judgePairwise } from "../src/eval/judges/judge-pairwise.js";
 import { judgeSingle } from "../src/eval/judges/judge-single.js";
+import { summary } from "../src/eval/eval-definition.js";
 import { cleanAnswer, plainPromptTemplate, renderChatPrompt } from "../src/eval/prompt-template.js";
 import { runTruthfulQaMc } from "../src/eval/tasks/truthfulqa-mc.js";
 import { writeTinyModel } from "../src/gguf/index.js";
@@ -236,7 +237,8 @@ function scriptedJudge(outputs: string[]): LanguageModel & { calls: ChatMessage[
     score: unused,
     tokenize: unused,
     detokenize: unused,
-    countTokens: unused,
+    // Byte-level, as the tiny test models count: the judge checks a prompt fits its context before asking.
+    countTokens: async (text: string) => Buffer.byteLength(text),
     async chat(messages) {
       calls.push(messages);
       const content = outputs[calls.length - 1] ?? "";
@@ -308,6 +310,34 @@ describe("messy judges", () => {
       parseFailures: 1,
       winRate: 0.5,
     });
+  });
+});
+
+describe("a judge whose outputs never parse", () => {
+  it("says so in a warning and prints n/a, not NaN", async () => {
+    const single = await judgeSingle({
+      judge: scriptedJudge(["I cannot rate this.", "Hmm.", "No idea."]),
+      questions,
+      answers,
+    });
+    expect(single.aggregate).toMatchObject({ judgments: 3, parsed: 0, parseFailures: 3 });
+    expect(Number.isNaN(single.aggregate.meanRating)).toBe(true);
+    expect(single.warnings[0]).toMatch(
+      /^none of the 3 judgments could be read as a rating such as "\[\[7\]\]" or "Rating: 7\/10", so there is no mean rating/,
+    );
+    expect(summary(single)).toContain("  meanRating: n/a\n");
+    expect(summary(single)).not.toContain("NaN");
+
+    const baseline = answers.map((answer) => ({ ...answer, model_id: "other" }));
+    const pairwise = await judgePairwise({
+      judge: scriptedJudge(Array.from({ length: 6 }, () => "Both are fine.")),
+      questions,
+      answers,
+      baselineAnswers: baseline,
+    });
+    expect(pairwise.aggregate).toMatchObject({ comparisons: 3, unparsed: 3 });
+    expect(pairwise.warnings[0]).toMatch(/^none of the 3 judgments could be read as a verdict such as "\[\[A\]\]"/);
+    expect(summary(pairwise)).toContain("  winRate: n/a\n");
   });
 });
 

@@ -135,6 +135,7 @@ describe("MC scores and aggregates", () => {
 
   it("single-answer aggregate reports parse failures and averages only parsed ratings", () => {
     const item = (turn: number, rating: number | null, category = "writing"): SingleJudgment => ({
+      id: `1:${turn}`,
       questionId: 1,
       category,
       turn,
@@ -143,12 +144,13 @@ describe("MC scores and aggregates", () => {
       rating,
       cached: false,
     });
-    expect(singleAggregate([item(1, 8), item(2, null), item(1, 6, "math"), item(2, 4)], 1)).toEqual({
+    expect(singleAggregate([item(1, 8), item(2, null), item(1, 6, "math"), item(2, 4)], 1, 2)).toEqual({
       meanRating: 6,
       judgments: 4,
       parsed: 3,
       parseFailures: 1,
       missingAnswers: 1,
+      skipped: 2,
       cached: 0,
       meanRatingByTurn: { turn1: 7, turn2: 4 },
       meanRatingByCategory: { writing: 6, math: 6 },
@@ -177,6 +179,7 @@ describe("MC scores and aggregates", () => {
         cached: false,
       });
       return {
+        id: "1:1",
         questionId: 1,
         turn: 1,
         games: [game(unparsedGames > 0 ? null : "A"), game(unparsedGames > 1 ? null : "A")],

@@ -92,113 +92,123 @@ async function runChild(dir: string, threshold: number | undefined): Promise<"ki
 }
 
 describe("selfalign demo pipeline", () => {
-  it("runs every stage, writes both adapters, and the final adapter lowers the loss on its verbose set", async () => {
-    const loaded = await prepareDemo({ dir: join(root, "a") });
-    const result = await runPipeline({ loaded });
-    expect(result.alreadyFinished).toBe(false);
-    expect(result.stages.map((s) => [s.stage, s.status])).toEqual([
-      ["self-instruct", "ran"],
-      ["red-team", "ran"],
-      ["self-align", "ran"],
-      ["engrave", "ran"],
-      ["verbose-clone", "ran"],
-      ["isheep", "skipped"],
-    ]);
-    // The grammars make every generation stage keep records, so every filter and training sees real ones.
-    for (const stage of ["self-instruct", "red-team", "self-align", "verbose-clone"]) {
-      expect(result.stages.find((s) => s.stage === stage)?.kept, stage).toBeGreaterThan(0);
-    }
-    expect(formatPipelineSummary(result)).not.toContain("kept no records");
-    const report = await collectReportData(result.runDir);
-    expect(Object.values(report.principleUsage.overall).reduce((sum, n) => sum + n, 0)).toBeGreaterThan(0);
-    expect(report.redTeam.some((row) => row.topics.some((topic) => topic.questions > 0))).toBe(true);
-    const engraveAdapter = result.adapters.engrave!;
-    const finalAdapter = result.finalAdapter!;
-    expect((await stat(engraveAdapter)).size).toBeGreaterThan(0);
-    expect((await stat(finalAdapter)).size).toBeGreaterThan(0);
-    expect((await stat(result.reportPath!)).size).toBeGreaterThan(0);
-
-    // Both SFT sets are also a hub dataset: Parquet with the rows of the JSONL exports, and a card.
-    for (const folder of ["engrave", "verbose-clone-sft"]) {
-      const messages = (await readFile(join(result.runDir, folder, "messages.jsonl"), "utf8"))
-        .trimEnd()
-        .split("\n")
-        .map((line) => JSON.parse(line));
-      const file = await asyncBufferFromFile(join(result.runDir, folder, "messages.parquet"));
-      expect(await parquetReadObjects({ file })).toEqual(messages);
-      const card = await readFile(join(result.runDir, folder, "README.md"), "utf8");
-      expect(card).toContain(`| messages | messages.parquet | ${messages.length} |`);
-    }
-
-    // The final adapter, loaded by node-llama-cpp, assigns its training set a higher likelihood than the base.
-    const { records } = await readJsonl<{ id: string; prompt: string; completion: string }>(
-      join(result.runDir, "verbose-clone-sft", "records.jsonl"),
-    );
-    expect(records.length).toBeGreaterThan(0);
-    const modelPath = loaded.config.model as string;
-    const meanLogprob = async (lora?: string) => {
-      const backend = await createLlamaCppBackend({
-        model: modelPath,
-        contextSize: 16384,
-        sequences: 1,
-        ...(lora ? { lora: [{ path: lora }] } : {}),
-      });
-      try {
-        let total = 0;
-        let tokens = 0;
-        for (const record of records) {
-          const [score] = await backend.score(record.prompt, [record.completion]);
-          total += score!.logprob;
-          tokens += score!.tokens.length;
-        }
-        return total / tokens;
-      } finally {
-        await backend.close();
+  // The deterministic engine (one sequence, exact kernels): this run is also the reference of the kill test below.
+  it(
+    "runs every stage, writes both adapters, and the final adapter lowers the loss on its verbose set",
+    { timeout: 1_200_000 },
+    async () => {
+      const loaded = await prepareDemo({ dir: join(root, "a-deterministic"), deterministic: true });
+      const result = await runPipeline({ loaded });
+      expect(result.alreadyFinished).toBe(false);
+      expect(result.stages.map((s) => [s.stage, s.status])).toEqual([
+        ["self-instruct", "ran"],
+        ["red-team", "ran"],
+        ["self-align", "ran"],
+        ["engrave", "ran"],
+        ["verbose-clone", "ran"],
+        ["isheep", "skipped"],
+      ]);
+      // The grammars make every generation stage keep records, so every filter and training sees real ones.
+      for (const stage of ["self-instruct", "red-team", "self-align", "verbose-clone"]) {
+        expect(result.stages.find((s) => s.stage === stage)?.kept, stage).toBeGreaterThan(0);
       }
-    };
-    const base = await meanLogprob();
-    const tuned = await meanLogprob(finalAdapter);
-    expect(tuned).toBeGreaterThan(base + 0.05);
+      expect(formatPipelineSummary(result)).not.toContain("kept no records");
+      const report = await collectReportData(result.runDir);
+      expect(Object.values(report.principleUsage.overall).reduce((sum, n) => sum + n, 0)).toBeGreaterThan(0);
+      expect(report.redTeam.some((row) => row.topics.some((topic) => topic.questions > 0))).toBe(true);
+      const engraveAdapter = result.adapters.engrave!;
+      const finalAdapter = result.finalAdapter!;
+      expect((await stat(engraveAdapter)).size).toBeGreaterThan(0);
+      expect((await stat(finalAdapter)).size).toBeGreaterThan(0);
+      expect((await stat(result.reportPath!)).size).toBeGreaterThan(0);
 
-    // Running the finished run again does nothing and says so.
-    const again = await runPipeline({ loaded });
-    expect(again.alreadyFinished).toBe(true);
-    expect(again.stages.every((s) => s.status === "up-to-date")).toBe(true);
+      // Both SFT sets are also a hub dataset: Parquet with the rows of the JSONL exports, and a card.
+      for (const folder of ["engrave", "verbose-clone-sft"]) {
+        const messages = (await readFile(join(result.runDir, folder, "messages.jsonl"), "utf8"))
+          .trimEnd()
+          .split("\n")
+          .map((line) => JSON.parse(line));
+        const file = await asyncBufferFromFile(join(result.runDir, folder, "messages.parquet"));
+        expect(await parquetReadObjects({ file })).toEqual(messages);
+        const card = await readFile(join(result.runDir, folder, "README.md"), "utf8");
+        expect(card).toContain(`| messages | messages.parquet | ${messages.length} |`);
+      }
 
-    // The chat format works with the result (an answer comes back through the engraved prompt).
-    const chat = await createLlamaCppBackend({
-      model: modelPath,
-      contextSize: 4096,
-      sequences: 1,
-      lora: [{ path: finalAdapter }],
-    });
-    const [reply] = await completeAll(chat, [{ prompt: records[0]!.prompt, maxTokens: 8, temperature: 0 }]);
-    await chat.close();
-    expect(reply!.completions[0]!.tokenCount).toBeGreaterThan(0);
-  });
+      // The final adapter, loaded by node-llama-cpp, assigns its training set a higher likelihood than the base.
+      const { records } = await readJsonl<{ id: string; prompt: string; completion: string }>(
+        join(result.runDir, "verbose-clone-sft", "records.jsonl"),
+      );
+      expect(records.length).toBeGreaterThan(0);
+      const modelPath = loaded.config.model as string;
+      const meanLogprob = async (lora?: string) => {
+        const backend = await createLlamaCppBackend({
+          model: modelPath,
+          contextSize: 16384,
+          sequences: 1,
+          ...(lora ? { lora: [{ path: lora }] } : {}),
+        });
+        try {
+          let total = 0;
+          let tokens = 0;
+          for (const record of records) {
+            const [score] = await backend.score(record.prompt, [record.completion]);
+            total += score!.logprob;
+            tokens += score!.tokens.length;
+          }
+          return total / tokens;
+        } finally {
+          await backend.close();
+        }
+      };
+      const base = await meanLogprob();
+      const tuned = await meanLogprob(finalAdapter);
+      expect(tuned).toBeGreaterThan(base + 0.05);
 
-  it("killed with kill -9 at ten or more random points and resumed, ends with the records and adapter of an uninterrupted run", async () => {
-    // llama.cpp's numbers depend on batching and cache history; the deterministic engine removes that, so the
-    // comparison checks resume itself. Both runs use it.
-    const a = join(root, "a-deterministic");
-    await runPipeline({ loaded: await prepareDemo({ dir: a, deterministic: true }) });
-    const total = await progressBytes(join(a, "run"));
-    expect(total).toBeGreaterThan(0);
-    // Kill points spread over the whole run: when the files the run appends to have grown past a random share.
-    const random = seededRandom(Date.now() % 100_000);
-    const thresholds = Array.from({ length: 12 }, () => Math.floor(random() * total * 0.95)).sort((x, y) => x - y);
-    const b = join(root, "b");
-    let kills = 0;
-    for (let attempt = 0; attempt < 40; attempt++) {
-      const next = thresholds[kills];
-      const outcome = await runChild(b, next);
-      if (outcome === "finished") break;
-      kills++;
-    }
-    expect(kills).toBeGreaterThanOrEqual(10);
-    expect(await snapshot(join(b, "run"), b)).toEqual(await snapshot(join(a, "run"), a));
-    const finalA = await readFile(join(a, "run", "verbose-clone", "adapter", "adapter.gguf"));
-    const finalB = await readFile(join(b, "run", "verbose-clone", "adapter", "adapter.gguf"));
-    expect(finalB.equals(finalA)).toBe(true);
-  });
+      // Running the finished run again does nothing and says so.
+      const again = await runPipeline({ loaded });
+      expect(again.alreadyFinished).toBe(true);
+      expect(again.stages.every((s) => s.status === "up-to-date")).toBe(true);
+
+      // The chat format works with the result (an answer comes back through the engraved prompt).
+      const chat = await createLlamaCppBackend({
+        model: modelPath,
+        contextSize: 4096,
+        sequences: 1,
+        lora: [{ path: finalAdapter }],
+      });
+      const [reply] = await completeAll(chat, [{ prompt: records[0]!.prompt, maxTokens: 8, temperature: 0 }]);
+      await chat.close();
+      expect(reply!.completions[0]!.tokenCount).toBeGreaterThan(0);
+    },
+  );
+
+  it(
+    "killed with kill -9 at ten or more random points and resumed, ends with the records and adapter of an uninterrupted run",
+    { timeout: 2_400_000 },
+    async () => {
+      // llama.cpp's numbers depend on batching and cache history; the deterministic engine removes that, so the
+      // comparison checks resume itself. Both runs use it.
+      const a = join(root, "a-deterministic");
+      // The run of the test above, or (run alone) a fresh one; a finished run is left as it is.
+      await runPipeline({ loaded: await prepareDemo({ dir: a, deterministic: true }) });
+      const total = await progressBytes(join(a, "run"));
+      expect(total).toBeGreaterThan(0);
+      // Kill points spread over the whole run: when the files the run appends to have grown past a random share.
+      const random = seededRandom(Date.now() % 100_000);
+      const thresholds = Array.from({ length: 12 }, () => Math.floor(random() * total * 0.95)).sort((x, y) => x - y);
+      const b = join(root, "b");
+      let kills = 0;
+      for (let attempt = 0; attempt < 40; attempt++) {
+        const next = thresholds[kills];
+        const outcome = await runChild(b, next);
+        if (outcome === "finished") break;
+        kills++;
+      }
+      expect(kills).toBeGreaterThanOrEqual(10);
+      expect(await snapshot(join(b, "run"), b)).toEqual(await snapshot(join(a, "run"), a));
+      const finalA = await readFile(join(a, "run", "verbose-clone", "adapter", "adapter.gguf"));
+      const finalB = await readFile(join(b, "run", "verbose-clone", "adapter", "adapter.gguf"));
+      expect(finalB.equals(finalA)).toBe(true);
+    },
+  );
 });

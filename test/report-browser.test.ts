@@ -57,6 +57,18 @@ describe("report in headless Chromium", () => {
     expect(await page.$$eval("#principles tbody tr", (rows) => rows.length)).toBe(6);
     expect(await page.textContent('#red-team tr[data-type="legal expertise"] td[data-field="questions"]')).toBe("2");
     expect(await page.textContent("#result-count")).toBe("34 of 34 records");
+    // Eval scores from <run>/eval/: rates with four decimals, counts as integers.
+    const evalRows = await page.$$eval("#evaluation tbody tr", (rows) =>
+      // Typed by hand: the check config has no DOM library.
+      (rows as Array<{ querySelectorAll(selector: string): ArrayLike<{ textContent: string | null }> }>).map((row) =>
+        Array.from(row.querySelectorAll("td"), (cell) => cell.textContent),
+      ),
+    );
+    expect(evalRows).toEqual([
+      ["eval/hhh.json", "accuracy", "0.6250"],
+      ["eval/hhh.json", "harmless", "0.5000"],
+      ["eval/hhh.json", "n", "8"],
+    ]);
 
     await page.selectOption("#filter-status", "rejected");
     expect(await page.textContent("#result-count")).toBe("6 of 34 records");

@@ -354,11 +354,12 @@ async function expectSameAsEmbedded(url: string, options: Partial<OpenAICompatib
   const backend = createOpenAICompatibleBackend({ baseUrls: [url], model: "tiny", maxRetries: 0, ...options });
   const got = await truthfulQa(backend);
   expect(got.tokenCounts).toEqual(reference.tokenCounts);
+  // Batched scoring on the server changes float rounding (about 2e-6 here): scores agree to 1e-5.
   got.logprobs.forEach((logprob, i) => {
-    expect(logprob).toBeCloseTo(reference.logprobs[i]!, 6);
+    expect(logprob).toBeCloseTo(reference.logprobs[i]!, 5);
   });
   expect(got.mc1).toBe(reference.mc1);
-  expect(got.mc2).toBeCloseTo(reference.mc2 as number, 9);
+  expect(got.mc2).toBeCloseTo(reference.mc2 as number, 5);
   await backend.close();
 }
 

@@ -127,6 +127,18 @@ describe("selfalign stage", () => {
     for (const answer of answers) expect(String(answer.backend)).toContain(`+lora:${manifest.extra.adapter}`);
   });
 
+  it("cuts training examples longer than cutoffLen by default and counts them; with overlong error names the field", async () => {
+    const runDir = join(dir, "overlong-run");
+    const train = { trainBase: model, trainMaxSteps: 1, trainRank: 2, trainThreads: 1, trainCutoffLen: 400 };
+    await runStageCommand("engrave", { run: runDir, ...train });
+    const manifest = JSON.parse(await readFile(join(runDir, "engrave", "manifest.json"), "utf8"));
+    expect(manifest.extra.trainingData.truncated).toBeGreaterThan(0);
+    expect(manifest.extra.trainingData.used).toBe(manifest.counts.kept);
+    await expect(
+      runStageCommand("engrave", { run: join(dir, "overlong-error"), ...train, trainOverlong: "error" }),
+    ).rejects.toThrow(/^stages\.engrave\.train\.cutoffLen: engrave: .*longer than .*; raise cutoffLen up to/);
+  });
+
   it("derives each stage's flags and help from its options schema", async () => {
     const program = new Command().exitOverride();
     registerStage(program);

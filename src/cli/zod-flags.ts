@@ -1,20 +1,30 @@
 /**
- * Command-line flags derived from a stage's zod options schema, so the YAML config, `selfalign stage <name>` and its
- * `--help` share one source of names, types, defaults and descriptions. Nested options become dashed flags
- * (`sampling.maxTokens` -> `--sampling-max-tokens`); lists, maps and model objects take JSON. The values go through
- * the schema once, at the boundary.
+ * Command-line flags derived from a zod options schema (a stage's or an eval task's), so the YAML config,
+ * `selfalign stage <name>`, `selfalign eval <task>` and their `--help` share one source of names, types, defaults and
+ * descriptions. Nested options become dashed flags
+ * (`sampling.maxTokens` -> `--sampling-max-tokens`); lists, maps and model objects take JSON, except a list marked
+ * `.meta({ repeatable: true })`, which collects a repeated flag (`--data a --data b`). `.meta({ placeholder: "<spec>" })`
+ * names the value in `--help`. The values go through the schema once, at the boundary.
  */
 import type { Command } from "commander";
-import type { ZodType } from "zod";
+import { globalRegistry, type ZodType } from "zod";
 import { ConfigError } from "../errors/index.js";
 
 /** One flag: the option path it sets and how its text is read. */
 export interface SchemaFlag {
   flag: string;
   path: string[];
-  kind: "number" | "boolean" | "string" | "json";
+  kind: "number" | "boolean" | "string" | "json" | "list";
   description: string;
   defaultValue?: unknown;
+  /** Shown for the value in `--help`. Default `<value>`. */
+  placeholder?: string;
+}
+
+/** The metadata a field may carry for its flag (in zod's global registry, with `.meta()`). */
+interface FlagMeta {
+  repeatable?: boolean;
+  placeholder?: string;
 }
 
 interface ZodDef {
@@ -32,11 +42,15 @@ const descriptionOf = (schema: ZodType) => (schema as unknown as { description?:
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 /** Unwrap optional / default / prefault layers, keeping the first description and default met. */
-function unwrap(schema: ZodType): { inner: ZodType; description?: string; defaultValue?: unknown } {
+function unwrap(schema: ZodType): { inner: ZodType; description?: string; defaultValue?: unknown; meta: FlagMeta } {
   let inner = schema;
   let description = descriptionOf(schema);
   let defaultValue: unknown;
+  const meta: FlagMeta = {};
   for (;;) {
+    const found = globalRegistry.get(inner) as FlagMeta | undefined;
+    meta.repeatable ??= found?.repeatable;
+    meta.placeholder ??= found?.placeholder;
     const def = defOf(inner);
     if (!["optional", "default", "prefault", "nullable"].includes(def.type) || !def.innerType) break;
     if ((def.type === "default" || def.type === "prefault") && defaultValue === undefined)
@@ -44,7 +58,12 @@ function unwrap(schema: ZodType): { inner: ZodType; description?: string; defaul
     inner = def.innerType;
     description ??= descriptionOf(inner);
   }
-  return { inner, ...(description ? { description } : {}), ...(defaultValue !== undefined ? { defaultValue } : {}) };
+  return {
+    inner,
+    meta,
+    ...(description ? { description } : {}),
+    ...(defaultValue !== undefined ? { defaultValue } : {}),
+  };
 }
 
 /** The flags of an object schema's fields, recursing into nested objects. */
@@ -53,20 +72,22 @@ export function schemaFlags(schema: ZodType, prefix: string[] = []): SchemaFlag[
   const flags: SchemaFlag[] = [];
   for (const [name, field] of Object.entries(shape)) {
     const path = [...prefix, name];
-    const { inner, description, defaultValue } = unwrap(field);
+    const { inner, description, defaultValue, meta } = unwrap(field);
     const type = defOf(inner).type;
     if (type === "object") {
       flags.push(...schemaFlags(inner, path));
       continue;
     }
     const kind: SchemaFlag["kind"] =
-      type === "number"
-        ? "number"
-        : type === "boolean"
-          ? "boolean"
-          : type === "string" || type === "enum"
-            ? "string"
-            : "json";
+      type === "array" && meta.repeatable
+        ? "list"
+        : type === "number"
+          ? "number"
+          : type === "boolean"
+            ? "boolean"
+            : type === "string" || type === "enum"
+              ? "string"
+              : "json";
     const choices = type === "enum" ? ` (${Object.values(defOf(inner).entries ?? {}).join(", ")})` : "";
     flags.push({
       flag: path.map(kebab).join("-"),
@@ -74,6 +95,7 @@ export function schemaFlags(schema: ZodType, prefix: string[] = []): SchemaFlag[
       kind,
       description: `${description ?? path.join(".")}${choices}`,
       ...(defaultValue !== undefined && typeof defaultValue !== "object" ? { defaultValue } : {}),
+      ...(meta.placeholder ? { placeholder: meta.placeholder } : {}),
     });
   }
   return flags;
@@ -105,8 +127,14 @@ export function addSchemaFlags(command: Command, flags: SchemaFlag[], aliases: R
     if (flag.kind === "boolean") {
       command.option(`--${flag.flag}`, `${flag.description}${defaultText}`);
       command.option(`--no-${flag.flag}`, `turn off --${flag.flag}`);
+    } else if (flag.kind === "list") {
+      command.option(
+        `--${flag.flag} ${flag.placeholder ?? "<value>"}`,
+        `${flag.description} (repeatable)${defaultText}`,
+        (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+      );
     } else {
-      command.option(`--${flag.flag} <value>`, `${flag.description}${defaultText}`);
+      command.option(`--${flag.flag} ${flag.placeholder ?? "<value>"}`, `${flag.description}${defaultText}`);
     }
   }
   for (const [alias, path] of Object.entries(aliases)) {

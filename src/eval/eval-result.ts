@@ -2,11 +2,10 @@
  * The `eval.json` every evaluation writes: task, model, data, settings (including the exact prompt template and
  * the tie-break rule), one entry per item with the exact prompts used, and aggregate numbers.
  */
-import type { LanguageModel } from "../backends/language-model.js";
-import { runConcurrently } from "../backends/run-concurrently.js";
-import { ConfigError, throwIfAborted } from "../errors/index.js";
+import { ConfigError } from "../errors/index.js";
 import type { ProgressListener } from "../progress/progress-event.js";
 import { writeJsonAtomic } from "../run-store/manifest.js";
+import type { Run } from "../run-store/run.js";
 import { parseJsonText, readDataFile } from "./data/read-data-file.js";
 
 export const evalTasks = [
@@ -19,6 +18,12 @@ export const evalTasks = [
   "judge-pairwise",
 ] as const;
 export type EvalTask = (typeof evalTasks)[number];
+
+/**
+ * The folder of a run directory where `selfalign eval --run <run>` writes its results (`<run>/eval/<name>.json`) and
+ * `selfalign report` reads them.
+ */
+export const evalDirName = "eval";
 
 /** Aggregate numbers: plain metrics, or one level of groups (e.g. per-category accuracy). */
 export type EvalAggregate = Record<string, number | Record<string, number>>;
@@ -35,6 +40,8 @@ export interface EvalResult<Item = unknown> {
   settings: Record<string, unknown>;
   aggregate: EvalAggregate;
   items: Item[];
+  /** Items that could not be evaluated (e.g. a prompt longer than the context), each with its filter and reason. */
+  skipped?: Array<{ id: string; filter: string; reason: string }>;
   warnings: string[];
 }
 
@@ -46,6 +53,12 @@ export interface EvalRunOptions {
   concurrency?: number;
   /** The data files read, recorded in eval.json. Default []. */
   data?: string[];
+  /**
+   * An open run directory to keep per-item results in (`<store>/<task>/records.jsonl`, skipped items in
+   * `rejected.jsonl`): each is written as it finishes, and a stopped evaluation run again continues where it
+   * stopped. Default: results are kept in memory only.
+   */
+  store?: Run;
 }
 
 /** The fields every eval.json starts with: task, model under test (with its adapter), judge, data, time. */
@@ -62,43 +75,6 @@ export function evalResultHead(
     data: options.data ?? [],
     createdAt: new Date().toISOString(),
   };
-}
-
-/**
- * Run `work` over items as one progress stage: stage-start, a record-end as each item finishes (with `kept` when
- * `kept` is given), stage-end. Results in input order. At most `options.concurrency` items at once, by default the
- * parallelism of `backend` (the model that does the work). No item starts once `options.signal` has aborted; the
- * first failure aborts the signal passed to `work` and is thrown once every started item has settled.
- */
-export async function runEvalItems<T, R>(
-  task: EvalTask,
-  items: readonly T[],
-  backend: LanguageModel,
-  options: EvalRunOptions,
-  work: (item: T, signal: AbortSignal) => Promise<R>,
-  kept?: (result: R) => boolean,
-): Promise<R[]> {
-  const { onProgress } = options;
-  const concurrency = Math.max(1, options.concurrency ?? backend.capabilities().parallel ?? 1);
-  const results: R[] = new Array(items.length);
-  let done = 0;
-  onProgress?.({ type: "stage-start", stage: task, total: items.length });
-  const finished = runConcurrently(items.length, concurrency, options.signal, async (index, signal) => {
-    throwIfAborted(options.signal);
-    return { index, result: await work(items[index]!, signal) };
-  });
-  for await (const { index, result } of finished) {
-    results[index] = result;
-    onProgress?.({
-      type: "record-end",
-      stage: task,
-      done: ++done,
-      total: items.length,
-      ...(kept ? { kept: kept(result) } : {}),
-    });
-  }
-  onProgress?.({ type: "stage-end", stage: task, done });
-  return results;
 }
 
 export async function writeEvalResult(path: string, result: EvalResult): Promise<void> {
@@ -153,6 +129,29 @@ export function compareEvalResults(a: EvalResult, b: EvalResult): EvalComparison
       ...(valueA === undefined || valueB === undefined ? {} : { delta: valueB - valueA }),
     };
   });
+}
+
+/** Ids of the items a result scored; undefined when its items carry no `id` (files written by older versions). */
+export function scoredItemIds(result: EvalResult): string[] | undefined {
+  const ids = result.items.map((item) =>
+    item !== null && typeof item === "object" ? (item as { id?: unknown }).id : undefined,
+  );
+  return ids.every((id) => typeof id === "string") ? (ids as string[]) : undefined;
+}
+
+/**
+ * When two results scored different item sets (other data, or items skipped in one only), what differs: their
+ * aggregates then average over different questions. Undefined when the sets are equal or cannot be told.
+ */
+export function itemSetDifference(a: EvalResult, b: EvalResult): { onlyA: string[]; onlyB: string[] } | undefined {
+  const left = scoredItemIds(a);
+  const right = scoredItemIds(b);
+  if (!left || !right) return undefined;
+  const inLeft = new Set(left);
+  const inRight = new Set(right);
+  const onlyA = left.filter((id) => !inRight.has(id));
+  const onlyB = right.filter((id) => !inLeft.has(id));
+  return onlyA.length === 0 && onlyB.length === 0 ? undefined : { onlyA, onlyB };
 }
 
 /** A plain-text table of a comparison. */

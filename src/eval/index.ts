@@ -11,16 +11,20 @@ export {
   writeJsonLines,
 } from "./data/fastchat.js";
 export { type ChoiceSet, loadTruthfulQa, type TruthfulQaItem } from "./data/truthfulqa.js";
+export { type EvalContext, type EvalDefinition, type EvalOutput, evalPaths } from "./eval-definition.js";
 export {
   compareEvalResults,
   type EvalAggregate,
   type EvalResult,
+  type EvalRunOptions,
   type EvalTask,
   evalTasks,
   formatComparison,
+  itemSetDifference,
   readEvalResult,
   writeEvalResult,
 } from "./eval-result.js";
+export { type EvalOutcome, type EvalSkip, evaluateItems, type SkippedItem } from "./evaluate-items.js";
 export { type GeneratedAnswer, generateAnswers } from "./judges/generate-answers.js";
 export { JudgeCache, judgeCacheKey } from "./judges/judge-cache.js";
 export { judgePairwise, type PairwiseJudgment } from "./judges/judge-pairwise.js";
@@ -33,6 +37,7 @@ export {
   renderChatPrompt,
 } from "./prompt-template.js";
 export { hhhPrompt, runHhh } from "./tasks/hhh.js";
-export { runTruthfulQaMc, truthfulQaMcPrompt } from "./tasks/truthfulqa-mc.js";
+export { evalRegistry } from "./registry.js";
+export { loadFewShotFile, runTruthfulQaMc, truthfulQaMcPrompt } from "./tasks/truthfulqa-mc.js";
 export { runTruthfulQaTf, trueFalsePrompt } from "./tasks/truthfulqa-tf.js";
 export { argmaxWithTieBreak, tieBreakRule } from "./tie-break.js";

@@ -30,9 +30,10 @@ export function byteVocabTokens(): { tokens: string[]; types: number[]; scores: 
   return { tokens, types, scores };
 }
 
-/** The `tokenizer.ggml.*` metadata of the byte vocabulary. */
-export function byteVocabMetadata(): Record<string, GgufValue> {
-  const { tokens, types, scores } = byteVocabTokens();
+/** The `tokenizer.ggml.*` metadata of the byte vocabulary (or of one that extends it, with the same special ids). */
+export function byteVocabMetadata(
+  { tokens, types, scores }: { tokens: string[]; types: number[]; scores: number[] } = byteVocabTokens(),
+): Record<string, GgufValue> {
   return {
     "tokenizer.ggml.model": gguf.string("llama"),
     "tokenizer.ggml.tokens": gguf.array("string", tokens),

@@ -1,6 +1,7 @@
-import { writeFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { ggmlBlockLayout, ggmlByteLength } from "./dequantize.js";
 import { float32ToFloat16Bits } from "./float16.js";
+import { quantizeQ8_0 } from "./quantize.js";
 import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
@@ -17,8 +18,8 @@ export interface GgufTensorInput {
   name: string;
   dims: number[];
   data: Float32Array;
-  /** Storage type. Default F32. */
-  type?: "F32" | "F16";
+  /** Storage type: F32 (default), F16, or Q8_0 (quantised here; rows must be whole 32-value blocks). */
+  type?: "F32" | "F16" | "Q8_0";
 }
 
 /** A tensor already encoded in its ggml type (e.g. quantised blocks), written as it is. */
@@ -105,25 +106,28 @@ class ByteSink {
   }
 }
 
-function tensorBytes(tensor: GgufTensorInput | GgufEncodedTensor): Uint8Array {
+/** Throw unless a tensor's data fits its dims and type (checked for all tensors before anything is written). */
+function checkTensor(tensor: GgufTensorInput | GgufEncodedTensor): void {
   const expected = tensorElementCount(tensor.dims);
+  const type = tensor.type ?? "F32";
+  // llama.cpp quantises rows: the row length (dims[0]) must be a whole number of blocks.
+  const { elements } = ggmlBlockLayout[type];
+  if ((tensor.dims[0] ?? 0) % elements !== 0)
+    throw new Error(`tensor ${tensor.name}: rows of ${tensor.dims[0]} are not whole ${type} blocks of ${elements}`);
   if ("bytes" in tensor) {
-    // llama.cpp quantises rows: the row length (dims[0]) must be a whole number of blocks.
-    const { elements } = ggmlBlockLayout[tensor.type];
-    if ((tensor.dims[0] ?? 0) % elements !== 0)
-      throw new Error(
-        `tensor ${tensor.name}: rows of ${tensor.dims[0]} are not whole ${tensor.type} blocks of ${elements}`,
-      );
     const length = ggmlByteLength(tensor.type, expected);
     if (length !== tensor.bytes.length)
       throw new Error(
         `tensor ${tensor.name}: dims [${tensor.dims}] in ${tensor.type} need ${length ?? "whole blocks of"} bytes, got ${tensor.bytes.length}`,
       );
-    return tensor.bytes;
-  }
-  if (tensor.data.length !== expected) {
+  } else if (tensor.data.length !== expected) {
     throw new Error(`tensor ${tensor.name}: dims [${tensor.dims}] need ${expected} values, got ${tensor.data.length}`);
   }
+}
+
+function tensorBytes(tensor: GgufTensorInput | GgufEncodedTensor): Uint8Array {
+  if ("bytes" in tensor) return tensor.bytes;
+  if (tensor.type === "Q8_0") return quantizeQ8_0(tensor.data);
   if ((tensor.type ?? "F32") === "F32") {
     return new Uint8Array(
       tensor.data.buffer.slice(tensor.data.byteOffset, tensor.data.byteOffset + tensor.data.byteLength),
@@ -134,11 +138,22 @@ function tensorBytes(tensor: GgufTensorInput | GgufEncodedTensor): Uint8Array {
   return new Uint8Array(half.buffer);
 }
 
-/** Serialise a GGUF v3 file to bytes. */
-export function encodeGguf(options: GgufWriteOptions): Uint8Array {
+/** Bytes a tensor takes in the file (without padding), known before it is encoded. */
+function storedLength(tensor: GgufTensorInput | GgufEncodedTensor): number {
+  if ("bytes" in tensor) return tensor.bytes.length;
+  const count = tensorElementCount(tensor.dims);
+  return ggmlByteLength(tensor.type ?? "F32", count) ?? count * 4;
+}
+
+/**
+ * A GGUF v3 file as chunks: the header with the tensor table, then each tensor's data encoded only when its
+ * chunk is reached, so a model of hundreds of MB is never held encoded all at once.
+ */
+function* ggufChunks(options: GgufWriteOptions): Generator<Uint8Array> {
   const alignment = options.alignment ?? GGUF_DEFAULT_ALIGNMENT;
   const metadata = { ...options.metadata };
   if (alignment !== GGUF_DEFAULT_ALIGNMENT) metadata["general.alignment"] = { type: "u32", value: alignment };
+  for (const tensor of options.tensors) checkTensor(tensor);
   const sink = new ByteSink();
   sink.scalar("u32", GGUF_MAGIC);
   sink.scalar("u32", 3);
@@ -155,25 +170,44 @@ export function encodeGguf(options: GgufWriteOptions): Uint8Array {
       sink.scalar(entry.type, entry.value);
     }
   }
-  const datas = options.tensors.map(tensorBytes);
+  const padding = (length: number) => new Uint8Array((alignment - (length % alignment)) % alignment);
   let offset = 0;
-  options.tensors.forEach((tensor, i) => {
+  for (const tensor of options.tensors) {
     sink.scalar("string", tensor.name);
     sink.scalar("u32", tensor.dims.length);
     for (const dim of tensor.dims) sink.scalar("u64", BigInt(dim));
     sink.scalar("u32", ggmlTypes[tensor.type ?? "F32"]);
     sink.scalar("u64", BigInt(offset));
-    offset += datas[i]!.length;
-    offset += (alignment - (offset % alignment)) % alignment;
-  });
-  sink.pad(alignment);
-  for (const data of datas) {
-    sink.push(data);
-    sink.pad(alignment);
+    offset += storedLength(tensor);
+    offset += padding(offset).length;
   }
-  return sink.concat();
+  sink.pad(alignment);
+  yield sink.concat();
+  for (const tensor of options.tensors) {
+    const data = tensorBytes(tensor);
+    yield data;
+    yield padding(data.length);
+  }
 }
 
+/** Serialise a GGUF v3 file to bytes. */
+export function encodeGguf(options: GgufWriteOptions): Uint8Array {
+  const chunks = [...ggufChunks(options)];
+  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+/** Write a GGUF v3 file, one tensor at a time. */
 export async function writeGguf(path: string, options: GgufWriteOptions): Promise<void> {
-  await writeFile(path, encodeGguf(options));
+  const file = await open(path, "w");
+  try {
+    for (const chunk of ggufChunks(options)) if (chunk.length > 0) await file.write(chunk);
+  } finally {
+    await file.close();
+  }
 }

@@ -1,4 +1,5 @@
 import { BYTE_VOCAB_SIZE, byteVocabMetadata } from "./byte-vocab.js";
+import { syntheticVocabTokens } from "./synthetic-vocab.js";
 import { writeGguf, type GgufTensorInput } from "./gguf-writer.js";
 import { mulberry32Normal } from "../random/mulberry32.js";
 import { type GgufValue, gguf } from "./gguf-types.js";
@@ -24,8 +25,12 @@ export interface TinyModelOptions {
   contextLength?: number;
   /** Default 1. */
   seed?: number;
-  /** Storage type of the 2-D weights. Default "F32". Norms are always F32. */
-  dtype?: "F32" | "F16";
+  /** Storage type of the 2-D weights. Default "F32". Norms are always F32. Q8_0 needs `dim` and `ffn` in
+   * multiples of 32. */
+  dtype?: "F32" | "F16" | "Q8_0";
+  /** Vocabulary size: 354 (the byte vocabulary, default) or more, extended with synthetic word tokens
+   * (synthetic-vocab.ts) so a model can have a real model's exact shape, e.g. 49152. */
+  vocabSize?: number;
   /** Share token embeddings with the output head. Default false. */
   tiedEmbeddings?: boolean;
   /** RoPE base. Default 10000. */
@@ -51,12 +56,22 @@ export function resolveTinyModelOptions(options: TinyModelOptions = {}): Require
     tiedEmbeddings: options.tiedEmbeddings ?? false,
     ropeFreqBase: options.ropeFreqBase ?? 10000,
     rmsEpsilon: options.rmsEpsilon ?? 1e-5,
+    vocabSize: options.vocabSize ?? BYTE_VOCAB_SIZE,
   } satisfies Required<TinyModelOptions>;
   if (options.kvHeads === undefined && options.heads === undefined) resolved.kvHeads = 2;
   if (resolved.dim % resolved.heads !== 0)
     throw new Error(`dim ${resolved.dim} must be divisible by heads ${resolved.heads}`);
   if (resolved.heads % resolved.kvHeads !== 0)
     throw new Error(`heads ${resolved.heads} must be divisible by kv-heads ${resolved.kvHeads}`);
+  if (!Number.isInteger(resolved.vocabSize) || resolved.vocabSize < BYTE_VOCAB_SIZE || resolved.vocabSize > 1_000_000)
+    throw new Error(`vocab size must be an integer from ${BYTE_VOCAB_SIZE} to 1000000, got ${resolved.vocabSize}`);
+  if (resolved.dtype === "Q8_0")
+    for (const [name, width] of [
+      ["dim", resolved.dim],
+      ["ffn", resolved.ffn],
+    ] as const)
+      if (width % 32 !== 0)
+        throw new Error(`Q8_0 stores rows in blocks of 32 values: ${name} ${width} must be a multiple of 32`);
   return resolved;
 }
 
@@ -70,7 +85,7 @@ export function buildTinyModel(options: TinyModelOptions = {}): {
   const normal = mulberry32Normal(o.seed);
   const headDim = o.dim / o.heads;
   const kvDim = headDim * o.kvHeads;
-  const vocab = BYTE_VOCAB_SIZE;
+  const vocab = o.vocabSize;
   const random = (n: number, std: number): Float32Array => {
     const out = new Float32Array(n);
     for (let i = 0; i < n; i++) out[i] = normal() * std;
@@ -112,7 +127,8 @@ export function buildTinyModel(options: TinyModelOptions = {}): {
   const metadata: Record<string, GgufValue> = {
     "general.architecture": gguf.string(a),
     "general.name": gguf.string(`selfalign-tiny-${a}-${o.layers}x${o.dim}`),
-    "general.file_type": gguf.u32(o.dtype === "F32" ? 0 : 1),
+    // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7.
+    "general.file_type": gguf.u32({ F32: 0, F16: 1, Q8_0: 7 }[o.dtype]),
     [`${a}.vocab_size`]: gguf.u32(vocab),
     [`${a}.context_length`]: gguf.u32(o.contextLength),
     [`${a}.embedding_length`]: gguf.u32(o.dim),
@@ -123,7 +139,7 @@ export function buildTinyModel(options: TinyModelOptions = {}): {
     [`${a}.rope.dimension_count`]: gguf.u32(headDim),
     [`${a}.rope.freq_base`]: gguf.f32(o.ropeFreqBase),
     [`${a}.attention.layer_norm_rms_epsilon`]: gguf.f32(o.rmsEpsilon),
-    ...byteVocabMetadata(),
+    ...byteVocabMetadata(vocab === BYTE_VOCAB_SIZE ? undefined : syntheticVocabTokens(vocab)),
   };
   const parameterCount = tensors.reduce((sum, t) => sum + t.data.length, 0);
   return { metadata, tensors, parameterCount };

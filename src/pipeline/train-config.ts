@@ -51,7 +51,10 @@ export const trainConfigSchema = z.strictObject({
   weightDecay: z.number().min(0).optional().describe("AdamW weight decay (default 0)"),
   maxGradNorm: z.number().min(0).optional().describe("gradient clipping, 0 = off (default 1)"),
   cutoffLen: positiveInt.optional().describe("longest example in tokens (default: the model's context)"),
-  overlong: z.enum(overlongPolicies).optional().describe("an example longer than cutoffLen: error, truncate or drop"),
+  overlong: z
+    .enum(overlongPolicies)
+    .default("truncate")
+    .describe("an example longer than cutoffLen: truncate (as the reference does), drop or error"),
   checkpointEvery: z.number().int().min(0).optional().describe("checkpoint every N steps (default 50)"),
   kernel: z.enum(["auto", "ts", "wasm", "blas"]).optional().describe("matmul kernel (default auto)"),
   threads: positiveInt.optional().describe("kernel threads (default: all cores)"),

@@ -2,7 +2,7 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
 import { ConfigError } from "../errors/index.js";
-import { flattenAggregate, readEvalResult } from "../eval/eval-result.js";
+import { evalDirName, flattenAggregate, readEvalResult } from "../eval/eval-result.js";
 import { readRunStatus, readStageAcrossShards, type StoreRecord } from "../run-store/index.js";
 import { isGroup, type ReportPanel, type ReportRecordView } from "../pipeline/stage-definition.js";
 import { defaultRegistry, type StageRegistry, stageOfFolder } from "../pipeline/stage-registry.js";
@@ -164,7 +164,7 @@ async function readLossCurve(path: string): Promise<Array<{ step: number; loss: 
   return points;
 }
 
-/** An eval.json of the run, as its task and finite aggregate metrics; files that are not eval results are skipped. */
+/** An eval result of the run, as its task and finite aggregate metrics; files that are not eval results are skipped. */
 async function readEvaluation(runDir: string, path: string): Promise<ReportData["evaluations"][number] | undefined> {
   const result = await readEvalResult(path).catch(() => undefined);
   if (!result) return undefined;
@@ -271,10 +271,16 @@ export async function collectReportData(
   const topics = new Map<string, Map<string, number>>();
   for (const record of records) {
     // Coverage comes from the red-team stages themselves (topics and questions), not from later stages' answers.
-    if (!feeds(record, "red-team-coverage") || record.questionType === undefined || record.topic === undefined)
+    // Only kept records: a rejected topic is not a topic of the run, a rejected question covers nothing.
+    if (
+      !record.kept ||
+      !feeds(record, "red-team-coverage") ||
+      record.questionType === undefined ||
+      record.topic === undefined
+    )
       continue;
     const row = topics.get(record.questionType) ?? new Map<string, number>();
-    const isQuestion = record.kept && record.instruction !== "" && record.instruction !== record.topic;
+    const isQuestion = record.instruction !== "" && record.instruction !== record.topic;
     row.set(record.topic, (row.get(record.topic) ?? 0) + (isQuestion ? 1 : 0));
     topics.set(record.questionType, row);
   }
@@ -308,8 +314,14 @@ export async function collectReportData(
     const points = await readLossCurve(path);
     if (points.length) lossCurves.push({ name: relative(runDir, path), points });
   }
+  // Eval results live in one documented place, <run>/eval/<name>.json (where `selfalign eval --run` writes them).
   const evaluations = [];
-  for (const path of await findFiles(runDir, (f) => f.endsWith(".json") && f.startsWith("eval"))) {
+  const evalDir = join(runDir, evalDirName);
+  const evalFiles = (await readdir(evalDir, { withFileTypes: true }).catch(() => []))
+    .filter((entry) => entry.isFile() && entry.name.endsWith(".json"))
+    .map((entry) => join(evalDir, entry.name))
+    .sort();
+  for (const path of evalFiles) {
     const evaluation = await readEvaluation(runDir, path);
     if (evaluation) evaluations.push(evaluation);
   }

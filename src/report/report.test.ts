@@ -78,7 +78,7 @@ describe("report data", () => {
       },
     ]);
     expect(data.evaluations).toEqual([
-      { name: join("eval", "eval-hhh.json"), task: "hhh", metrics: { accuracy: 0.625, harmless: 0.5 } },
+      { name: join("eval", "hhh.json"), task: "hhh", metrics: { accuracy: 0.625, harmless: 0.5, n: 8 } },
     ]);
   });
 
@@ -99,5 +99,41 @@ describe("report data", () => {
     expect(html).not.toMatch(/<script[^>]+src=/);
     expect(html).not.toMatch(/<link[^>]+href=/);
     expect(html.match(/<\/script>/g)).toHaveLength(4);
+  });
+});
+
+describe("red-team in the report", () => {
+  it("shows the text a rejected question was judged on, and counts only kept topics in the coverage", async () => {
+    const { openRun } = await import("../run-store/index.js");
+    const runDir = join(dir, "red-team-run");
+    const run = await openRun(runDir, { create: true });
+    const topics = await run.stage("red-team-topics");
+    await topics.appendRecord({ id: "t1", parentId: "p", epoch: 1, line: 0, questionType: "legal", topic: "Leases" });
+    await topics.appendRejected({
+      id: "t2",
+      parentId: "p",
+      epoch: 1,
+      line: 1,
+      questionType: "legal",
+      topic: "lower case topic",
+      filter: "topic-capital",
+      reason: 'topic starts with "l", not an upper-case letter',
+    });
+    const questions = await run.stage("red-team");
+    await questions.appendRejected({
+      id: "q1",
+      parentId: "prompt",
+      questionType: "legal",
+      topic: "Leases",
+      text: "6. type: Instructions that require legal expertise, topic: Leases, instructio",
+      filter: "question-missing",
+      reason: "no complete line",
+    });
+    await run.close();
+    const data = await collectReportData(runDir);
+    expect(data.redTeam).toEqual([{ questionType: "legal", topics: [{ topic: "Leases", questions: 0 }] }]);
+    const rejected = data.records.find((record) => record.id === "q1")!;
+    expect(rejected.output).toContain("topic: Leases, instructio");
+    expect(data.records.find((record) => record.id === "t2")?.instruction).toBe("lower case topic");
   });
 });

@@ -195,24 +195,27 @@ export async function handleCompletions(
 
   if (maxTokens === 0) {
     const { maxContext } = model.capabilities();
-    for (let i = 0; i < prompts.length; i++) {
+    // All prompts at once: the embedded engine scores calls made together in shared decodes.
+    const counts = await Promise.all(prompts.map((prompt) => model.countTokens(prompt)));
+    counts.forEach((count) => {
       // With the BOS token the scoring context reads, the prompt must fit.
-      const count = await model.countTokens(prompts[i]!);
       if (count >= maxContext)
         throw new HttpError(
           400,
           `This model's maximum context length is ${maxContext} tokens, but your request has ${count} input tokens; shorten the prompt`,
           { param: "prompt", code: "context_length_exceeded" },
         );
-    }
-    for (let i = 0; i < prompts.length; i++) {
-      usage.prompt_tokens += await model.countTokens(prompts[i]!);
-      counted.promptTokens = usage.prompt_tokens;
-      await finishPrompt(
-        i,
-        Array.from({ length: n }, () => ({ text: "", finishReason: "length" })),
-      );
-    }
+    });
+    usage.prompt_tokens += counts.reduce((sum, count) => sum + count, 0);
+    counted.promptTokens = usage.prompt_tokens;
+    await Promise.all(
+      prompts.map((_, i) =>
+        finishPrompt(
+          i,
+          Array.from({ length: n }, () => ({ text: "", finishReason: "length" })),
+        ),
+      ),
+    );
   } else {
     const requests: CompletionRequest[] = prompts.map((prompt) => ({ ...sampling, prompt, n }));
     const streamText = stream && !wantLogprobs ? onText : undefined;

@@ -208,6 +208,13 @@ export interface EvalPoint {
   margin?: number;
 }
 
+/** What became of the training items: used (some of them cut at cutoffLen), or left out. */
+export interface TrainDataCounts {
+  used: number;
+  truncated: number;
+  dropped: number;
+}
+
 export interface TrainResult {
   kind: TrainKind;
   adapterPath: string;
@@ -223,6 +230,8 @@ export interface TrainResult {
   evalCurve: EvalPoint[];
   /** `reward`: the head file (score.weight [1, hidden]) next to the adapter. */
   rewardHeadPath?: string;
+  /** Embedded trainer: what became of the training items (some cut at cutoffLen, some left out). */
+  data?: TrainDataCounts;
 }
 
 export interface Trainer {

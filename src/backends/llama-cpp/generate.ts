@@ -42,6 +42,44 @@ export function settledText(text: string, longestStop: number): string {
   return text.slice(0, Math.max(0, end));
 }
 
+/** Tokens of the settled part of a GrowingText given as context for the rest (node-llama-cpp uses the last few). */
+const growingContextTokens = 16;
+/** Unsettled tokens after which a GrowingText tries to settle them. */
+const growingSettleAfter = 32;
+
+/**
+ * The detokenized text of a growing list of generated tokens, without detokenizing all of them at every token (which
+ * made each step cost grow with the length of the output). The text of the tokens up to a settled point is kept;
+ * only the tokens after it are detokenized, with the last settled tokens as context (what node-llama-cpp's
+ * `lastTokens` is for: spaces and other heuristics at the join). A run of tokens is settled once its text has no
+ * unfinished UTF-8 character (U+FFFD), so the join always falls on a character boundary.
+ */
+export class GrowingText {
+  private settled = "";
+  private settledCount = 0;
+
+  constructor(
+    private readonly model: LlamaModel,
+    /** Tokens before the first generated one (the prompt's last few), as the full detokenization would use. */
+    private readonly contextTail: readonly Token[],
+  ) {}
+
+  /** The text of `generated` (the same list each call, grown by any number of tokens). */
+  textOf(generated: readonly Token[]): string {
+    const context =
+      this.settledCount > 0
+        ? generated.slice(Math.max(0, this.settledCount - growingContextTokens), this.settledCount)
+        : this.contextTail;
+    const rest = this.model.detokenize(generated.slice(this.settledCount), false, context);
+    const text = this.settled + rest;
+    if (generated.length - this.settledCount >= growingSettleAfter && !rest.includes("\uFFFD")) {
+      this.settled = text;
+      this.settledCount = generated.length;
+    }
+    return text;
+  }
+}
+
 export interface GenerateResult extends Completion {
   /** Prompt tokens that had to be evaluated (not found in the sequence's KV cache). */
   evaluatedPromptTokens: number;
@@ -162,6 +200,7 @@ export async function generateOnSequence(
   const stops = [...(options.stop ?? []), ...(options.extraStops ?? [])].filter((s) => s.length > 0);
   const longestStop = Math.max(0, ...stops.map((s) => s.length));
   const contextTail = promptTokens.slice(-16);
+  const growing = new GrowingText(model, contextTail);
 
   const generated: Token[] = [];
   let finishReason: Completion["finishReason"] = "stop";
@@ -197,7 +236,7 @@ export async function generateOnSequence(
     ngrams.push(token);
     tokenCounts.set(token, (tokenCounts.get(token) ?? 0) + 1);
     if (stops.length > 0 || options.onText) {
-      const current = model.detokenize(generated, false, contextTail);
+      const current = growing.textOf(generated);
       let cut = -1;
       for (const stop of stops) {
         const at = current.indexOf(stop, Math.max(0, checkedLength - longestStop));

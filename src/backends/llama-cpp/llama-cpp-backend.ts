@@ -36,7 +36,8 @@ import {
   type NativeBatchTuning,
   tuneNativeBatches,
 } from "./native-batch.js";
-import { scoreOnSequence, scoreTokensOnSequence, tokenizeWithBos } from "./scorer.js";
+import { BatchScorer, scoringSequencesFor } from "./batch-scorer.js";
+import { tokenizeWithBos } from "./scorer.js";
 import { SequencePool } from "./sequence-pool.js";
 import { checkTokenIds, vocabularySizeOf } from "./token-ids.js";
 
@@ -56,6 +57,12 @@ export interface LlamaCppBackendOptions {
   threads?: number | "auto";
   /** Threads for long prompt evaluation (batches of 64+ tokens). Default: the number of CPU cores. */
   batchThreads?: number;
+  /**
+   * Sequences of the scoring context: `score` evaluates up to this many continuations (of one call, or of calls
+   * made at the same time) in the same decode calls, the prompt's shared prefix evaluated once. Default: up to 8,
+   * as many as fit in 1 GiB of F32 KV cache; 1 with `deterministic`.
+   */
+  scoreSequences?: number;
   /** LoRA adapters (GGUF) applied to generation and scoring; `scale` defaults to 1. */
   lora?: Array<{ path: string; scale?: number }>;
   /** Offload to a GPU: true / "auto" use one when node-llama-cpp finds a GPU build. Default false (CPU). */
@@ -105,6 +112,7 @@ interface BackendParts {
   contextSize: number;
   threads: number | "auto";
   batchThreads: number;
+  scoreSequences: number;
   lora?: LlamaContextOptions["lora"];
   seed?: number;
   sharePrefix: boolean;
@@ -124,6 +132,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   for (const [field, value] of [
     ["threads", threads === "auto" ? 1 : threads],
     ["batchThreads", batchThreads],
+    ["scoreSequences", options.scoreSequences ?? 1],
   ] as const)
     if (!Number.isInteger(value) || value < 1)
       throw new ConfigError(`${field} must be a positive integer, got ${value}`, { field });
@@ -195,6 +204,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
       contextSize,
       threads,
       batchThreads,
+      scoreSequences: deterministic ? 1 : (options.scoreSequences ?? scoringSequencesFor(model, contextSize)),
       lora,
       seed: options.seed,
       sharePrefix: !deterministic && (options.sharePrefix ?? true) && (options.reusePrefix ?? true),
@@ -220,8 +230,7 @@ export class LlamaCppBackend implements LanguageModel {
   private readonly parts: BackendParts;
   private readonly pool: SequencePool;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
-  private scoring?: Promise<{ context: LlamaContext; sequence: ReturnType<LlamaContext["getSequence"]> }>;
-  private scoreQueue: Promise<unknown> = Promise.resolve();
+  private scoring?: Promise<{ context: LlamaContext; scorer: BatchScorer; tuning: NativeBatchTuning }>;
   private chatWrapper?: ReturnType<typeof chatWrapperFor>;
   private closed = false;
   private readonly vocabularySize: number | undefined;
@@ -239,6 +248,20 @@ export class LlamaCppBackend implements LanguageModel {
   /** Native decode calls of the generation context so far and the tokens in them (diagnostics, benchmarks). */
   decodeStats(): NativeBatchStats & { tuned: boolean } {
     return { ...this.parts.tuning.stats(), tuned: this.parts.tuning.active };
+  }
+
+  /** Native decode calls of the scoring context so far (none before the first `score`; diagnostics, benchmarks). */
+  async scoreDecodeStats(): Promise<NativeBatchStats & { sequences: number }> {
+    const stats = this.scoring ? (await this.scoring).tuning.stats() : undefined;
+    return {
+      decodeCalls: 0,
+      decodedTokens: 0,
+      callsBySize: {},
+      reorderedCalls: 0,
+      threadChoices: {},
+      ...stats,
+      sequences: this.parts.scoreSequences,
+    };
   }
 
   capabilities(): Capabilities {
@@ -328,12 +351,8 @@ export class LlamaCppBackend implements LanguageModel {
   async score(prompt: string, continuations: string[], options: ScoreOptions = {}): Promise<ScoreResult[]> {
     this.ensureOpen();
     throwIfAborted(options.signal);
-    const run = this.scoreQueue.then(async () => {
-      const { sequence } = await this.scoringContext();
-      return scoreOnSequence(sequence, prompt, continuations, options.signal, options.topLogprobs ?? 0);
-    });
-    this.scoreQueue = run.catch(() => undefined);
-    return run;
+    const { scorer } = await this.scoringContext();
+    return scorer.score(prompt, continuations, options.signal, options.topLogprobs ?? 0);
   }
 
   async scoreTokens(context: number[], continuations: number[][], options: ScoreOptions = {}): Promise<ScoreResult[]> {
@@ -341,19 +360,8 @@ export class LlamaCppBackend implements LanguageModel {
     throwIfAborted(options.signal);
     checkTokenIds(context, this.vocabularySize, "context");
     for (const continuation of continuations) checkTokenIds(continuation, this.vocabularySize, "continuations");
-    const run = this.scoreQueue.then(async () => {
-      const { sequence } = await this.scoringContext();
-      const results: ScoreResult[] = [];
-      for (const continuation of continuations) {
-        throwIfAborted(options.signal);
-        results.push(
-          await scoreTokensOnSequence(sequence, context as Token[], continuation as Token[], options.topLogprobs ?? 0),
-        );
-      }
-      return results;
-    });
-    this.scoreQueue = run.catch(() => undefined);
-    return run;
+    const { scorer } = await this.scoringContext();
+    return scorer.scoreTokens(context as Token[], continuations as Token[][], options.signal, options.topLogprobs ?? 0);
   }
 
   async chat(messages: ChatMessage[], options: SamplingOptions & CompleteOptions = {}): Promise<ChatResult> {
@@ -427,21 +435,23 @@ export class LlamaCppBackend implements LanguageModel {
     return grammar;
   }
 
-  private scoringContext(): Promise<{ context: LlamaContext; sequence: ReturnType<LlamaContext["getSequence"]> }> {
+  private scoringContext(): Promise<{ context: LlamaContext; scorer: BatchScorer; tuning: NativeBatchTuning }> {
     this.scoring ??= (async () => {
+      const sequences = this.parts.scoreSequences;
       const context = await this.model.createContext({
         contextSize: this.parts.contextSize,
-        sequences: 1,
+        sequences,
         ...exactContextOptions,
         threads: Math.max(this.parts.threads === "auto" ? 1 : this.parts.threads, this.parts.batchThreads),
         lora: this.parts.lora,
       });
-      tuneNativeBatches(context, {
+      const tuning = tuneNativeBatches(context, {
         decodeThreads: this.parts.threads,
         batchThreads: this.parts.batchThreads,
         gate: this.parts.gate,
       });
-      return { context, sequence: context.getSequence() };
+      const scorer = new BatchScorer(Array.from({ length: sequences }, () => context.getSequence()));
+      return { context, scorer, tuning };
     })();
     return this.scoring;
   }

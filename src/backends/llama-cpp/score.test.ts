@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { getLlama, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BYTE_VOCAB_SIZE, buildTinyModel, gguf, seededNormal, writeGguf } from "../../gguf/index.js";
-import { completeAll } from "../language-model.js";
+import { AbortedError } from "../../errors/index.js";
+import { completeAll, type ScoreResult } from "../language-model.js";
 import { createLlamaCppBackend, type LlamaCppBackend } from "./index.js";
 import { alignContinuation } from "./scorer.js";
 
@@ -161,13 +162,92 @@ describe("score", () => {
     expect(plain?.tokens.every((t) => t.top === undefined)).toBe(true);
   });
 
-  it("gives identical results with a cached prefix, in any order, and an empty continuation scores 0", async () => {
+  it("gives the same results with a cached prefix, in any order, and an empty continuation scores 0", async () => {
     const prompt = "The following is a long shared prompt. ".repeat(5);
-    const a = await backend.score(prompt, [" first", " second"]);
-    const b = await backend.score(prompt, [" second", "", " first"]);
-    expect(Math.abs((a[0]?.logprob ?? 0) - (b[2]?.logprob ?? 1))).toBeLessThan(1e-9);
-    expect(Math.abs((a[1]?.logprob ?? 0) - (b[0]?.logprob ?? 1))).toBeLessThan(1e-9);
-    expect(b[1]).toEqual({ logprob: 0, tokens: [], isGreedy: true });
+    // One sequence decodes continuation by continuation: bit-identical whatever the order. Batched decoding
+    // (the default) groups tokens differently per call, which moves results at float-rounding level only.
+    const sequential = await createLlamaCppBackend({
+      model: modelPath,
+      contextSize: 512,
+      sequences: 1,
+      threads: 1,
+      scoreSequences: 1,
+    });
+    try {
+      for (const [scorer, tolerance] of [
+        [sequential, 1e-9],
+        [backend, 1e-5],
+      ] as const) {
+        const a = await scorer.score(prompt, [" first", " second"]);
+        const b = await scorer.score(prompt, [" second", "", " first"]);
+        expect(Math.abs((a[0]?.logprob ?? 0) - (b[2]?.logprob ?? 1))).toBeLessThan(tolerance);
+        expect(Math.abs((a[1]?.logprob ?? 0) - (b[0]?.logprob ?? 1))).toBeLessThan(tolerance);
+        expect(b[1]).toEqual({ logprob: 0, tokens: [], isGreedy: true });
+      }
+    } finally {
+      await sequential.close();
+    }
+  });
+
+  it("scores concurrent calls together: prompts differing at the end, and echo-style calls, as one at a time would, in far fewer decode calls", async () => {
+    const shared = "You are judging two answers by the principles below. Be fair and brief. ".repeat(4);
+    const prompts = ["A", "B", "C", "D"].map((label) => `${shared}Question ${label}: which answer is better? Verdict:`);
+    const continuations = [" (a)", " (b)", " neither", " both of them"];
+    const echoed = prompts.slice(0, 2).map((prompt) => `${prompt} (a)`);
+    const make = (scoreSequences: number) =>
+      createLlamaCppBackend({
+        model: modelPath,
+        contextSize: 512,
+        sequences: 1,
+        threads: 1,
+        batchThreads: 1,
+        scoreSequences,
+      });
+    const [one, eight] = await Promise.all([make(1), make(8)]);
+    try {
+      const run = (scorer: LlamaCppBackend) =>
+        Promise.all([
+          ...prompts.map((prompt) => scorer.score(prompt, continuations)),
+          ...echoed.map((text) => scorer.score("", [text], { topLogprobs: 2 })),
+        ]);
+      const expected: ScoreResult[][] = [];
+      for (const prompt of prompts) expected.push(await one.score(prompt, continuations));
+      for (const text of echoed) expected.push(await one.score("", [text], { topLogprobs: 2 }));
+      const sequentialCalls = (await one.scoreDecodeStats()).decodeCalls;
+      const together = await run(eight);
+      const batchedCalls = (await eight.scoreDecodeStats()).decodeCalls;
+      expect(together).toHaveLength(expected.length);
+      together.forEach((results, call) => {
+        results.forEach((result, i) => {
+          const reference = expected[call]?.[i];
+          expect(result.tokens.map((t) => t.token)).toEqual(reference?.tokens.map((t) => t.token));
+          expect(Math.abs(result.logprob - (reference?.logprob ?? Number.NaN))).toBeLessThan(1e-5);
+          result.tokens.forEach((token, j) => {
+            expect(Math.abs(token.logprob - (reference?.tokens[j]?.logprob ?? Number.NaN))).toBeLessThan(1e-5);
+            expect(token.top?.map((t) => t.token)).toEqual(reference?.tokens[j]?.top?.map((t) => t.token));
+          });
+          expect(result.isGreedy).toBe(reference?.isGreedy);
+        });
+      });
+      // The reference itself against the full-vocabulary computation, for one call of each kind.
+      await expectMatchesReference(eight, modelPath, prompts[0] as string, continuations);
+      // 16 continuations and 2 echoed texts: one at a time needs a decode call each; together, a few waves.
+      expect(sequentialCalls).toBeGreaterThanOrEqual(18);
+      expect(batchedCalls).toBeLessThanOrEqual(8);
+    } finally {
+      await Promise.all([one.close(), eight.close()]);
+    }
+  });
+
+  it("rejects a call that is aborted while it waits, and scores the others", async () => {
+    const controller = new AbortController();
+    const prompt = "Abort test prompt:";
+    const kept = backend.score(prompt, [" kept"]);
+    const aborted = backend.score(prompt, [" gone"], { signal: controller.signal });
+    controller.abort();
+    await expect(aborted).rejects.toBeInstanceOf(AbortedError);
+    const [result] = await kept;
+    expect(result?.tokens.length).toBeGreaterThan(0);
   });
 
   it("aligns tokens like lm-evaluation-harness: continuation = tokens(prompt+cont) after tokens(prompt)", async () => {

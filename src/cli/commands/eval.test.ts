@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../errors/index.js";
-import { mtBenchCategoryTemperatures } from "../../eval/judges/generate-answers.js";
-import { parseCategoryTemperatures } from "./eval.js";
+import { mtBenchCategoryTemperatures, parseCategoryTemperatures } from "../../eval/judges/generate-answers.js";
 
 describe("selfalign eval flags", () => {
   it("reads --category-temperatures as the MT-bench preset or a JSON object", () => {

@@ -51,7 +51,7 @@ export async function runPipelineCommand(
   const { baseModelOf } = await import("../../pipeline/resolve-models.js");
   const result = await withProgress((onProgress, signal) => runPipeline({ loaded, onProgress, signal }));
   process.stdout.write(formatPipelineSummary(result));
-  const adapter = result.adapters.final ?? result.adapters.engrave;
+  const adapter = result.finalAdapter;
   const baseModel = baseModelOf(loaded);
   process.stdout.write(
     formatNextCommands({ runDir: result.runDir, ...(adapter ? { adapter } : {}), ...(baseModel ? { baseModel } : {}) }),

@@ -173,7 +173,8 @@
           {},
           el("td", { text: evaluation.name }),
           el("td", { text: metric }),
-          el("td", { class: "num", text: value.toFixed(4) }),
+          // Counts (n, judgments, wins) print as integers, rates and means with four decimals.
+          el("td", { class: "num", text: Number.isInteger(value) ? String(value) : value.toFixed(4) }),
         ),
       );
     }

@@ -11,7 +11,7 @@ import { packageVersion } from "../../package-root.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import type { StageStore } from "../../run-store/index.js";
 import { writeJsonLines } from "../../run-store/json-file.js";
-import type { SftExample, Trainer, TrainOptions, TrainResult } from "../../training/trainer.js";
+import type { SftExample, Trainer, TrainOptions, TrainRequest, TrainResult } from "../../training/trainer.js";
 import { type AnswerRecord, identityRecords, type SftRecord, toAlpaca, toMessages, toSftRecord } from "./build-sft.js";
 
 export const engraveStage = "engrave";
@@ -131,7 +131,7 @@ export async function trainAdapter(
   options: TrainAdapterOptions,
 ): Promise<TrainResult> {
   if (options.signal?.aborted) throw new AbortedError();
-  const train = await options.trainer.train({
+  const train = await trainNamingTheStage(store.stage, options, {
     base: options.base,
     examples: records.map(({ prompt, completion }) => ({ prompt, completion })),
     output: adapterDir,
@@ -142,8 +142,31 @@ export async function trainAdapter(
   });
   store.manifest.extra.adapter = train.adapterPath;
   store.manifest.extra.finalLoss = train.finalLoss;
+  if (train.data) store.manifest.extra.trainingData = train.data;
+  if (train.data?.truncated) {
+    options.onProgress?.({
+      type: "message",
+      level: "warn",
+      text: `${store.stage}: ${train.data.truncated} of ${train.data.used} training examples were longer than cutoffLen and were cut at it (stages.${store.stage}.train.cutoffLen raises it)`,
+    });
+  }
   await store.saveManifest();
   return train;
+}
+
+/** Train; a training error about the data's length names the stage's config field to change. */
+async function trainNamingTheStage(stage: string, options: TrainAdapterOptions, request: TrainRequest) {
+  try {
+    return await options.trainer.train(request);
+  } catch (error) {
+    if (error instanceof ConfigError && (error.field === "cutoffLen" || /cutoffLen|cutoff-len/.test(error.message))) {
+      throw new ConfigError(`${stage}: ${error.message.replace(/ \(--cutoff-len\)/, "")}`, {
+        field: `stages.${stage}.train.cutoffLen`,
+        cause: error,
+      });
+    }
+    throw error;
+  }
 }
 
 export async function runEngrave(options: RunEngraveOptions): Promise<RunEngraveResult> {

@@ -43,6 +43,8 @@ export const redTeamRecordSchema = keptRecordSchema({
 export const redTeamRejectedSchema = rejectedRecordSchema({
   questionType: z.string().optional(),
   topic: z.string().optional(),
+  /** The model's answer that was judged. */
+  text: z.string().optional(),
 });
 
 const { allowEos: _allowEos, ...topicDefaults } = topicSamplingDefaults;

@@ -298,7 +298,9 @@ export async function runRedTeam(options: RunRedTeamOptions): Promise<RunRedTeam
       return parsed.map((question, i): ItemResult => {
         const t = item.targets[i]!;
         const base = { id: pairId(t), parentId: item.id, questionType: t.type.id, topic: t.topic };
-        if (!question.found) return { rejected: { ...base, filter: "question-missing", reason: question.reason } };
+        // The model's whole answer is what was judged: kept with the rejection, so the report can show it.
+        if (!question.found)
+          return { rejected: { ...base, text: completion.text, filter: "question-missing", reason: question.reason } };
         const record: RedTeamRecord = {
           ...base,
           instruction: question.question,

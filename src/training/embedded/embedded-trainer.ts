@@ -158,6 +158,7 @@ export class EmbeddedTrainer implements Trainer {
       finalLoss: lossCurve.at(-1)?.loss ?? Number.NaN,
       lossCurve,
       evalCurve,
+      data: run.objective.dataCounts,
     };
   }
 

@@ -1,5 +1,5 @@
 /**
- * sgemm through the optional native addon (native/blas.c, N-API over the system OpenBLAS). Built by
+ * sgemm through the optional native addon (native/blas.c, N-API over the system OpenBLAS, or Accelerate on macOS). Built by
  * `node scripts/build-native.mjs`; when it did not build, `loadBlasAddon()` says why and callers fall back.
  */
 import { existsSync } from "node:fs";
@@ -37,7 +37,7 @@ export function probeBlasAddon(path: string): BlasLoadResult {
   if (!existsSync(path)) {
     return {
       addon: undefined,
-      reason: `native addon not built (${path} is missing): install libopenblas-dev and run \`node scripts/build-native.mjs\``,
+      reason: `native addon not built (${path} is missing): ${process.platform === "darwin" ? "install the Xcode command line tools (Accelerate)" : "install libopenblas-dev"} and run \`node scripts/build-native.mjs\``,
     };
   }
   try {

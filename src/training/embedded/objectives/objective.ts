@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { seededRandom } from "../../../gguf/index.js";
-import type { TrainKind } from "../../trainer.js";
+import type { TrainDataCounts, TrainKind } from "../../trainer.js";
 import { hashSeed, type LlamaTrainModel, type LossOptions } from "../llama-train-model.js";
 import type { LoraAdapter } from "../lora.js";
 import type { Vec } from "../ops.js";
@@ -46,6 +46,8 @@ export interface Objective {
   readonly fingerprint: Record<string, unknown>;
   /** Warnings from tokenisation, shown as progress messages. */
   readonly warnings: readonly string[];
+  /** Training items used, and how many were cut at cutoffLen or left out (too long, or nothing to learn). */
+  readonly dataCounts: TrainDataCounts;
   /** Called once the frozen weights are loaded (preference: the reference log-probs are computed here). */
   attach?(model: LlamaTrainModel): void;
   /** What the summed loss of a step (or of the held-out set) is divided by: completion tokens, or pairs. */

@@ -169,6 +169,7 @@ export async function buildPreferenceObjective(
       reference: referenceId,
     },
     warnings: [...tokenized.warnings, ...(given?.warnings ?? [])],
+    dataCounts: { used: tokenized.pairs.length, truncated: tokenized.truncated, dropped: tokenized.dropped },
     attach(model: LlamaTrainModel) {
       for (const splitName of ["train", "eval"] as const) {
         // A fixed packing, so the values do not depend on the training order (exact resume).

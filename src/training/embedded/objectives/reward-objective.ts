@@ -138,6 +138,7 @@ export async function buildRewardObjective(
       head: build.init?.head ? "initAdapter" : "fresh",
     },
     warnings: [...tokenized.warnings, ...(given?.warnings ?? [])],
+    dataCounts: { used: tokenized.pairs.length, truncated: tokenized.truncated, dropped: tokenized.dropped },
     normaliser: (_split, items) => items.length,
     run({ model, lora, grads, options: lossOptions }, splitName, items, normaliser) {
       const batch = packWhole(sequencesOf(items.map((i) => data[splitName][i]!)));

@@ -36,6 +36,7 @@ export async function buildSftObjective(
       heldOutData: sequencesHash(asItems(data.eval)),
     },
     warnings: [...tokenized.warnings, ...(given?.warnings ?? [])],
+    dataCounts: { used: tokenized.examples.length, truncated: tokenized.truncated, dropped: tokenized.dropped },
     normaliser: (split, items) => completionTokens(data[split], items),
     run: ({ model, lora, grads, options: lossOptions }, split, items, normaliser) => {
       const batch = packBatch(data[split], items, normaliser);
