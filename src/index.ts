@@ -101,5 +101,6 @@ export * from "./text/index.js";
 export * from "./stages/self-instruct/index.js";
 export * from "./stages/red-team/index.js";
 export * from "./stages/self-align/index.js";
+export * from "./stages/isheep/index.js";
 export { type MergeStageOptions, type MergeStageResult, mergeStage } from "./stages/shared/merge-stage.js";
 export { readStageRecords } from "./stages/shared/stage-records.js";

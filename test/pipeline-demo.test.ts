@@ -106,6 +106,7 @@ describe("selfalign demo pipeline", () => {
         ["self-align", "ran"],
         ["engrave", "ran"],
         ["verbose-clone", "ran"],
+        ["isheep", "skipped"],
       ]);
       // The grammars make every generation stage keep records, so every filter and training sees real ones.
       for (const stage of ["self-instruct", "red-team", "self-align", "verbose-clone"]) {

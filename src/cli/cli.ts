@@ -10,7 +10,7 @@ import { runMain } from "./run-main.js";
 const program = new Command()
   .name("selfalign")
   .description(
-    "Align a base language model with principle-driven self-alignment (SELF-ALIGN, the method behind Dromedary).",
+    "Align a base language model with principle-driven self-alignment (SELF-ALIGN, the method behind Dromedary), or with I-SHEEP's rounds of self-assessed data.",
   )
   .version(packageVersion())
   .showHelpAfterError();

@@ -33,7 +33,7 @@ import { type LoadedPipelineConfig, type PipelineConfig, resolveConfigPath, runD
 import { createStageContext, expandInstances, mainFolder, ModelPool, type StageInstance } from "./stage-context.js";
 import { baseModelRoles, isGroup } from "./stage-definition.js";
 import { resolvePipelineModels } from "./resolve-models.js";
-import { defaultRegistry, type StageRegistry } from "./stage-registry.js";
+import { defaultRegistry, roundFolderName, type StageRegistry } from "./stage-registry.js";
 import {
   type FolderSwitch,
   labelStageFolders,
@@ -52,7 +52,8 @@ export interface RunPipelineOptions {
 export interface PipelineStageSummary extends FolderSwitch {
   /** The stage instance: its name, or `<stage>-round-<n>` inside a repeated group. */
   stage: string;
-  status: "ran" | "skipped" | "up-to-date";
+  /** "stopped": a round its group's early-stop rule did not run. */
+  status: "ran" | "skipped" | "up-to-date" | "stopped";
   kept?: number;
   rejected?: number;
   byFilter?: Record<string, number>;
@@ -191,13 +192,24 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
     const state = await readState(runDir);
     const fingerprints = new Map<string, string | undefined>();
     const keys = new Map<string, string | undefined>();
+    /** Groups stopped early, with the reason. */
+    const stopped = new Map<string, string>();
     for (const instance of instances) {
       const folders = [...instance.folders.values()];
+      const groupStop = instance.skip ? undefined : await earlyStop(prepared, instance, stopped);
+      if (groupStop !== undefined) {
+        result.stages.push({ stage: instance.name, status: "stopped", summary: groupStop });
+        continue;
+      }
       if (instance.skip) {
         // Later stages depend on what a skipped stage's folders hold, not on its (unused) options.
         fingerprints.set(instance.name, state.stages[instance.name]?.fingerprint);
         keys.set(instance.name, (await readFolderSettings(join(runDir, mainFolder(instance))))?.key);
-        result.stages.push({ stage: instance.name, status: "skipped" });
+        // A skipped group is one line, not one per member and round.
+        const round = instance.round;
+        if (!round) result.stages.push({ stage: instance.name, status: "skipped" });
+        else if (!result.stages.some((summary) => summary.stage === round.group))
+          result.stages.push({ stage: round.group, status: "skipped" });
         continue;
       }
       const settings = stageSettings(instance, {
@@ -291,6 +303,34 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
   }
   if (config.report) result.reportPath = (await writeReport({ runDir, registry: prepared.registry })).path;
   return result;
+}
+
+/**
+ * Why `instance` is not run because its group stopped early (asked once per group, at the first member of each round
+ * after the first), or undefined.
+ */
+async function earlyStop(
+  prepared: PreparedPipeline,
+  instance: StageInstance,
+  stopped: Map<string, string>,
+): Promise<string | undefined> {
+  const round = instance.round;
+  if (!round) return undefined;
+  const already = stopped.get(round.group);
+  if (already !== undefined) return already;
+  const group = prepared.registry.find((entry) => entry.name === round.group);
+  if (!group || !isGroup(group) || !group.stopBefore || round.index === 1) return undefined;
+  if (group.stages[0] !== instance.definition) return undefined;
+  const reason = await group.stopBefore(round.index, {
+    runDir: prepared.runDir,
+    options: round.options,
+    manifest: async (stage, index) => {
+      const target = prepared.instances.find((one) => one.name === roundFolderName(stage, index));
+      return target ? readManifest(join(prepared.runDir, mainFolder(target), "manifest.json")) : undefined;
+    },
+  });
+  if (reason !== undefined) stopped.set(round.group, reason);
+  return reason;
 }
 
 /** Each folder's kept records as a dataset (Parquet + card) under <run>/exports/<folder>/. */

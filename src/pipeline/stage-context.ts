@@ -229,6 +229,15 @@ export function createStageContext(params: StageContextParams): StageContext<Rec
           field: "model",
         });
       const round = instance.round;
+      if (options.adapter !== undefined) {
+        if (generator.type !== "llama-cpp") {
+          throw new ConfigError(
+            `stage "${definition.name}" loads the adapter ${options.adapter} into the run's model, which needs an embedded (GGUF) model; the run's model is a server`,
+            { field: "model" },
+          );
+        }
+        return pool.get({ ...generator, lora: [...(generator.lora ?? []), { path: options.adapter }] });
+      }
       if (options.base || !round || round.index === 1) return pool.get(generator);
       const group = params.registry.find((entry) => entry.name === round.group);
       const from = group && isGroup(group) ? group.adapterFrom : undefined;
@@ -264,6 +273,7 @@ export function createStageContext(params: StageContextParams): StageContext<Rec
       }
       return pool.get({ ...config, lora: [...(config.lora ?? []), ...lora.map((path) => ({ path }))] });
     },
+    resolvePath: (path) => (params.resolvePath ? params.resolvePath(path) : resolve(path)),
     trainer: async (train: TrainConfig) => {
       if (!params.trainBase) {
         throw new ConfigError(
@@ -274,7 +284,6 @@ export function createStageContext(params: StageContextParams): StageContext<Rec
       return { ...(await trainerFor(train, params.hfBase)), base: params.trainBase };
     },
     ...(params.command ? { command: params.command } : {}),
-    resolvePath: (path) => (params.resolvePath ? params.resolvePath(path) : resolve(path)),
     releaseModels: () => pool.close(),
     ...(onProgress ? { onProgress } : {}),
     ...(params.signal ? { signal: params.signal } : {}),

@@ -7,7 +7,7 @@ import type { LanguageModel } from "../backends/language-model.js";
 import type { ModelSpec } from "../backends/model-spec.js";
 import type { Constitution } from "../constitution/index.js";
 import type { ProgressListener } from "../progress/progress-event.js";
-import type { Run, Shard, StageStore, StoreRecord } from "../run-store/index.js";
+import type { Manifest, Run, Shard, StageStore, StoreRecord } from "../run-store/index.js";
 import type { StageUsage } from "../stages/shared/stage-usage.js";
 import type { Trainer, TrainOptions } from "../training/trainer.js";
 import type { TrainConfig } from "./train-config.js";
@@ -72,9 +72,10 @@ export interface StageContext<O> {
   manifestExtra(stage: string, round?: number): Promise<Record<string, unknown> | undefined>;
   /**
    * A model by role: "generator" is the run's model (in a round after the first, with the previous round's adapter;
-   * `{ base: true }` gives the base alone). Models are created once and shared.
+   * `{ base: true }` gives the base alone, `{ adapter }` the base with that adapter instead). Models are created once
+   * and shared.
    */
-  model(role: "generator", options?: { base?: boolean }): Promise<LanguageModel>;
+  model(role: "generator", options?: { base?: boolean; adapter?: string }): Promise<LanguageModel>;
   /** Any other model, from a spec (string or object) plus adapters to load. */
   languageModel(spec: ModelSpec, options?: { lora?: string[] }): Promise<LanguageModel>;
   /** The local GGUF the trainers (and a default teacher) load; set when the stage has the "trainer" role. */
@@ -117,15 +118,27 @@ export interface ReportRecordView {
   topic?: string;
   /** Headings of the detail's thoughts and answer columns, where the stage's records hold something else. */
   labels?: { thoughts?: string; output?: string };
+  /** A rating of another record (the `ratings` panel): what was rated, on which aspect, and the score (none when
+   * the rating could not be parsed). */
+  rating?: { subject: string; aspect: string; score?: number };
 }
 
 /** Report panels a folder's records feed. */
-export const reportPanels = ["prompts", "answers", "red-team-coverage", "preferences", "preference-labels"] as const;
+export const reportPanels = [
+  "prompts",
+  "answers",
+  "red-team-coverage",
+  "preferences",
+  "preference-labels",
+  "ratings",
+] as const;
 export type ReportPanel = (typeof reportPanels)[number];
 
 export interface FolderReport {
   view(record: StoreRecord, kept: boolean): ReportRecordView;
   panels?: readonly ReportPanel[];
+  /** Figures of the folder for the report's per-round panel (e.g. a kept rate, an eval score), from its manifest. */
+  figures?(manifest: Manifest): Record<string, number>;
 }
 
 export interface StageDefinition<O = Record<string, unknown>> {
@@ -158,6 +171,15 @@ export interface StageDefinition<O = Record<string, unknown>> {
   report?: Readonly<Record<string, FolderReport>>;
 }
 
+/** What a group's early-stop rule can read: the group's options and the manifests of its finished rounds. */
+export interface GroupRoundContext {
+  runDir: string;
+  /** The group's options (resolved). */
+  options: Record<string, unknown>;
+  /** The manifest of a member's main folder in a round (undefined when that round has not run). */
+  manifest(stage: string, round: number): Promise<Manifest | undefined>;
+}
+
 /** A group of stages repeated round after round (I-SHEEP), each round's model the base + the last round's adapter. */
 export interface StageGroup {
   kind: "group";
@@ -170,6 +192,11 @@ export interface StageGroup {
   /** The member whose adapter the next round's generator loads. */
   adapterFrom: string;
   skipByDefault?: boolean;
+  /**
+   * Asked before each round after the first: why the group should stop here (early stopping), or undefined to go on.
+   * The rounds left are reported as "stopped".
+   */
+  stopBefore?(round: number, context: GroupRoundContext): Promise<string | undefined>;
 }
 
 export type RegistryEntry = StageDefinition | StageGroup;

@@ -3,6 +3,7 @@
  * list. A new stage is one folder exporting its definition and one line here.
  */
 import { engraveDefinition } from "../stages/engrave/definition.js";
+import { isheepGroup } from "../stages/isheep/definition.js";
 import {
   salmonAggregateDefinition,
   salmonPreferencesDefinition,
@@ -29,6 +30,7 @@ export const defaultRegistry: StageRegistry = [
   salmonAggregateDefinition,
   salmonRewardModelDefinition,
   salmonRlDefinition,
+  isheepGroup,
 ] as StageRegistry;
 
 /** Every stage definition, group members included, in order. */

@@ -94,6 +94,15 @@ export async function renderReport(data: ReportData): Promise<string> {
 <table><tbody></tbody></table></section>
 <section class="panel" id="evaluation" data-testid="evaluation"><h2>Evaluation</h2>
 <table><thead><tr><th>file</th><th>metric</th><th>value</th></tr></thead><tbody></tbody></table></section>
+<section class="panel wide" id="rounds" data-testid="rounds" hidden><h2>Rounds: figures, kept by filter, prompts</h2>
+<div class="chart"><canvas id="rounds-chart"></canvas></div>
+<table id="round-figures"><thead><tr><th>round</th></tr></thead><tbody></tbody></table>
+<table id="round-stages"><thead><tr><th>round</th><th>stage</th><th>in</th><th>kept</th><th>kept rate</th><th>rejected by filter</th></tr></thead><tbody></tbody></table>
+<div id="round-prompts"></div></section>
+<section class="panel wide" id="ratings" data-testid="ratings" hidden><h2>Self-assessment: score histograms and agreement of the two ratings</h2>
+<div class="chart"><canvas id="ratings-chart"></canvas></div>
+<table id="agreement"><thead><tr><th>round</th><th>rated on both</th><th>same score</th><th>within 1</th><th>correlation</th><th>unreadable ratings</th></tr></thead><tbody></tbody></table>
+<div id="agreement-matrix"></div></section>
 <section class="panel wide" id="browser" data-testid="browser"><h2>Records</h2>
 <div class="controls">
 <input id="search" type="search" placeholder="search prompts, thoughts, answers, ids">
@@ -102,6 +111,7 @@ export async function renderReport(data: ReportData): Promise<string> {
 <select id="filter-reason"><option value="">any filter</option></select>
 <select id="filter-principle"><option value="">any principle</option></select>
 <select id="filter-type"><option value="">any red-team type</option></select>
+<select id="filter-round"><option value="">all rounds</option></select>
 </div>
 <div id="result-count"></div>
 <ul id="results"></ul>

@@ -4,7 +4,7 @@ import { basename, join, relative } from "node:path";
 import { ConfigError } from "../errors/index.js";
 import { evalDirName, flattenAggregate, readEvalResult } from "../eval/eval-result.js";
 import { readRunStatus, readStageAcrossShards, type StoreRecord } from "../run-store/index.js";
-import type { ReportPanel, ReportRecordView } from "../pipeline/stage-definition.js";
+import { isGroup, type ReportPanel, type ReportRecordView } from "../pipeline/stage-definition.js";
 import { defaultRegistry, type StageRegistry, stageOfFolder } from "../pipeline/stage-registry.js";
 import { countVerbNouns, type VerbNounCounts } from "./instruction-diversity.js";
 import { type PreferenceStats, preferenceStats } from "./preference-stats.js";
@@ -24,6 +24,44 @@ export interface Histogram {
   /** Lower bound (inclusive) of each bin, in words. */
   edges: number[];
   counts: number[];
+}
+
+/** One round of a repeated group (I-SHEEP): its members' counts, the figures they report, and a few of its prompts. */
+export interface RoundSummary {
+  group: string;
+  round: number;
+  /** The round's member folders, in the group's order. */
+  stages: Array<{ stage: string; folder: string; kept: number; rejected: number; byFilter: Record<string, number> }>;
+  /** Figures the members' definitions read from their manifests (a kept rate, an eval score, a final loss). */
+  figures: Record<string, number>;
+  /** The round's first kept prompts. */
+  prompts: string[];
+  /** Kept prompts in all. */
+  promptCount: number;
+}
+
+/** Scores of one aspect in one round: how many of each score 1..10, and how many ratings could not be read. */
+export interface RatingHistogram {
+  round?: number;
+  aspect: string;
+  /** counts[i] = ratings with score i + 1. */
+  counts: number[];
+  unreadable: number;
+}
+
+/** How two aspects' ratings of the same records agree, per round. */
+export interface RatingAgreement {
+  round?: number;
+  aspects: [string, string];
+  /** Records rated on both. */
+  pairs: number;
+  /** Share with equal scores, and with scores at most 1 apart. */
+  exact: number;
+  withinOne: number;
+  /** Pearson correlation; absent when either score is constant. */
+  correlation?: number;
+  /** matrix[a - 1][b - 1]: records scored a on the first aspect and b on the second. */
+  matrix: number[][];
 }
 
 export interface ReportData {
@@ -48,6 +86,10 @@ export interface ReportData {
   /** SALMON: agreement of the judge's two orders and score spread per principle; labels after aggregation. */
   salmon: PreferenceStats;
   evaluations: Array<{ name: string; task: string; metrics: Record<string, number> }>;
+  /** Rounds of repeated groups, in order (empty for a run without one). */
+  rounds: RoundSummary[];
+  ratings: RatingHistogram[];
+  agreement: RatingAgreement[];
   records: ReportRecord[];
 }
 
@@ -155,6 +197,7 @@ export async function collectReportData(
   }
   const status = await readRunStatus(runDir);
   const records: ReportRecord[] = [];
+  const rounds = new Map<string, RoundSummary & { order: number[] }>();
   const parentOf = new Map<string, string>();
   const stages: ReportData["stages"] = [];
   const panelsOf = new Map<string, ReportPanel[]>();
@@ -172,6 +215,34 @@ export async function collectReportData(
     });
     const found = stageOfFolder(registry, stage);
     const folderReport = found?.definition.report?.[found.folder.name];
+    if (found?.round !== undefined) {
+      const group = registry.find((entry) => isGroup(entry) && entry.stages.includes(found.definition));
+      const groupName = group?.name ?? found.definition.name;
+      const key = `${groupName}/${found.round}`;
+      const summary = rounds.get(key) ?? {
+        group: groupName,
+        round: found.round,
+        stages: [],
+        figures: {},
+        prompts: [],
+        promptCount: 0,
+        order: [],
+      };
+      // Members in the group's order, a member's folders in its definition's order.
+      const memberAt = group && isGroup(group) ? group.stages.indexOf(found.definition) : 0;
+      summary.order.push(memberAt * 100 + found.definition.folders.indexOf(found.folder));
+      summary.stages.push({
+        stage: found.definition.name,
+        folder: stage,
+        kept: manifest.counts.kept,
+        rejected: manifest.counts.rejected,
+        byFilter: manifest.counts.byFilter,
+      });
+      // Figures live in the unsharded (or merged) folder's manifest; a sum over shards keeps no extras.
+      const own = stageStatus.parts.find((part) => part.shard === undefined)?.manifest;
+      if (own) Object.assign(summary.figures, folderReport?.figures?.(own) ?? {});
+      rounds.set(key, summary);
+    }
     const view = folderReport?.view ?? genericView;
     for (const panel of folderReport?.panels ?? []) panelsOf.set(stage, [...(panelsOf.get(stage) ?? []), panel]);
     const read = await readStageAcrossShards(runDir, stage);
@@ -242,6 +313,19 @@ export async function collectReportData(
     }));
 
   const keptPrompts = records.filter((r) => r.kept && feeds(r, "prompts") && r.instruction);
+  const roundList = [...rounds.values()]
+    .sort((a, b) => a.group.localeCompare(b.group) || a.round - b.round)
+    .map(({ order, ...summary }) => {
+      const stages = summary.stages
+        .map((entry, i) => ({ entry, at: order[i]! }))
+        .sort((a, b) => a.at - b.at)
+        .map(({ entry }) => entry);
+      const mine = keptPrompts.filter(
+        (r) => r.round === summary.round && summary.stages.some((s) => s.folder === r.stage),
+      );
+      return { ...summary, stages, prompts: mine.slice(0, 5).map((r) => r.instruction), promptCount: mine.length };
+    });
+  const rated = records.filter((r) => feeds(r, "ratings") && r.rating !== undefined);
   const answered = records.filter((r) => r.kept && feeds(r, "answers") && (r.output || r.thoughts));
 
   const lossCurves = [];
@@ -287,6 +371,77 @@ export async function collectReportData(
     evalCurves,
     salmon: preferenceStats(judged, aggregated),
     evaluations,
+    rounds: roundList,
+    ratings: ratingHistograms(rated),
+    agreement: ratingAgreement(rated),
     records,
   };
+}
+
+const roundKey = (round: number | undefined) => (round === undefined ? "" : String(round));
+
+/** Score histograms per (round, aspect), rounds in order. */
+export function ratingHistograms(rated: readonly ReportRecord[]): RatingHistogram[] {
+  const out = new Map<string, RatingHistogram>();
+  for (const record of rated) {
+    const { aspect, score } = record.rating!;
+    const key = `${roundKey(record.round)}/${aspect}`;
+    const histogram = out.get(key) ?? {
+      ...(record.round === undefined ? {} : { round: record.round }),
+      aspect,
+      counts: Array.from({ length: 10 }, () => 0),
+      unreadable: 0,
+    };
+    if (score !== undefined && score >= 1 && score <= 10) histogram.counts[score - 1]!++;
+    else histogram.unreadable++;
+    out.set(key, histogram);
+  }
+  return [...out.values()].sort((a, b) => (a.round ?? 0) - (b.round ?? 0) || a.aspect.localeCompare(b.aspect));
+}
+
+/** Agreement of the first two aspects rated on the same records, per round. */
+export function ratingAgreement(rated: readonly ReportRecord[]): RatingAgreement[] {
+  const aspects = [...new Set(rated.map((record) => record.rating!.aspect))];
+  if (aspects.length < 2) return [];
+  const [first, second] = aspects.sort() as [string, string];
+  const byRound = new Map<string, { round?: number; scores: Map<string, { a?: number; b?: number }> }>();
+  for (const record of rated) {
+    const { subject, aspect, score } = record.rating!;
+    if (score === undefined || (aspect !== first && aspect !== second)) continue;
+    const key = roundKey(record.round);
+    const entry = byRound.get(key) ?? {
+      ...(record.round === undefined ? {} : { round: record.round }),
+      scores: new Map(),
+    };
+    const pair = entry.scores.get(subject) ?? {};
+    if (aspect === first) pair.a = score;
+    else pair.b = score;
+    entry.scores.set(subject, pair);
+    byRound.set(key, entry);
+  }
+  const out: RatingAgreement[] = [];
+  for (const { round, scores } of byRound.values()) {
+    const both = [...scores.values()].filter(
+      (pair): pair is { a: number; b: number } => pair.a !== undefined && pair.b !== undefined,
+    );
+    if (both.length === 0) continue;
+    const matrix = Array.from({ length: 10 }, () => Array.from({ length: 10 }, () => 0));
+    for (const { a, b } of both) matrix[a - 1]![b - 1]!++;
+    const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
+    const ma = mean(both.map((pair) => pair.a));
+    const mb = mean(both.map((pair) => pair.b));
+    const cov = both.reduce((sum, pair) => sum + (pair.a - ma) * (pair.b - mb), 0);
+    const va = both.reduce((sum, pair) => sum + (pair.a - ma) ** 2, 0);
+    const vb = both.reduce((sum, pair) => sum + (pair.b - mb) ** 2, 0);
+    out.push({
+      ...(round === undefined ? {} : { round }),
+      aspects: [first, second],
+      pairs: both.length,
+      exact: both.filter((pair) => pair.a === pair.b).length / both.length,
+      withinOne: both.filter((pair) => Math.abs(pair.a - pair.b) <= 1).length / both.length,
+      ...(va > 0 && vb > 0 ? { correlation: cov / Math.sqrt(va * vb) } : {}),
+      matrix,
+    });
+  }
+  return out.sort((a, b) => (a.round ?? 0) - (b.round ?? 0));
 }

@@ -6,6 +6,7 @@ import { registerDoctor } from "./doctor.js";
 import { registerEval } from "./eval.js";
 import { registerExport } from "./export.js";
 import { registerInit } from "./init.js";
+import { registerIsheep } from "./isheep.js";
 import { registerMerge } from "./merge.js";
 import { registerModel } from "./model.js";
 import { registerReport } from "./report.js";
@@ -19,6 +20,7 @@ import { registerTrain } from "./train.js";
 export const commands: Array<(program: Command) => void> = [
   registerInit,
   registerRun,
+  registerIsheep,
   registerDemo,
   registerChat,
   registerConstitution,

@@ -9,7 +9,16 @@ export function formatPipelineSummary(result: import("../../pipeline/run-pipelin
       ? `Nothing to do: every stage of ${result.runDir} is already finished with this config.`
       : `Finished ${result.runDir}.`,
   ];
+  const stopReasons = new Set<string>();
   for (const stage of result.stages) {
+    if (stage.status === "stopped") {
+      // One line for the rounds a group's early stop left out, with the reason.
+      if (stage.summary && !stopReasons.has(stage.summary)) {
+        stopReasons.add(stage.summary);
+        lines.push(`  ${stage.stage.padEnd(18)} stopped    ${stage.summary}`);
+      }
+      continue;
+    }
     const counts = stage.kept === undefined ? "" : `  kept ${stage.kept}, rejected ${stage.rejected}`;
     const filters = Object.entries(stage.byFilter ?? {})
       .sort((a, b) => b[1] - a[1])

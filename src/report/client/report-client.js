@@ -264,6 +264,144 @@
   }
   if (!data.evaluations.length) $("#evaluation").classList.add("empty");
 
+  // Rounds of a repeated group (I-SHEEP): figures by round, each member's kept rate and rejects, a few prompts.
+  if (data.rounds.length) {
+    $("#rounds").hidden = false;
+    const label = (r) => (data.rounds.some((o) => o.group !== r.group) ? `${r.group} ${r.round}` : String(r.round));
+    const names = [...new Set(data.rounds.flatMap((r) => Object.keys(r.figures)))].sort();
+    const figureHead = $("#round-figures thead tr");
+    for (const name of names) figureHead.append(el("th", { text: name }));
+    for (const r of data.rounds) {
+      $("#round-figures tbody").append(
+        el(
+          "tr",
+          { "data-round": String(r.round) },
+          el("td", { text: label(r) }),
+          ...names.map((name) =>
+            el("td", {
+              class: "num",
+              "data-figure": name,
+              text: r.figures[name] === undefined ? "" : r.figures[name].toFixed(3),
+            }),
+          ),
+        ),
+      );
+      for (const stage of r.stages) {
+        const total = stage.kept + stage.rejected;
+        const filters = Object.entries(stage.byFilter).sort((a, b) => b[1] - a[1]);
+        $("#round-stages tbody").append(
+          el(
+            "tr",
+            { "data-round": String(r.round), "data-stage": stage.stage },
+            el("td", { text: label(r) }),
+            el("td", { text: stage.folder }),
+            el("td", { class: "num", text: String(total) }),
+            el("td", { class: "num", "data-field": "kept", text: String(stage.kept) }),
+            el("td", { class: "num", text: total ? `${((100 * stage.kept) / total).toFixed(1)}%` : "" }),
+            el("td", { text: filters.map(([f, n]) => `${f} ${n}`).join(", ") || "none" }),
+          ),
+        );
+      }
+      $("#round-prompts").append(
+        el("h4", { text: `Round ${label(r)}: ${r.promptCount} prompts kept` }),
+        el("ul", { "data-round": String(r.round) }, ...r.prompts.map((p) => el("li", { text: p }))),
+      );
+    }
+    // Each figure on its own axis; round 0 is the base model where a figure has a value for it ("... (base)").
+    const rounds = [...new Set(data.rounds.map((r) => r.round))].sort((a, b) => a - b);
+    const series = names.filter((name) => !name.endsWith(" (base)"));
+    const hasBase = names.some((name) => name.endsWith(" (base)"));
+    const xs = hasBase ? [0].concat(rounds) : rounds;
+    const scales = { x: { title: { display: true, text: "round (0 = base model)" } } };
+    chart("rounds-chart", {
+      type: "line",
+      data: {
+        labels: xs.map(String),
+        datasets: series.map((name, i) => {
+          scales[`y${i}`] = { position: i % 2 ? "right" : "left", title: { display: true, text: name } };
+          return {
+            label: name,
+            yAxisID: `y${i}`,
+            borderColor: palette[i % palette.length],
+            data: xs.map((x) => {
+              if (x === 0) return data.rounds.find((r) => r.round === 1)?.figures[`${name} (base)`] ?? null;
+              const found = data.rounds.find((r) => r.round === x);
+              return found?.figures[name] ?? null;
+            }),
+          };
+        }),
+      },
+      options: { scales, spanGaps: true },
+    });
+  }
+
+  // Self-assessment: histograms of the scores per aspect and round, and how the two aspects agree.
+  if (data.ratings.length) {
+    $("#ratings").hidden = false;
+    chart("ratings-chart", {
+      type: "bar",
+      data: {
+        labels: ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"],
+        datasets: data.ratings.map((h, i) => ({
+          label: `${h.aspect}${h.round === undefined ? "" : `, round ${h.round}`}`,
+          data: h.counts,
+          backgroundColor: palette[i % palette.length],
+        })),
+      },
+      options: { scales: { x: { title: { display: true, text: "score" } } } },
+    });
+    const unreadable = (round) =>
+      data.ratings.filter((h) => h.round === round).reduce((sum, h) => sum + h.unreadable, 0);
+    for (const a of data.agreement) {
+      $("#agreement tbody").append(
+        el(
+          "tr",
+          { "data-round": String(a.round ?? "") },
+          el("td", { text: String(a.round ?? "") }),
+          el("td", { class: "num", "data-field": "pairs", text: String(a.pairs) }),
+          el("td", { class: "num", text: `${(100 * a.exact).toFixed(1)}%` }),
+          el("td", { class: "num", text: `${(100 * a.withinOne).toFixed(1)}%` }),
+          el("td", { class: "num", text: a.correlation === undefined ? "—" : a.correlation.toFixed(3) }),
+          el("td", { class: "num", text: String(unreadable(a.round)) }),
+        ),
+      );
+    }
+    if (data.agreement.length) {
+      // The cross-table of both scores over all rounds.
+      const [first, second] = data.agreement[0].aspects;
+      const total = Array.from({ length: 10 }, (_, i) =>
+        Array.from({ length: 10 }, (_, j) => data.agreement.reduce((sum, a) => sum + a.matrix[i][j], 0)),
+      );
+      const max = Math.max(1, ...total.flat());
+      const table = el("table", { class: "heat", "data-testid": "agreement-matrix" });
+      table.append(
+        el(
+          "tr",
+          {},
+          el("th", { text: `${first} ↓ / ${second} →` }),
+          ...total.map((_, j) => el("th", { text: String(j + 1) })),
+        ),
+      );
+      total.forEach((row, i) => {
+        table.append(
+          el(
+            "tr",
+            {},
+            el("th", { text: String(i + 1) }),
+            ...row.map((n) =>
+              el("td", {
+                class: "num",
+                style: `background: rgba(47,111,223,${(n / max).toFixed(2)})`,
+                text: n ? String(n) : "",
+              }),
+            ),
+          ),
+        );
+      });
+      $("#agreement-matrix").append(table);
+    }
+  }
+
   // Record browser.
   const state = { records: [], shown: 200 };
   const controls = {
@@ -273,6 +411,7 @@
     reason: $("#filter-reason"),
     principle: $("#filter-principle"),
     type: $("#filter-type"),
+    round: $("#filter-round"),
   };
   const fill = (select, values) => {
     for (const value of values) select.append(el("option", { value, text: value }));
@@ -285,6 +424,7 @@
     if (controls.reason.value && r.filter !== controls.reason.value) return false;
     if (controls.principle.value && !r.principles.includes(controls.principle.value)) return false;
     if (controls.type.value && r.questionType !== controls.type.value) return false;
+    if (controls.round.value && String(r.round) !== controls.round.value) return false;
     if (q && !`${r.instruction}\n${r.input}\n${r.thoughts}\n${r.output}\n${r.id}`.toLowerCase().includes(q))
       return false;
     return true;
@@ -294,7 +434,7 @@
     detail.replaceChildren(
       el("div", {
         class: "meta",
-        text: `${r.stage} · ${r.kept ? "kept" : `rejected by ${r.filter}: ${r.reason}`} · ${r.id}`,
+        text: `${r.stage}${r.round === undefined ? "" : ` (round ${r.round})`} · ${r.kept ? "kept" : `rejected by ${r.filter}: ${r.reason}`} · ${r.id}`,
       }),
       el(
         "div",
@@ -363,6 +503,9 @@
     fill(controls.reason, [...new Set(records.filter((r) => !r.kept).map((r) => r.filter))].sort());
     fill(controls.principle, [...new Set(records.flatMap((r) => r.principles))].sort());
     fill(controls.type, [...new Set(records.map((r) => r.questionType).filter(Boolean))].sort());
+    const roundValues = [...new Set(records.map((r) => r.round).filter((n) => n !== undefined))].sort((a, b) => a - b);
+    for (const n of roundValues) controls.round.append(el("option", { value: String(n), text: `round ${n}` }));
+    controls.round.hidden = roundValues.length === 0;
     render();
     document.body.dataset.ready = "true";
   });

@@ -11,7 +11,7 @@ import { packageVersion } from "../../package-root.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import type { StageStore } from "../../run-store/index.js";
 import { writeJsonLines } from "../../run-store/json-file.js";
-import type { Trainer, TrainOptions, TrainRequest, TrainResult } from "../../training/trainer.js";
+import type { SftExample, Trainer, TrainOptions, TrainRequest, TrainResult } from "../../training/trainer.js";
 import { type AnswerRecord, identityRecords, type SftRecord, toAlpaca, toMessages, toSftRecord } from "./build-sft.js";
 
 export const engraveStage = "engrave";
@@ -114,6 +114,8 @@ export interface TrainAdapterOptions {
   trainer: Trainer;
   base: string;
   trainOptions?: TrainOptions;
+  /** Continue training this adapter instead of a fresh LoRA (see TrainRequest.initAdapter). */
+  initAdapter?: string;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -124,7 +126,7 @@ export interface TrainAdapterOptions {
  */
 export async function trainAdapter(
   store: StageStore,
-  records: readonly SftRecord[],
+  records: readonly (SftExample & { id: string })[],
   adapterDir: string,
   options: TrainAdapterOptions,
 ): Promise<TrainResult> {
@@ -134,6 +136,7 @@ export async function trainAdapter(
     examples: records.map(({ prompt, completion }) => ({ prompt, completion })),
     output: adapterDir,
     options: { resume: true, ...options.trainOptions },
+    ...(options.initAdapter === undefined ? {} : { initAdapter: options.initAdapter }),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });

@@ -15,7 +15,7 @@ import { completeInOrder } from "../shared/complete-in-order.js";
 import { checkContext, overflowRejection } from "../shared/context-check.js";
 import { deriveSeed, sampleWithoutReplacement, seededRandom } from "../shared/random.js";
 import { type StageUsage, usageSince } from "../shared/stage-usage.js";
-import { filterSelfInstructTask, type SelfInstructFilterOptions } from "./filters.js";
+import { type FilterRejection, filterSelfInstructTask, type SelfInstructFilterOptions } from "./filters.js";
 import { parseSelfInstruct } from "./parse.js";
 import { buildSelfInstructPrompt, type SelfInstructDemo } from "./prompt.js";
 
@@ -72,6 +72,13 @@ export interface RunSelfInstructOptions {
   /** Drop when ROUGE-L with any pooled instruction exceeds this. Default 0.7. */
   dedupThreshold?: number;
   filters?: SelfInstructFilterOptions;
+  /** A further filter after the stage-1a ones (before the dedup), e.g. I-SHEEP's additions (method-spec C.1). */
+  taskFilter?: (task: { instruction: string; input: string }) => FilterRejection | undefined;
+  /**
+   * Instructions made elsewhere that new ones must also differ from (ROUGE-L, after the seeds), e.g. the prompts of
+   * earlier I-SHEEP rounds. Default none.
+   */
+  dedupPool?: ReadonlyArray<{ id: string; instruction: string }>;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -102,6 +109,7 @@ export async function runSelfInstruct(options: RunSelfInstructOptions): Promise<
   // Rebuild the dedup pool from the seeds and the kept records, in the order they were kept.
   const index = new DedupIndex({ threshold: options.dedupThreshold ?? 0.7 });
   for (const task of seeds) index.add(task.instruction, `seed:${task.id}`);
+  for (const earlier of options.dedupPool ?? []) index.add(earlier.instruction, earlier.id);
   const seedTokens = seeds.map((task) => rougeTokenize(task.instruction));
   const kept = await store.readRecords<SelfInstructRecord>();
   for (const record of kept) index.add(record.instruction, record.id);
@@ -164,7 +172,7 @@ export async function runSelfInstruct(options: RunSelfInstructOptions): Promise<
         continue;
       }
       const fields = { ...base, instruction: task.instruction, input: task.input, output: "" as const };
-      const rejection = filterSelfInstructTask(task, options.filters);
+      const rejection = filterSelfInstructTask(task, options.filters) ?? options.taskFilter?.(task);
       if (rejection) {
         await store.appendRejected({ ...fields, ...rejection });
         continue;
@@ -241,7 +249,7 @@ export async function runSelfInstruct(options: RunSelfInstructOptions): Promise<
         async (i, result) => {
           const entry = requests[i]!;
           const completion = result.completions[0];
-          store.addUsage(result.usage);
+          store.addUsage(result.usage, roundId(entry.round));
           await commitRound(entry.round, completion?.text ?? "", completion?.finishReason ?? "length", entry.demos);
           round = entry.round + 1;
         },
