@@ -3,7 +3,7 @@
  * what was left, and ends with exactly the result of an uninterrupted run. Real engines: tiny GGUFs through the
  * embedded llama.cpp backend, the CLI as a child process.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +19,7 @@ import { writeTinyModel } from "../src/gguf/index.js";
 import type { ProgressEvent } from "../src/progress/progress-event.js";
 import { openRun, readJsonl } from "../src/run-store/index.js";
 import { CountingModel } from "./eval-counting-model.js";
+import { killWhen } from "./fixtures/kill-when.js";
 
 const root = join(import.meta.dirname, "..");
 const cli = join(root, "src", "cli", "cli.ts");
@@ -64,7 +65,8 @@ function comparable(result: EvalResult): Omit<EvalResult, "createdAt"> {
   return rest;
 }
 
-describe("a stopped evaluation resumes from the run store", () => {
+// Each test starts several CLI processes that load the engine: minutes on a busy 2-core machine.
+describe("a stopped evaluation resumes from the run store", { timeout: 300_000 }, () => {
   it("scores only the items left, and ends with the result of an uninterrupted run", async () => {
     const uninterrupted = await runTruthfulQaMc({ model, items, metric: "mc2" });
     const storeDir = join(dir, "stopped");
@@ -197,29 +199,15 @@ async function lineCount(path: string): Promise<number> {
 
 /** Start the CLI and `kill -9` it once `records` holds `lines` lines; fails if it finished first. */
 async function killAfter(args: string[], records: string, lines: number): Promise<void> {
-  const child: ChildProcess = spawn(process.execPath, ["--import", tsx, cli, ...args], {
+  await killWhen([cli, ...args], async () => (await lineCount(records)) >= lines, {
+    what: "the eval",
     cwd: dir,
     env: { ...process.env, CI: "1" },
-    stdio: "pipe",
+    pollMs: 10,
   });
-  let stderr = "";
-  child.stderr?.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  let finished = false;
-  const exited = new Promise<void>((resolve) =>
-    child.on("exit", () => {
-      finished = true;
-      resolve();
-    }),
-  );
-  while (!finished && (await lineCount(records)) < lines) await new Promise((resolve) => setTimeout(resolve, 10));
-  expect(finished, `the eval ended before it was killed: ${stderr}`).toBe(false);
-  child.kill("SIGKILL");
-  await exited;
 }
 
-describe("selfalign eval after kill -9", () => {
+describe("selfalign eval after kill -9", { timeout: 300_000 }, () => {
   it("truthfulqa-mc2: the re-run continues without re-scoring and writes the uninterrupted run's result", async () => {
     const args = (out: string) => [
       "eval",

@@ -1,11 +1,11 @@
 /** A real `kill -9` of a process appending records, then resume: the result equals an uninterrupted run. */
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, readFile, stat } from "node:fs/promises";
+import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { openRun, readJsonl, type StoreRecord } from "../src/run-store/index.js";
 import { loopItems, loopOutputs } from "./fixtures/append-loop-items.js";
+import { fileSize, killWhen } from "./fixtures/kill-when.js";
 
 const fixture = join(import.meta.dirname, "fixtures", "append-loop.ts");
 
@@ -23,29 +23,11 @@ function expected() {
 
 const sortById = (records: StoreRecord[]) => [...records].sort((a, b) => a.id.localeCompare(b.id));
 
-async function size(path: string): Promise<number> {
-  return (await stat(path).catch(() => undefined))?.size ?? 0;
-}
-
 /** Start the appender and kill -9 it once records.jsonl has grown past `bytes`. */
 async function killAfter(dir: string, bytes: number): Promise<void> {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", fixture, dir], { stdio: "pipe" });
-  let stderr = "";
-  child.stderr?.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const start = await size(join(dir, "loop", "records.jsonl"));
-  let finished = false;
-  void exited.then(() => {
-    finished = true;
-  });
-  while (!finished && (await size(join(dir, "loop", "records.jsonl"))) < start + bytes) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  expect(finished, `the appender ended before it was killed: ${stderr}`).toBe(false);
-  child.kill("SIGKILL");
-  await exited;
+  const records = join(dir, "loop", "records.jsonl");
+  const start = await fileSize(records);
+  await killWhen([fixture, dir], async () => (await fileSize(records)) >= start + bytes, { what: "the appender" });
 }
 
 it("a run killed with kill -9 twice, then resumed, holds exactly the records of an uninterrupted run", async () => {

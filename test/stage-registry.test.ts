@@ -1,10 +1,3 @@
-/**
- * Stages as data: a stage defined in one test file (test/fixtures/toy-stages.ts) runs in a pipeline, resumes after
- * kill -9, runs sharded through `selfalign stage`, merges (every sample of a prompt kept) and appears in the report;
- * a repeated group runs round after round with the previous round's adapter; a context-size fix makes prompts that
- * overflowed eligible again. Real engine and trainer on a tiny GGUF.
- */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +11,7 @@ import { collectReportData } from "../src/report/index.js";
 import { openRun, readJsonl, type StoreRecord } from "../src/run-store/index.js";
 import { mergeStage } from "../src/stages/shared/merge-stage.js";
 import { loadConstitution, defaultConstitutionDir } from "../src/constitution/index.js";
+import { fileSize, killWhen } from "./fixtures/kill-when.js";
 import { toyConfig, toyOnly } from "./fixtures/toy-pipeline.js";
 import { toyLoopGroup, toyRegistry } from "./fixtures/toy-stages.js";
 
@@ -35,31 +29,16 @@ afterAll(async () => {
 });
 
 const byId = (records: StoreRecord[]) => [...records].sort((a, b) => a.id.localeCompare(b.id));
-const size = async (path: string) => (await stat(path).catch(() => undefined))?.size ?? 0;
+const _size = async (path: string) => (await stat(path).catch(() => undefined))?.size ?? 0;
 
 /** Start the toy pipeline in a child process and kill -9 it once its records file has grown by `bytes`. */
 async function killToyPipelineAfter(runDir: string, items: number, bytes: number): Promise<void> {
   const fixture = join(import.meta.dirname, "fixtures", "toy-pipeline.ts");
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", fixture, model, runDir, String(items)], {
-    stdio: "pipe",
-  });
-  let stderr = "";
-  child.stderr?.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  let finished = false;
-  const exited = new Promise<void>((resolve) =>
-    child.on("exit", () => {
-      finished = true;
-      resolve();
-    }),
-  );
   const records = join(runDir, "toy", "records.jsonl");
-  const start = await size(records);
-  while (!finished && (await size(records)) < start + bytes) await new Promise((resolve) => setTimeout(resolve, 5));
-  expect(finished, `the toy pipeline ended before it was killed: ${stderr}`).toBe(false);
-  child.kill("SIGKILL");
-  await exited;
+  const start = await fileSize(records);
+  await killWhen([fixture, model, runDir, String(items)], async () => (await fileSize(records)) >= start + bytes, {
+    what: "the toy pipeline",
+  });
 }
 
 describe("a stage defined in one test file", () => {
