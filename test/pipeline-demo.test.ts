@@ -106,6 +106,9 @@ describe("selfalign demo pipeline", () => {
         ["self-align", "ran"],
         ["engrave", "ran"],
         ["verbose-clone", "ran"],
+        ...["salmon-responses", "salmon-preferences", "salmon-aggregate", "salmon-reward-model", "salmon-rl"].map(
+          (stage) => [stage, "skipped"],
+        ),
         ["isheep", "skipped"],
       ]);
       // The grammars make every generation stage keep records, so every filter and training sees real ones.
