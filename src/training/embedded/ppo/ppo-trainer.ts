@@ -275,7 +275,10 @@ export async function runPpo<P extends PpoPrompt>(run: RunPpoOptions<P>): Promis
     const promptAt = (position: number) => {
       const epoch = Math.floor(position / prompts.length);
       let order = orders.get(epoch);
-      if (!order) orders.set(epoch, (order = shuffled(prompts.length, hashSeed(run.seed, 0x5050, epoch))));
+      if (!order) {
+        order = shuffled(prompts.length, hashSeed(run.seed, 0x5050, epoch));
+        orders.set(epoch, order);
+      }
       return prompts[order[position % prompts.length]!]!;
     };
 
