@@ -65,7 +65,7 @@ export interface PpoReward {
   parts?: Record<string, number>;
   details?: Record<string, unknown>;
   /** Tokens the reward model read. */
-  promptTokens?: number;
+  rewardTokens?: number;
 }
 
 /** One point of the curve (one PPO step), written to ppo.jsonl. */
