@@ -119,8 +119,6 @@ describe("selfalign stage salmon-rl --trainer openrlhf", () => {
     expect(summary).toContain("warning: no Hugging Face base (openrlhf.base) to merge into the policy; set BASE");
     const [row] = await rowsOf(join(runDir, "salmon-rl", "openrlhf", "prompts.jsonl"));
     expect(parseRewardLabel(row!.label)).toEqual({ instruction: "Solve x + 2 = 5.", promptType: "reasoning" });
-    await expect(runStageCommand("salmon-rl", { run: join(dir, "bad"), trainer: "embedded" })).rejects.toThrow(
-      /trainer/,
-    );
+    await expect(runStageCommand("salmon-rl", { run: join(dir, "bad"), trainer: "vllm" })).rejects.toThrow(/trainer/);
   });
 });

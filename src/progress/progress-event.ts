@@ -16,6 +16,10 @@ export type ProgressEvent =
       accuracy?: number;
       /** Pairs kinds: mean reward of chosen minus rejected. */
       margin?: number;
+      /** PPO: mean sequence reward of the step's rollouts. */
+      reward?: number;
+      /** PPO: mean KL to the reference per response (summed log-ratio). */
+      kl?: number;
     }
   | {
       type: "train-eval";

@@ -83,6 +83,8 @@ export interface ReportData {
   lossCurves: Array<{ name: string; points: Array<{ step: number; loss: number }> }>;
   /** Held-out metrics of trainings that evaluated (eval.jsonl): loss, and accuracy for pair objectives. */
   evalCurves: Array<{ name: string; points: Array<{ step: number; loss: number; accuracy?: number }> }>;
+  /** PPO runs (ppo.jsonl): mean reward, KL to the reference and response length per step. */
+  rlCurves: Array<{ name: string; points: RlCurvePoint[] }>;
   /** SALMON: agreement of the judge's two orders and score spread per principle; labels after aggregation. */
   salmon: PreferenceStats;
   evaluations: Array<{ name: string; task: string; metrics: Record<string, number> }>;
@@ -153,6 +155,30 @@ async function findFiles(dir: string, name: (file: string) => boolean, depth = 4
     else if (entry.isFile() && name(entry.name)) found.push(path);
   }
   return found.sort();
+}
+
+export interface RlCurvePoint {
+  step: number;
+  reward: number;
+  kl: number;
+  responseLength: number;
+}
+
+/** The points of a PPO curve (ppo.jsonl); a torn last line of a run in progress is skipped. */
+async function readRlCurve(path: string): Promise<RlCurvePoint[]> {
+  const points: RlCurvePoint[] = [];
+  for (const line of (await readFile(path, "utf8")).split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const row = JSON.parse(line) as Partial<Record<keyof RlCurvePoint, unknown>>;
+      const { step, reward, kl, responseLength } = row;
+      if ([step, reward, kl, responseLength].every((v) => typeof v === "number"))
+        points.push({ step, reward, kl, responseLength } as RlCurvePoint);
+    } catch {
+      // a torn last line
+    }
+  }
+  return points;
 }
 
 async function readLossCurve(path: string): Promise<Array<{ step: number; loss: number; accuracy?: number }>> {
@@ -338,6 +364,11 @@ export async function collectReportData(
     const points = await readLossCurve(path);
     if (points.length) evalCurves.push({ name: relative(runDir, path), points });
   }
+  const rlCurves = [];
+  for (const path of await findFiles(runDir, (f) => f === "ppo.jsonl")) {
+    const points = await readRlCurve(path);
+    if (points.length) rlCurves.push({ name: relative(runDir, path), points });
+  }
   // Eval results live in one documented place, <run>/eval/<name>.json (where `selfalign eval --run` writes them).
   const evaluations = [];
   const evalDir = join(runDir, evalDirName);
@@ -369,6 +400,7 @@ export async function collectReportData(
     },
     lossCurves,
     evalCurves,
+    rlCurves,
     salmon: preferenceStats(judged, aggregated),
     evaluations,
     rounds: roundList,

@@ -187,6 +187,32 @@
     });
   } else $("#held-out").classList.add("empty");
 
+  // PPO: reward, KL and response length per step, one line per run.
+  if (data.rlCurves?.length) {
+    for (const [canvas, key, title] of [
+      ["rl-reward-chart", "reward", "mean reward"],
+      ["rl-kl-chart", "kl", "KL to the reference (nats per response)"],
+      ["rl-length-chart", "responseLength", "response length (tokens)"],
+    ]) {
+      chart(canvas, {
+        type: "line",
+        data: {
+          datasets: data.rlCurves.map((curve, i) => ({
+            label: curve.name,
+            data: curve.points.map((p) => ({ x: p.step, y: p[key] })),
+            borderColor: palette[i % palette.length],
+            pointRadius: 1,
+          })),
+        },
+        options: {
+          parsing: false,
+          plugins: { title: { display: true, text: title } },
+          scales: { x: { type: "linear", title: { display: true, text: "PPO step" } } },
+        },
+      });
+    }
+  } else $("#rl").classList.add("empty");
+
   // SALMON: the judge's agreement and scores per principle, and the labels after aggregation.
   const salmon = data.salmon;
   const fixed = (value) => value.toFixed(3);

@@ -14,26 +14,34 @@ import { reviewedText, reviewerPrompt, rlGuidelines, salmonOf, sampleRlPrinciple
 /** The settings of the RL reward, every one with the spec's value as its default. */
 export const rlRewardOptionsSchema = z.strictObject({
   /** RL principles drawn per response (B.5: 3, without replacement, by weight). */
-  principles: z.number().int().min(1).default(3),
+  principles: z.number().int().min(1).default(3).describe("RL principles drawn per response, by weight (SALMON: 3)"),
   /** Mixed into every draw's seed: change it to judge the same responses under other principles. */
-  seed: z.number().int().default(0),
+  seed: z
+    .number()
+    .int()
+    .default(0)
+    .describe("mixed into every principle draw: change it to judge under other principles"),
   /** Added when the response never reached a stop (B.5: -6). 0 turns it off. */
-  stopPenalty: z.number().default(-6),
+  stopPenalty: z.number().default(-6).describe("added when a response never stopped, 0 = off (SALMON: -6)"),
   /** Weight of the length bonus (B.5: 5). 0 turns it off. */
-  lengthBonus: z.number().default(5),
+  lengthBonus: z.number().default(5).describe("weight of the length bonus, 0 = off (SALMON: 5)"),
   /** Response tokens that count as length 1 (B.5: 1024, the reference's response length). */
-  lengthScale: z.number().positive().default(1024),
+  lengthScale: z.number().positive().default(1024).describe("response tokens that count as length 1 (SALMON: 1024)"),
   /**
    * The length term is clamped to [-limit, limit] (B.5: 0.8). The reference clamps only from above, so a long answer
    * to a reasoning prompt is penalised without bound; here the clamp is symmetric.
    */
-  lengthLimit: z.number().min(0).default(0.8),
+  lengthLimit: z
+    .number()
+    .min(0)
+    .default(0.8)
+    .describe("the length term is clamped to [-limit, limit] (SALMON: 0.8, from above only)"),
   /** Length multiplier per prompt type (B.5: general +1, reasoning -0.4, red-teaming 0). */
   lengthMultiplier: z
     .strictObject({
-      general: z.number().default(1),
-      reasoning: z.number().default(-0.4),
-      "red-teaming": z.number().default(0),
+      general: z.number().default(1).describe("length multiplier of general prompts (SALMON: 1)"),
+      reasoning: z.number().default(-0.4).describe("length multiplier of reasoning prompts (SALMON: -0.4)"),
+      "red-teaming": z.number().default(0).describe("length multiplier of red-teaming prompts (SALMON: 0)"),
     })
     .prefault({}),
 });

@@ -45,7 +45,11 @@ const kinds = ["params", "m", "v"] as const;
  * Write atomically: a complete temporary folder replaces the old checkpoint by renames, and the old one is kept as
  * `<dir>.old` until the new one is in place, so a kill at any moment leaves one readable checkpoint.
  */
-export async function saveCheckpoint(dir: string, state: CheckpointState, arrays: CheckpointArrays): Promise<void> {
+export async function saveCheckpoint(
+  dir: string,
+  state: CheckpointState | Record<string, unknown>,
+  arrays: CheckpointArrays,
+): Promise<void> {
   const tmp = `${dir}.tmp`;
   const old = `${dir}.old`;
   await rm(tmp, { recursive: true, force: true });

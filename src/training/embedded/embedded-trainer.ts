@@ -283,7 +283,7 @@ async function exportAdapter(
  * Size and SHA-256 of the first and last MiB of a file: tells another base model from this one (a checkpoint must
  * not resume on it) without reading gigabytes.
  */
-async function fileIdentity(path: string): Promise<string> {
+export async function fileIdentity(path: string): Promise<string> {
   const { size } = await stat(path);
   const chunk = 1 << 20;
   const hash = createHash("sha256");

@@ -137,3 +137,40 @@ export function clippedValueLoss(
   }
   return { loss: loss / n, dValues, clipFraction: clipped / n };
 }
+
+export interface TokenRewardOptions {
+  /** Per-token penalty weight on the KL estimate. SALMON: 0.01 (fixed). */
+  klCoefficient: number;
+  /** Penalise max(log π − log π_ref, 0) (SALMON) instead of the plain log-ratio. */
+  klClamp: boolean;
+  /** The sequence reward is multiplied by this. Default 1 (the reference's ×10 was a silent side effect). */
+  rewardScale?: number;
+}
+
+/**
+ * Per-token rewards of one response: −coefficient × KL estimate on every token, and the sequence reward added at
+ * the response's last real token (the reference added it at the last padded position, past the end of short
+ * responses). Also the summed log-ratio (the KL estimate) and the summed penalised KL.
+ */
+export function tokenRewards(
+  logProbs: ArrayLike<number>,
+  refLogProbs: ArrayLike<number>,
+  sequenceReward: number,
+  options: TokenRewardOptions,
+): { rewards: Float64Array; kl: number; klPenalty: number } {
+  const n = logProbs.length;
+  if (n === 0 || refLogProbs.length !== n)
+    throw new RangeError(`tokenRewards: ${n} log-probs and ${refLogProbs.length} reference log-probs`);
+  const rewards = new Float64Array(n);
+  let kl = 0;
+  let klPenalty = 0;
+  for (let t = 0; t < n; t++) {
+    const logRatio = logProbs[t]! - refLogProbs[t]!;
+    const penalised = options.klClamp ? Math.max(logRatio, 0) : logRatio;
+    kl += logRatio;
+    klPenalty += penalised;
+    rewards[t] = -options.klCoefficient * penalised;
+  }
+  rewards[n - 1] = rewards[n - 1]! + (options.rewardScale ?? 1) * sequenceReward;
+  return { rewards, kl, klPenalty };
+}

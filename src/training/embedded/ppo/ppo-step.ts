@@ -99,6 +99,11 @@ export interface PpoLearnerOptions {
   temperature?: number;
   /** Global gradient-norm clip of each model. Default 1 (SALMON). */
   maxGradNorm?: number;
+  /**
+   * Weight of the value loss (SALMON: 0.1). The value model has its own parameters and AdamW state, so the weight
+   * only matters through gradient clipping and AdamW's ε. Default 1.
+   */
+  valueCoefficient?: number;
   weightDecay?: number;
   /** LoRA dropout in the update. Default 0. */
   dropout?: number;
@@ -137,9 +142,9 @@ export function policyLoss(
 
 /** AdamW state of one set of trainable arrays and the gradient arrays the backward fills. */
 class Optimised {
-  private readonly m: Float32Array[];
-  private readonly v: Float32Array[];
-  private step = 0;
+  readonly m: Float32Array[];
+  readonly v: Float32Array[];
+  step = 0;
   constructor(
     readonly params: Vec[],
     readonly grads: Vec[],
@@ -164,7 +169,8 @@ export class PpoLearner {
   private readonly headGrad: Float32Array;
   private readonly policyState: Optimised;
   private readonly valueState: Optimised;
-  private updates = 0;
+  /** Learner steps taken (the dropout seed counter); part of the state a checkpoint restores. */
+  updates = 0;
 
   constructor(
     private readonly model: LlamaTrainModel,
@@ -180,6 +186,27 @@ export class PpoLearner {
       [...loraArrays(value.lora), value.head],
       [...loraArrays(this.valueGrads), this.headGrad],
     );
+  }
+
+  /**
+   * Every trainable array (policy LoRA, value LoRA, value head) with its AdamW moments, in a fixed order: what a
+   * checkpoint saves and loads in place. `optimizerSteps` goes with them.
+   */
+  checkpointArrays(): { params: Vec[]; m: Vec[]; v: Vec[] } {
+    return {
+      params: [...this.policyState.params, ...this.valueState.params],
+      m: [...this.policyState.m, ...this.valueState.m],
+      v: [...this.policyState.v, ...this.valueState.v],
+    };
+  }
+
+  /** AdamW's step counters of the policy and the value model (they move together). */
+  get optimizerSteps(): number {
+    return this.policyState.step;
+  }
+  set optimizerSteps(steps: number) {
+    this.policyState.step = steps;
+    this.valueState.step = steps;
   }
 
   /** One optimizer step of the policy (clipped surrogate) and of the value model (clipped value loss). */
@@ -208,15 +235,19 @@ export class PpoLearner {
       lossOptions,
     );
     let valueClipFraction = 0;
+    let vLoss = 0;
     this.valueState.zero();
-    const vLoss = this.model.forwardBackward(
+    this.model.forwardBackward(
       batch,
       this.value.lora,
       this.valueGrads,
       valueLoss(batch, this.value.head, this.headGrad, (values) => {
         const r = clippedValueLoss(values, experience.oldValues, experience.returns, o.valueClip ?? 0.2);
         valueClipFraction = r.clipFraction;
-        return { loss: r.loss, dValues: r.dValues };
+        vLoss = r.loss;
+        const weight = o.valueCoefficient ?? 1;
+        if (weight !== 1) for (let t = 0; t < r.dValues.length; t++) r.dValues[t] = r.dValues[t]! * weight;
+        return { loss: weight * r.loss, dValues: r.dValues };
       }),
       lossOptions,
     );
