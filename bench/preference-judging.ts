@@ -7,11 +7,14 @@
  * 2. Items (score calls) per second with 4 scoring sequences against 1. Target >= 2x. The machine may be shared, so
  *    the two variants alternate over `--rounds` rounds (1 then 4, then 4 then 1, ...), each round on new pairs judged
  *    by both, each on a new engine (nothing cached), and the load average is printed with each measurement. Both variants' scores of the same pairs are compared (float rounding only).
- * Run: `npx tsx bench/preference-judging.ts [--pairs 4] [--principles 8] [--words 60] [--rounds 2]`.
+ * 3. The engine alone (see `engineAlone`): the same comparison without the scorer, on fixed token batches.
+ * Run: `npx tsx bench/preference-judging.ts [--pairs 4] [--principles 8] [--words 60] [--rounds 2]` (`--rounds 0`:
+ * part 3 only).
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { loadavg, tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { getLlama, type LlamaContextSequence, type Token } from "node-llama-cpp";
 import { createLlamaCppBackend, type LlamaCppBackend } from "../src/backends/llama-cpp/index.js";
 import { defaultConstitutionDir, loadConstitution } from "../src/constitution/index.js";
 import { openRun } from "../src/run-store/index.js";
@@ -28,6 +31,10 @@ const constitution = await loadConstitution(defaultConstitutionDir());
 const principles = constitution.salmon!.rewardPrinciples.slice(0, principleCount);
 const vocabulary =
   "the a river lamp stone quiet bright answer because first then finally often never small large warm cold".split(" ");
+
+type CopyableSequence = LlamaContextSequence & {
+  _copyStateFromOtherSequence?: (other: LlamaContextSequence, upToTokenIndex: number) => Promise<boolean>;
+};
 
 /** Pairs whose instructions start with `opening`, so a second run shares no prefix with the first. */
 function pairsFor(opening: string): ResponsePair[] {
@@ -162,16 +169,75 @@ await withBenchModel("F16", async ({ path, parameterCount }) => {
           largestDifference = Math.max(largestDifference, Math.abs(j.s12 - other.s12), Math.abs(j.s21 - other.s21));
         });
     }
-    for (const [sequences, total] of totals)
+    for (const [sequences, total] of rounds > 0 ? totals : [])
       console.log(
         `  ${sequences} scoring sequence(s), all rounds: prompt tokens evaluated ${(total.evaluated / total.minimum).toFixed(3)}x the minimum (target <= 1.2); ${((rounds * items) / total.seconds).toFixed(2)} items/s`,
       );
-    const sorted = [...speedups].sort((a, b) => a - b);
-    const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
-    console.log(
-      `  items/s with 4 scoring sequences vs 1: ${speedups.map((x) => x.toFixed(2)).join(", ")} by round, median ${median.toFixed(2)}x (target >= 2); largest |s12|, |s21| difference between the two: ${largestDifference.toExponential(1)}`,
-    );
+    if (speedups.length) {
+      const sorted = [...speedups].sort((a, b) => a - b);
+      const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+      console.log(
+        `  items/s with 4 scoring sequences vs 1: ${speedups.map((x) => x.toFixed(2)).join(", ")} by round, median ${median.toFixed(2)}x (target >= 2); largest |s12|, |s21| difference between the two: ${largestDifference.toExponential(1)}`,
+      );
+    }
+    await engineAlone(path);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * 3. The engine alone, without the scorer: 4 x 300 new tokens after a shared 750-token prefix, as one batch on 4
+ *    sequences (the prefix copied) or one after another on 1, in alternating order over 3 rounds. Near 1x means
+ *    prompt evaluation is compute-bound here, so parallel sequences cannot beat one sequence that evaluates the same
+ *    tokens.
+ */
+async function engineAlone(path: string): Promise<void> {
+  const llama = await getLlama({ gpu: false, build: "never" });
+  const model = await llama.loadModel({ modelPath: path });
+  try {
+    const options = {
+      contextSize: 4096,
+      flashAttention: false,
+      experimentalKvCacheKeyType: "F32",
+      experimentalKvCacheValueType: "F32",
+      threads: availableParallelism(),
+    } as const;
+    const one = (await model.createContext({ ...options, sequences: 1 })).getSequence();
+    const fourContext = await model.createContext({ ...options, sequences: 4 });
+    const four = Array.from({ length: 4 }, () => fourContext.getSequence()) as CopyableSequence[];
+    const tokens = (length: number, seed: number) =>
+      Array.from({ length }, (_, i) => ((((i + 1) * 2654435761 + seed * 97) % 300) + 3) as Token);
+    const prefix = tokens(750, 1);
+    const ratios: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const tails = Array.from({ length: 4 }, (_, k) => tokens(300, 10 + k + round * 4));
+      const seconds: Record<string, number> = {};
+      for (const variant of round % 2 === 0 ? ["one", "four"] : ["four", "one"]) {
+        if (variant === "one") {
+          await one.clearHistory();
+          await one.evaluateWithoutGeneratingNewTokens(prefix);
+          const start = performance.now();
+          for (const tail of tails) {
+            await one.eraseContextTokenRanges([{ start: prefix.length, end: one.nextTokenIndex }]);
+            await one.evaluateWithoutGeneratingNewTokens(tail);
+          }
+          seconds[variant] = (performance.now() - start) / 1000;
+        } else {
+          for (const sequence of four) await sequence.clearHistory();
+          await four[0]!.evaluateWithoutGeneratingNewTokens(prefix);
+          const start = performance.now();
+          for (const sequence of four.slice(1)) await sequence._copyStateFromOtherSequence?.(four[0]!, prefix.length);
+          await Promise.all(four.map((sequence, k) => sequence.evaluateWithoutGeneratingNewTokens(tails[k]!)));
+          seconds[variant] = (performance.now() - start) / 1000;
+        }
+      }
+      ratios.push(seconds.one! / seconds.four!);
+      console.log(
+        `  engine alone, round ${round + 1}: 4 x 300 tokens on 1 sequence ${seconds.one!.toFixed(1)} s, on 4 at once ${seconds.four!.toFixed(1)} s -> ${ratios.at(-1)!.toFixed(2)}x; load average ${loadavg()[0]!.toFixed(1)}`,
+      );
+    }
+  } finally {
+    await model.dispose();
+  }
+}
