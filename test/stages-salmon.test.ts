@@ -3,24 +3,28 @@
  * short, long and heading-cut answers), judging in both orders (the swap mirrors s12 and s21 exactly; ties and
  * disagreements give no preference), the four stages end to end through `selfalign run` (responses -> preferences ->
  * aggregate -> reward model, exports, report), and a kill -9 during the preferences that resumes to the records of
- * an uninterrupted run.
+ * an uninterrupted run; the HTML report of the run opened in headless Chromium.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLlamaCppBackend, type LlamaCppBackend } from "../src/backends/llama-cpp/index.js";
 import { type Constitution, defaultConstitutionDir, loadConstitution } from "../src/constitution/index.js";
 import { writeTinyModel } from "../src/gguf/index.js";
 import { runPipeline } from "../src/pipeline/run-pipeline.js";
-import { collectReportData } from "../src/report/index.js";
+import { collectReportData, writeReport } from "../src/report/index.js";
 import { readJsonl } from "../src/run-store/index.js";
 import { judgePrompt, judgePromptHead, judgePromptTail } from "../src/stages/salmon/judge-prompt.js";
 import { judgePair, pairResponses, preferenceOf, type ResponsePair } from "../src/stages/salmon/preferences.js";
 import { minResponseLength, runSalmonResponses, type SalmonResponseRecord } from "../src/stages/salmon/responses.js";
 import { REVIEWER_CUE, rewardPrincipleText } from "../src/stages/salmon/reviewer-prompt.js";
 import { RewardModel } from "../src/training/reward/reward-model.js";
+import { chromiumArgs, chromiumPath } from "./fixtures/chromium.js";
 import { salmonConfig, type SalmonTestUpTo, salmonTestPrinciples } from "./fixtures/salmon-pipeline.js";
 import { writeAgreeingJudge } from "./fixtures/salmon-judge.js";
 import { readRecordsFile, withRun } from "./fixtures/stage-files.js";
@@ -300,10 +304,16 @@ describe("the SALMON stages through `selfalign run`", () => {
     expect(report.salmon.labels.examples).toBe(examples.length);
     expect(report.salmon.labels.preference1 + report.salmon.labels.preference2).toBe(examples.length);
     expect(report.evalCurves.some((curve) => curve.name.includes("salmon-reward-model"))).toBe(true);
+    // ... and the same in the HTML report, opened in headless Chromium.
+    await expectReportRenders(runDir(), report, {
+      judged: judgedRecords.length,
+      examples: examples.length,
+      concise,
+    });
 
     // Run again: nothing to do.
     expect((await run(runDir(), "all")).alreadyFinished).toBe(true);
-  });
+  }, 240_000);
 });
 
 describe("salmon-preferences, killed", () => {
@@ -324,6 +334,75 @@ describe("salmon-preferences, killed", () => {
     );
   });
 });
+
+/**
+ * Open the run's HTML report in headless Chromium: the SALMON panels show the report data's figures, the reward
+ * model's loss and held-out accuracy curves are drawn, and a judged pair and an aggregated example open in the record
+ * browser with their scores.
+ */
+async function expectReportRenders(
+  runDir: string,
+  data: Awaited<ReturnType<typeof collectReportData>>,
+  expected: { judged: number; examples: number; concise: { agree: number; pairs: number } },
+): Promise<void> {
+  if (!existsSync(chromiumPath))
+    throw new Error(`Chromium not found at ${chromiumPath}: run 'apt-get install chromium' or set CHROMIUM_PATH`);
+  const { path } = await writeReport({ runDir, out: join(runDir, "report.html") });
+  const browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1800 } });
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    await page.goto(pathToFileURL(path).href);
+    await page.waitForSelector("body[data-ready=true]", { timeout: 30_000 });
+    expect(errors).toEqual([]);
+    const judgmentRows = (await page.evaluate(
+      "Array.from(document.querySelectorAll('#salmon-judgments tbody tr'), (row) => row.dataset.principle)",
+    )) as string[];
+    expect(judgmentRows).toEqual(salmonTestPrinciples);
+    const { agree, pairs } = expected.concise;
+    expect(await page.textContent('#salmon-judgments tr[data-principle="concise"] td[data-field="agree"]')).toBe(
+      `${agree} (${Math.round((100 * agree) / pairs)}%)`,
+    );
+    const labels = data.salmon.labels;
+    expect(await page.textContent('#salmon-labels tr[data-field="examples"] td')).toBe(String(expected.examples));
+    expect(await page.textContent('#salmon-labels tr[data-field="output 1 / output 2 preferred"] td')).toBe(
+      `${labels.preference1} / ${labels.preference2}`,
+    );
+    // The charts: score histograms per principle; the reward model's training loss and held-out loss and accuracy.
+    const datasets = (id: string) =>
+      page.evaluate(
+        `(Chart.getChart(document.getElementById(${JSON.stringify(id)}))?.data.datasets ?? []).map((d) => [d.label, d.data.length])`,
+      ) as Promise<Array<[string, number]>>;
+    expect((await datasets("salmon-scores-chart")).map(([label]) => label)).toEqual(salmonTestPrinciples);
+    const loss = (await datasets("loss-chart")).filter(([label]) => label.includes("salmon-reward-model"));
+    expect(loss).toHaveLength(1);
+    expect(loss[0]![1]).toBeGreaterThan(0);
+    const heldOut = (await datasets("held-out-chart")).filter(([label]) => label.includes("salmon-reward-model"));
+    expect(heldOut.map(([label]) => label.split(": ").at(-1))).toEqual(["loss", "accuracy"]);
+    for (const [, points] of heldOut) expect(points).toBeGreaterThanOrEqual(2);
+
+    // The record browser: a judged pair with its s12 / s21 per principle, and an aggregated example.
+    await page.selectOption("#filter-stage", "salmon-preferences");
+    expect(await page.textContent("#result-count")).toBe(`${expected.judged} of ${data.records.length} records`);
+    await page.click("#results li >> nth=0");
+    await page.waitForSelector("#detail:not([hidden])");
+    expect(await page.textContent('[data-testid="detail-thoughts"] h4')).toBe("judgments (s12, s21)");
+    const judgments = (await page.textContent('[data-testid="detail-thoughts"] pre')) ?? "";
+    expect(judgments.split("\n").map((line) => line.split(":")[0])).toEqual(salmonTestPrinciples);
+    expect(judgments).toMatch(/^concise: s12 -?\d+\.\d{3}, s21 -?\d+\.\d{3} -> (output 1|output 2|orders disagree)$/m);
+    expect(await page.textContent('[data-testid="detail-answer"] pre')).toMatch(/^Output 1:\n[\s\S]*\n\nOutput 2:\n/);
+    await page.selectOption("#filter-stage", "salmon-aggregate");
+    await page.selectOption("#filter-status", "kept");
+    expect(await page.textContent("#result-count")).toBe(`${expected.examples} of ${data.records.length} records`);
+    await page.click("#results li >> nth=0");
+    expect(await page.textContent('[data-testid="detail-thoughts"] h4')).toBe("principles (* dominant) and scores");
+    expect(await page.textContent('[data-testid="detail-thoughts"] pre')).toMatch(/^\* \w+( \(negated\))?: -?\d/m);
+    expect(await page.textContent('[data-testid="detail-answer"] pre')).toMatch(/^Chosen:\n[\s\S]*\n\nRejected:\n/);
+  } finally {
+    await browser.close();
+  }
+}
 
 /** Run the pipeline up to the preferences in a child process; kill -9 it once it has judged its first pair. */
 async function killDuringPreferences(runDir: string): Promise<void> {

@@ -41,8 +41,8 @@ export interface ConstitutionStats {
     unusedNegatedTexts: number;
     salmon: SalmonAnnotationLines;
     /**
-     * SELF-ALIGN's total plus SALMON's. (I-SHEEP's prompts are written into its stage code, not into the
-     * constitution, and are not counted here.)
+     * SELF-ALIGN's total plus SALMON's: what the constitution holds. (I-SHEEP's rating scales are written into its
+     * stage code; `selfalign constitution stats` adds them, from `isheepAnnotationLines`.)
      */
     allMethods: number;
   };

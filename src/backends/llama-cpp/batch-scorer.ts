@@ -9,13 +9,15 @@ import { commonPrefixLength } from "./sequence-pool.js";
  * KV cache).
  *
  * Every continuation of every `score` call waiting at the same moment becomes an item: its tokens and the first
- * position whose next-token distribution it needs. Items are decoded in waves of up to one item per sequence, the
- * oldest waiting item with those that share the longest prefix with it. A wave's shared prefix is evaluated once, on
- * the sequence that already holds most of it, and its KV cache is copied to the wave's other sequences
- * (llama_memory_seq_cp, milliseconds); then every item evaluates what is its own, all in the same decode calls. A
- * prefix whose next-token distributions some item needs (echo scoring scores every token) is read from that one
- * evaluation for all of them. With one sequence this is what scoring always did: one continuation at a time, each
- * reusing the prefix its predecessor left in the KV cache.
+ * position whose next-token distribution it needs. Items that need the same tokens in the KV cache (the continuations
+ * of one prompt that differ only in their last token, such as the option letters of a multiple-choice or judge
+ * prompt) share one evaluation, whose logits are filtered to all their targets. Evaluations are decoded in waves of up
+ * to one per sequence, the oldest waiting one with those that share the longest prefix with it. A wave's shared prefix
+ * is evaluated once, on the sequence that already holds most of it, and its KV cache is copied to the wave's other
+ * sequences (llama_memory_seq_cp, milliseconds); then every evaluation evaluates what is its own, all in the same
+ * decode calls. A prefix whose next-token distributions some item needs (echo scoring scores every token) is read from
+ * that one evaluation for all of them. With one sequence this is what scoring always did: one evaluation at a time,
+ * each reusing the prefix its predecessor left in the KV cache.
  *
  * log p(t) = logit(t) - max logit - log(sum exp(logit - max)), from controlledEvaluate's filtered logits
  * (`includeTop: 1` gives the max; `includeMax` is broken in node-llama-cpp 3.22.1) and `totalLogitWeight`.
@@ -42,6 +44,22 @@ interface Item {
   distributions: Array<Distribution | undefined>;
 }
 
+/** An evaluation of a wave, on its sequence, which holds its first `own` tokens. */
+interface Placed {
+  evaluation: Evaluation;
+  sequence: LlamaContextSequence;
+  own: number;
+}
+
+/** Items that need the same tokens in the KV cache, evaluated together. */
+interface Evaluation {
+  /** What the KV cache must hold: every item's tokens but its last. */
+  tokens: Token[];
+  /** The smallest `need` of its items. */
+  need: number;
+  items: Item[];
+}
+
 interface Request {
   items: Item[];
   topLogprobs: number;
@@ -60,7 +78,9 @@ type CopyableSequence = LlamaContextSequence & {
 export class BatchScorer {
   private readonly model: LlamaModel;
   private readonly contextSize: number;
-  private pending: Item[] = [];
+  private pending: Evaluation[] = [];
+  /** The pending evaluations by their tokens, so that an item joins one that needs the same cache. */
+  private pendingByTokens = new Map<string, Evaluation>();
   private draining = false;
 
   constructor(private readonly sequences: readonly LlamaContextSequence[]) {
@@ -155,7 +175,7 @@ export class BatchScorer {
         resolve(request.results);
         return;
       }
-      this.pending.push(...request.items);
+      for (const item of request.items) this.enqueue(item);
       if (!this.draining) {
         this.draining = true;
         // Let the calls made in this turn of the event loop join the first wave.
@@ -164,19 +184,39 @@ export class BatchScorer {
     });
   }
 
+  /** Add `item` to the pending evaluation that needs the same tokens in the cache, or to a new one. */
+  private enqueue(item: Item): void {
+    const tokens = item.whole.slice(0, -1);
+    const key = tokens.join(",");
+    const evaluation = this.pendingByTokens.get(key);
+    if (evaluation) {
+      evaluation.items.push(item);
+      evaluation.need = Math.min(evaluation.need, item.need);
+      return;
+    }
+    const created: Evaluation = { tokens, need: item.need, items: [item] };
+    this.pendingByTokens.set(key, created);
+    this.pending.push(created);
+  }
+
   private async drain(): Promise<void> {
     try {
       for (;;) {
-        this.pending = this.pending.filter((item) => this.stillWanted(item.request));
+        this.pending = this.pending.filter((evaluation) => {
+          evaluation.items = evaluation.items.filter((item) => this.stillWanted(item.request));
+          if (evaluation.items.length === 0) this.pendingByTokens.delete(evaluation.tokens.join(","));
+          return evaluation.items.length > 0;
+        });
         const wave = this.nextWave();
         if (wave.length === 0) return;
+        const items = wave.flatMap((evaluation) => evaluation.items);
         try {
           await this.evaluateWave(wave);
         } catch (error) {
-          for (const item of wave) this.fail(item.request, error);
+          for (const item of items) this.fail(item.request, error);
           continue;
         }
-        for (const item of wave) this.finishItem(item);
+        for (const item of items) this.finishItem(item);
       }
     } finally {
       this.draining = false;
@@ -199,102 +239,140 @@ export class BatchScorer {
     request.reject(error);
   }
 
-  /** The oldest waiting item and the items that share the longest prefix with it, one per sequence. */
-  private nextWave(): Item[] {
+  /** The oldest waiting evaluation and those that share the longest prefix with it, one per sequence. */
+  private nextWave(): Evaluation[] {
     const oldest = this.pending[0];
     if (!oldest) return [];
     const ranked = this.pending
-      .map((item, order) => ({ item, order, shared: commonPrefixLength(item.whole, oldest.whole) }))
+      .map((evaluation, order) => ({ evaluation, order, shared: commonPrefixLength(evaluation.tokens, oldest.tokens) }))
       .sort((a, b) => b.shared - a.shared || a.order - b.order)
       .slice(0, this.sequences.length)
-      .map((entry) => entry.item);
+      .map((entry) => entry.evaluation);
     const taken = new Set(ranked);
-    this.pending = this.pending.filter((item) => !taken.has(item));
+    this.pending = this.pending.filter((evaluation) => !taken.has(evaluation));
+    for (const evaluation of ranked) this.pendingByTokens.delete(evaluation.tokens.join(","));
     return ranked;
   }
 
-  private async evaluateWave(wave: Item[]): Promise<void> {
-    // Each item gets the free sequence whose cache shares the longest prefix with it.
+  private async evaluateWave(wave: Evaluation[]): Promise<void> {
+    // Each evaluation gets the free sequence whose cache shares the longest prefix with it.
     const free = [...this.sequences];
-    const placed = wave.map((item) => {
+    const placed = wave.map((evaluation): Placed => {
       let best = 0;
       let bestLength = -1;
       free.forEach((sequence, i) => {
-        const length = commonPrefixLength(sequence.contextTokens, item.whole);
+        const length = commonPrefixLength(sequence.contextTokens, evaluation.tokens);
         if (length > bestLength) {
           best = i;
           bestLength = length;
         }
       });
       const [sequence] = free.splice(best, 1) as [LlamaContextSequence];
-      return { item, sequence, own: bestLength };
+      return { evaluation, sequence, own: bestLength };
     });
-    const top = Math.max(1, ...wave.map((item) => item.request.topLogprobs));
-
-    // The wave's shared prefix, up to the last position whose next token all items share, evaluated once.
-    let root = 0;
-    if (wave.length > 1) {
-      let shared = (wave[0] as Item).whole.length;
-      for (const item of wave) shared = Math.min(shared, commonPrefixLength(item.whole, (wave[0] as Item).whole));
-      root = Math.max(0, shared - 1);
-    }
-    const needMin = Math.min(...wave.map((item) => item.need));
-    const lead = placed.reduce((a, b) => (b.own > a.own ? b : a));
-    if (root > 0) {
-      const keep = Math.min(lead.own, root, needMin);
-      const evaluated = await this.evaluate(lead.sequence, lead.item.whole, keep, root, needMin, top);
-      for (let p = Math.max(keep, needMin); p < root; p++) {
-        const distribution = evaluated.get(p);
-        for (const item of wave) if (p >= item.need) item.distributions[p - item.need] = distribution;
-      }
-      lead.own = root;
-      // The other sequences take the prefix from the lead's KV cache when that saves evaluating enough of it.
-      await Promise.all(
-        placed.map(async (entry) => {
-          if (entry === lead || root - entry.own < minCopiedPrefix) return;
-          const copy = (entry.sequence as CopyableSequence)._copyStateFromOtherSequence;
-          if (typeof copy !== "function") return;
-          const copied = await copy.call(entry.sequence, lead.sequence, root).catch(() => false);
-          if (!copied) await entry.sequence.clearHistory();
-          entry.own = commonPrefixLength(entry.sequence.contextTokens, entry.item.whole);
-        }),
-      );
-    }
-    // Every item evaluates the rest itself; started together, node-llama-cpp puts them in the same decode calls.
-    await Promise.all(
-      placed.map(async ({ item, sequence, own }) => {
-        const from = Math.max(item.need, root);
-        const keep = Math.min(own, from);
-        const evaluated = await this.evaluate(sequence, item.whole, keep, item.whole.length - 1, from, top);
-        for (let p = from; p < item.whole.length - 1; p++) item.distributions[p - item.need] = evaluated.get(p);
-      }),
-    );
+    const top = Math.max(1, ...wave.flatMap((evaluation) => evaluation.items.map((item) => item.request.topLogprobs)));
+    await this.evaluateGroup(placed, 0, top);
   }
 
   /**
-   * Bring `sequence` to hold whole[0:end], evaluating from `keep` (what it holds beyond is erased), with the
-   * next-token distribution read at each position from `logitsFrom` on. Returns the distributions by position.
+   * Evaluate a group of placed evaluations that share their first `depth` tokens, whose distributions are already
+   * read: the longest prefix they all share beyond that is evaluated once, on the sequence that holds most of it, and
+   * copied to the others' sequences; then the group splits by the next token and each part goes on the same way, all
+   * parts at once (so their decodes are batched together). Each distinct prefix of the wave is evaluated once, except
+   * shared stretches under `minCopiedPrefix` tokens, which each part evaluates itself rather than wait a decode call.
+   */
+  private async evaluateGroup(group: Placed[], depth: number, top: number): Promise<void> {
+    const items = group.flatMap((entry) => entry.evaluation.items);
+    const first = (group[0] as Placed).evaluation.tokens;
+    let shared = first.length;
+    for (const entry of group) shared = Math.min(shared, commonPrefixLength(entry.evaluation.tokens, first));
+    const needFrom = Math.max(depth, Math.min(...group.map((entry) => entry.evaluation.need)));
+    if (group.length === 1) {
+      const [entry] = group as [Placed];
+      const { tokens } = entry.evaluation;
+      if (needFrom >= tokens.length) return;
+      const keep = Math.min(entry.own, needFrom);
+      const evaluated = await this.evaluate(entry.sequence, tokens, keep, tokens.length, needFrom, items, top);
+      for (const item of items)
+        for (let p = Math.max(needFrom, item.need); p < item.whole.length - 1; p++)
+          item.distributions[p - item.need] = evaluated.get(p);
+      entry.own = tokens.length;
+      return;
+    }
+    // A shared stretch shorter than a copy is worth is evaluated by each part itself, in the same decode calls.
+    const evaluatedTo = shared - depth >= minCopiedPrefix ? shared : depth;
+    if (evaluatedTo > depth) {
+      const lead = group.reduce((a, b) => (b.own > a.own ? b : a));
+      const keep = Math.min(lead.own, shared, needFrom);
+      // Nothing to evaluate when the lead holds the prefix and no item needs a distribution inside it.
+      if (keep < shared) {
+        const evaluated = await this.evaluate(
+          lead.sequence,
+          lead.evaluation.tokens,
+          keep,
+          shared,
+          needFrom,
+          items,
+          top,
+        );
+        for (let p = needFrom; p < shared; p++) {
+          const distribution = evaluated.get(p);
+          for (const item of items) if (p >= item.need) item.distributions[p - item.need] = distribution;
+        }
+        lead.own = shared;
+      }
+      // The others take the prefix from the lead's KV cache when that saves evaluating enough of it.
+      await Promise.all(
+        group.map(async (entry) => {
+          if (entry === lead || shared - entry.own < minCopiedPrefix) return;
+          const copy = (entry.sequence as CopyableSequence)._copyStateFromOtherSequence;
+          if (typeof copy !== "function") return;
+          const copied = await copy.call(entry.sequence, lead.sequence, shared).catch(() => false);
+          if (!copied) await entry.sequence.clearHistory();
+          entry.own = commonPrefixLength(entry.sequence.contextTokens, entry.evaluation.tokens);
+        }),
+      );
+    }
+    // Split by the token after the shared prefix. An evaluation that ends there is done if the prefix was evaluated,
+    // else it goes on alone.
+    const parts = new Map<Token | Placed, Placed[]>();
+    for (const entry of group) {
+      const next = entry.evaluation.tokens[shared];
+      if (next === undefined) {
+        if (evaluatedTo < shared) parts.set(entry, [entry]);
+        continue;
+      }
+      parts.set(next, [...(parts.get(next) ?? []), entry]);
+    }
+    await Promise.all([...parts.values()].map((part) => this.evaluateGroup(part, evaluatedTo, top)));
+  }
+
+  /**
+   * Bring `sequence` to hold tokens[0:end], evaluating from `keep` (what it holds beyond is erased), with the
+   * next-token distribution read at each position from `logitsFrom` on, filtered to the top `top` tokens and the
+   * targets there of `items`. Returns the distributions by position.
    */
   private async evaluate(
     sequence: LlamaContextSequence,
-    whole: readonly Token[],
+    tokens: readonly Token[],
     keep: number,
     end: number,
     logitsFrom: number,
+    items: readonly Item[],
     top: number,
   ): Promise<Map<number, Distribution>> {
     if (keep < sequence.nextTokenIndex)
       await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }]);
     const input: ControlledEvaluateInputItem[] = [];
     for (let p = keep; p < end; p++) {
-      const token = whole[p] as Token;
+      const token = tokens[p] as Token;
       if (p < logitsFrom) input.push(token);
       else
         input.push([
           token,
           {
             generateNext: {
-              logits: { filter: { tokens: [whole[p + 1] as Token], includeTop: top } },
+              logits: { filter: { tokens: targetsAt(items, p), includeTop: top } },
               totalLogitWeight: true,
             },
           },
@@ -344,6 +422,13 @@ export function scoringSequencesFor(model: LlamaModel, contextSize: number, most
   if (!layers || !width || !heads || !kvHeads) return most;
   const bytesPerSequence = 2 * layers * (width / heads) * kvHeads * 4 * contextSize;
   return Math.max(1, Math.min(most, Math.floor(budgetBytes / bytesPerSequence)));
+}
+
+/** The tokens that `items` need the probability of after position `p`. */
+function targetsAt(items: readonly Item[], p: number): Token[] {
+  const targets = new Set<Token>();
+  for (const item of items) if (p >= item.need && p + 1 < item.whole.length) targets.add(item.whole[p + 1] as Token);
+  return [...targets];
 }
 
 /** The ScoreResult of an item whose distributions are all in. */

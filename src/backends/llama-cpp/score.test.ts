@@ -239,6 +239,48 @@ describe("score", () => {
     }
   });
 
+  it("evaluates each distinct prefix once: option letters share one evaluation, judge prompts share their heads", async () => {
+    // Judge-shaped calls: two heads (the orders), three tails (the principles), two one-token letters each.
+    const heads = ["Order one: first text, then second text. ", "Order two: second text, then first text. "].map(
+      (order) => `A long shared system block that every judge prompt starts with. ${order}`.repeat(2),
+    );
+    const tails = ["Judge by honesty.", "Judge by brevity, and by nothing else.", "Judge by care."].map(
+      (tail) => `${tail} The better output is Output (`,
+    );
+    const prompts = heads.flatMap((head) => tails.map((tail) => head + tail));
+    const letters = ["a", "b"];
+    for (const prompt of prompts)
+      for (const letter of letters)
+        expect(alignContinuation(backend.model, prompt, letter).continuation).toHaveLength(1);
+    // The least any scorer must evaluate: the distinct token prefixes of the prompts (a trie's nodes).
+    const trie = new Set<string>();
+    for (const prompt of prompts) {
+      const tokens = await backend.tokenize(prompt, { addBos: true });
+      for (let i = 1; i <= tokens.length; i++) trie.add(tokens.slice(0, i).join(","));
+    }
+    for (const scoreSequences of [1, 4]) {
+      const scorer = await createLlamaCppBackend({
+        model: modelPath,
+        contextSize: 512,
+        sequences: 1,
+        threads: 1,
+        batchThreads: 1,
+        scoreSequences,
+      });
+      try {
+        const together = await Promise.all(prompts.map((prompt) => scorer.score(prompt, letters)));
+        expect((await scorer.scoreDecodeStats()).decodedTokens).toBe(trie.size);
+        for (const [i, prompt] of prompts.entries()) {
+          const alone = await expectMatchesReference(scorer, modelPath, prompt, letters);
+          for (const [j, result] of (together[i] ?? []).entries())
+            expect(Math.abs(result.logprob - (alone[j]?.logprob ?? Number.NaN))).toBeLessThan(1e-5);
+        }
+      } finally {
+        await scorer.close();
+      }
+    }
+  });
+
   it("rejects a call that is aborted while it waits, and scores the others", async () => {
     const controller = new AbortController();
     const prompt = "Abort test prompt:";

@@ -7,6 +7,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { constitutionStats, defaultConstitutionDir, loadConstitution } from "../../constitution/index.js";
+import { isheepAnnotationLines } from "../../stages/isheep/prompt.js";
 import { parsePipelineConfig } from "../../pipeline/pipeline-config.js";
 
 // The commands run in a real `node` process, registered and run exactly as cli.ts does, but without the
@@ -69,15 +70,28 @@ describe("selfalign constitution", () => {
     const total = Number(/^ {2}total +(\d+)$/m.exec(result.stdout)?.[1]);
     expect(total).toBe(stats.annotationLines.total);
     expect(total).toBeLessThan(300);
-    // Per method: SELF-ALIGN's total first, SALMON's second, then both.
+    // Per method: SELF-ALIGN's total first, SALMON's second, I-SHEEP's third, then all three.
     const totals = [...result.stdout.matchAll(/^ {2}total +(\d+)$/gm)].map((match) => Number(match[1]));
-    expect(totals).toEqual([stats.annotationLines.total, stats.annotationLines.salmon.total]);
+    const isheep = isheepAnnotationLines();
+    // I-SHEEP's rating scales: a low and a high end for each of its two aspects.
+    expect(isheep).toEqual({ ratingScales: 4, total: 4 });
+    expect(totals).toEqual([stats.annotationLines.total, stats.annotationLines.salmon.total, isheep.total]);
     expect(stats.annotationLines.salmon.total).toBeGreaterThan(0);
-    expect(result.stdout).toMatch(new RegExp(`^ {2}all methods +${stats.annotationLines.allMethods} `, "m"));
+    const all = stats.annotationLines.allMethods + isheep.total;
+    expect(all).toBe(totals.reduce((a, b) => a + b, 0));
+    expect(result.stdout).toMatch(
+      new RegExp(
+        `^ {2}all methods +${all} {2}\\(SELF-ALIGN ${totals[0]} \\+ SALMON ${totals[1]} \\+ I-SHEEP ${totals[2]}; ${all < 300 ? "under" : "not under"} 300\\)$`,
+        "m",
+      ),
+    );
 
     const json = await selfalign("constitution", "stats", defaultConstitutionDir(), "--json");
     expect(json.code).toBe(0);
-    expect(JSON.parse(json.stdout)).toMatchObject({ principles: 16, annotationLines: { total } });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      principles: 16,
+      annotationLines: { total, isheep, allMethods: all },
+    });
   });
 
   it("check passes on the default constitution and fails, listing every error, on a broken one", async () => {

@@ -15,6 +15,7 @@ import {
   seedListYaml,
 } from "../../constitution/index.js";
 import { ConfigError } from "../../errors/index.js";
+import { isheepAnnotationLines } from "../../stages/isheep/prompt.js";
 
 /**
  * `selfalign constitution stats|check [dir]`: count and validate a constitution folder;
@@ -34,9 +35,17 @@ export function registerConstitution(program: Command): void {
       const folder = dir ?? defaultConstitutionDir();
       const loaded = await loadConstitution(folder);
       const stats = constitutionStats(loaded);
-      if (options.json)
-        process.stdout.write(`${JSON.stringify({ dir: folder, hash: loaded.hash, ...stats }, null, 2)}\n`);
-      else process.stdout.write(formatStats(folder, loaded.hash, stats));
+      const isheep = isheepAnnotationLines();
+      if (options.json) {
+        const annotationLines = {
+          ...stats.annotationLines,
+          isheep,
+          allMethods: stats.annotationLines.allMethods + isheep.total,
+        };
+        process.stdout.write(
+          `${JSON.stringify({ dir: folder, hash: loaded.hash, ...stats, annotationLines }, null, 2)}\n`,
+        );
+      } else process.stdout.write(formatStats(folder, loaded.hash, stats, isheep));
     });
 
   constitution
@@ -102,8 +111,14 @@ function formatIssues(dir: string, issues: ConstitutionIssue[]): string {
   return `${lines.join("\n")}\n`;
 }
 
-function formatStats(dir: string, hash: string, stats: ConstitutionStats): string {
+function formatStats(
+  dir: string,
+  hash: string,
+  stats: ConstitutionStats,
+  isheep: ReturnType<typeof isheepAnnotationLines>,
+): string {
   const { seedTasks, annotationLines: lines, salmon } = stats;
+  const all = lines.allMethods + isheep.total;
   const rows: Array<[string, number, string?]> = [
     ["principles", stats.principles],
     ["exemplars", stats.exemplars, `${stats.exemplarTurns} turns`],
@@ -143,8 +158,15 @@ function formatStats(dir: string, hash: string, stats: ConstitutionStats): strin
     row("RL principles", lines.salmon.rlPrinciples, "own definitions; a reused rule adds none"),
     row("interventions", lines.salmon.interventions),
     row("total", lines.salmon.total),
+    "I-SHEEP",
+    row("rating scales", isheep.ratingScales, "in its stage code; its seed tasks are SELF-ALIGN's"),
+    row("total", isheep.total),
     "",
-    row("all methods", lines.allMethods, "I-SHEEP's prompts are in its stage code, not counted here"),
+    row(
+      "all methods",
+      all,
+      `SELF-ALIGN ${lines.total} + SALMON ${lines.salmon.total} + I-SHEEP ${isheep.total}; ${all < 300 ? "under" : "not under"} 300`,
+    ),
     `  (${lines.unusedNegatedTexts} negated rule texts are used by no principle and not counted)`,
     "",
   ].join("\n");

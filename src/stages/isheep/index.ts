@@ -7,6 +7,13 @@ export {
   type RuleFilterName,
 } from "./filters.js";
 export { type ParsedRating, parseSelfRating } from "./parse-rating.js";
-export { answerPrompt, type RatingAspect, ratingAspects, ratingPrompt, renderTask } from "./prompt.js";
+export {
+  answerPrompt,
+  isheepAnnotationLines,
+  type RatingAspect,
+  ratingAspects,
+  ratingPrompt,
+  renderTask,
+} from "./prompt.js";
 export { isheepStages } from "./stage-names.js";
 export { trainVariants, type TrainVariant } from "./train-stage.js";

@@ -45,6 +45,19 @@ const scales: Record<RatingAspect, { subject: string; low: string; high: string 
   },
 };
 
+/**
+ * I-SHEEP's lines of human annotation, counted by `selfalign constitution stats` with the constitution's rule (one
+ * line per text a person wrote that tells the model what is good; templates are code): the two ends of each rating
+ * scale. Its seed tasks are the constitution's, counted under SELF-ALIGN.
+ */
+export function isheepAnnotationLines(): { ratingScales: number; total: number } {
+  const ratingScales = ratingAspects.reduce(
+    (sum, aspect) => sum + [scales[aspect].low, scales[aspect].high].filter((text) => text.trim() !== "").length,
+    0,
+  );
+  return { ratingScales, total: ratingScales };
+}
+
 /** The separator between the score and the explanation in a rating. */
 export const ratingSeparator = "||";
 
