@@ -59,6 +59,11 @@ describe("I-SHEEP on a tiny GGUF", () => {
       const answers = await records(whole, "answers", round);
       const answerRejects = await records(whole, "answers", round, "rejected.jsonl");
       expect(prompts.length).toBeGreaterThan(0);
+      // The ROUGE-L dedup holds over the whole round, not per generation call (brute force over every pair).
+      for (const [i, one] of prompts.entries())
+        for (const other of prompts.slice(i + 1))
+          expect(rougeL(String(one.instruction), String(other.instruction))).toBeLessThanOrEqual(0.7);
+      expect(new Set(prompts.map((prompt) => prompt.parentId)).size).toBeGreaterThan(1);
       // Every prompt answered once, with the one prompt rendering.
       expect(answers.length + answerRejects.length).toBe(prompts.length);
       const filtered = await records(whole, "filter", round);
@@ -67,6 +72,8 @@ describe("I-SHEEP on a tiny GGUF", () => {
       for (const rejection of filterRejects) expect(ruleFilterNames).toContain(rejection.filter);
       // The grammar's "e.g." and "nonetheless" answers pass the rule filter.
       expect(filtered.some((pair) => /e\.g\.|Nonetheless/.test(String(pair.output)))).toBe(true);
+      // ... and none is rejected (each grammar answer has one tail, so an "e.g." answer trips no other rule).
+      expect(filterRejects.filter((pair) => /e\.g\.|Nonetheless/.test(String(pair.output)))).toEqual([]);
       // Both aspects rated for every filtered pair; unreadable ratings kept as counted rejections.
       const ratings = await records(whole, "rate", round);
       const unreadable = await records(whole, "rate", round, "rejected.jsonl");
@@ -99,6 +106,11 @@ describe("I-SHEEP on a tiny GGUF", () => {
       for (const example of examples)
         expect(example.prompt).toBe(answerPrompt(String(example.instruction), String(example.input)));
       expect(existsSync(join(folder(whole, "train", round), "adapter", "adapter.gguf"))).toBe(true);
+      // The default variant, one-base: the base trained afresh on this round's pairs only, in both rounds.
+      const trainManifest = JSON.parse(await readFile(join(folder(whole, "train", round), "manifest.json"), "utf8"));
+      expect(trainManifest.extra).toMatchObject({ variant: "one-base", examples: kept.length });
+      expect(trainManifest.extra.initAdapter).toBeUndefined();
+      for (const example of examples) expect(example.fromRound).toBe(round);
       const evalManifest = JSON.parse(await readFile(join(folder(whole, "eval", round), "manifest.json"), "utf8"));
       expect(evalManifest.extra.ratings).toBeGreaterThan(0);
       expect(evalManifest.extra.score).toBeGreaterThanOrEqual(1);
@@ -169,6 +181,67 @@ describe("I-SHEEP on a tiny GGUF", () => {
     expect(fresh.adapter.rank).toBe(4);
   });
 
+  it("isheep-keep's threshold and ratings (both, quality, following) keep what a pass over the stored ratings keeps", async () => {
+    const copy = join(dir, "keep-copy");
+    await cp(whole, copy, { recursive: true });
+    const filtered = await records(whole, "filter", 2);
+    const answered = (await records(whole, "answers", 2)).length;
+    const scores = new Map<string, number>();
+    for (const rating of await records(whole, "rate", 2))
+      scores.set(`${rating.parentId}/${rating.aspect}`, Number(rating.score));
+    const choices = { both: ["quality", "following"], quality: ["quality"], following: ["following"] } as const;
+    const keptSets = new Set<string>();
+    for (const [threshold, ratings] of [
+      [8, "both"],
+      [8, "quality"],
+      [8, "following"],
+      [6, "both"],
+      [9, "quality"],
+    ] as const) {
+      await rm(folder(copy, "keep", 2), { recursive: true, force: true });
+      await runStageCommand("isheep-keep", { run: copy, round: 2, threshold: String(threshold), ratings });
+      const expected = filtered
+        .filter((pair) => choices[ratings].every((aspect) => (scores.get(`${pair.id}/${aspect}`) ?? 0) > threshold))
+        .map((pair) => pair.id)
+        .sort();
+      const kept = (await records(copy, "keep", 2)).map((pair) => String(pair.parentId)).sort();
+      expect(kept, `threshold ${threshold}, ratings ${ratings}`).toEqual(expected);
+      const manifest = JSON.parse(await readFile(join(folder(copy, "keep", 2), "manifest.json"), "utf8"));
+      expect(manifest.extra.keptRate).toBeCloseTo(expected.length / answered, 10);
+      // A pair not kept is rejected as below the threshold or unrated on an aspect that must pass, never both.
+      for (const pair of await records(copy, "keep", 2, "rejected.jsonl")) {
+        const needed = choices[ratings].map((aspect) => scores.get(`${pair.parentId}/${aspect}`));
+        expect(pair.filter).toBe(needed.some((score) => score === undefined) ? "unrated" : "below-threshold");
+      }
+      keptSets.add(kept.join(","));
+    }
+    // The settings made different choices on this data (else the test could not tell them apart).
+    expect(keptSets.size).toBeGreaterThanOrEqual(3);
+  });
+
+  it("samples per round: isheep-prompts generates until it has kept `target` prompts, then stops", async () => {
+    const copy = join(dir, "target-copy");
+    await cp(whole, copy, { recursive: true });
+    await rm(folder(copy, "prompts", 2), { recursive: true, force: true });
+    const summary = await runStageCommand("isheep-prompts", {
+      run: copy,
+      model,
+      round: 2,
+      target: "3",
+      maxCalls: "8",
+      batchSize: "2",
+      samplingGrammar: promptGrammar,
+      samplingMaxTokens: "200",
+    });
+    expect(summary).toMatch(/\(target\)$/);
+    const kept = await records(copy, "prompts", 2);
+    // At least the target; past it only by what the last batch in flight (2 calls of at most 3 items) brought.
+    expect(kept.length).toBeGreaterThanOrEqual(3);
+    expect(kept.length).toBeLessThan(3 + 2 * 3);
+    const calls = new Set([...kept, ...(await records(copy, "prompts", 2, "rejected.jsonl"))].map((r) => r.parentId));
+    expect(calls.size).toBeLessThan(8);
+  });
+
   it("dedupAcrossRounds keeps round 2's prompts apart from round 1's (ROUGE-L <= 0.7, checked by brute force)", async () => {
     const tooClose = (prompts: StoreRecord[], earlier: StoreRecord[]) =>
       prompts.filter((prompt) =>
@@ -212,6 +285,25 @@ describe("I-SHEEP on a tiny GGUF", () => {
     );
     expect(stopped[0]!.summary).toMatch(/^stopped before round 3: round 2's kept rate [\d.]+ did not beat round 1's/);
     expect(existsSync(folder(copy, "prompts", 3))).toBe(false);
+
+    // The same on the eval score, which starts at round 0 (the base): round 1's probe score must beat the base's
+    // by more than 10, impossible on 1-10, so the finished round 2 is not run again and round 3 not at all.
+    const byScore = join(dir, "early-stop-eval");
+    await cp(whole, byScore, { recursive: true });
+    const scoreConfig = isheepTestConfig(model, byScore, 3);
+    Object.assign(scoreConfig.config.stages.isheep!, { stopOn: ["eval-score"], minGain: 10 });
+    const scored = await runPipeline({ loaded: scoreConfig });
+    const scoredIsheep = scored.stages.filter((stage) => stage.stage.startsWith("isheep-"));
+    expect(scoredIsheep.filter((stage) => stage.status === "stopped").map((stage) => stage.stage)).toEqual(
+      [2, 3].flatMap((round) => members.map((member) => `isheep-${member}-round-${round}`)),
+    );
+    const eval1 = JSON.parse(await readFile(join(folder(whole, "eval", 1), "manifest.json"), "utf8")).extra;
+    expect(scoredIsheep.find((stage) => stage.status === "stopped")!.summary).toBe(
+      `stopped before round 2: round 1's eval score ${eval1.score.toFixed(3)} did not beat the base model's ${eval1.baseScore.toFixed(3)} by more than 10`,
+    );
+    expect(existsSync(folder(byScore, "prompts", 3))).toBe(false);
+    // The final adapter is round 1's (as its manifest recorded it: the path in the run that was copied).
+    expect(scored.finalAdapter).toBe(first.adapters["isheep-train-round-1"]);
   });
 
   it("selfalign isheep --config runs the same pipeline (here: finished, so nothing to do)", async () => {
@@ -226,10 +318,63 @@ describe("I-SHEEP on a tiny GGUF", () => {
     expect(loaded.config.stages.isheep).toMatchObject({ skip: false, rounds: 2 });
     const result = await runPipeline({ loaded });
     expect(result.alreadyFinished).toBe(true);
+    // The same through the command line: nothing to do; a bad variant fails with the field named, no stack.
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(
+          process.execPath,
+          ["--import", "tsx", join(import.meta.dirname, "..", "src", "cli", "cli.ts"), ...args],
+          {
+            stdio: "pipe",
+            env: { ...process.env, CI: "1" },
+          },
+        );
+        let out = "";
+        child.stdout?.on("data", (chunk) => {
+          out += chunk;
+        });
+        child.stderr?.on("data", (chunk) => {
+          out += chunk;
+        });
+        child.on("exit", (code) => resolve({ code, out }));
+      });
+    const finished = await cli("isheep", "--config", file, "--rounds", "2");
+    expect(finished, finished.out).toMatchObject({ code: 0 });
+    expect(finished.out).toContain("Nothing to do: every stage of");
+    const bad = await cli("isheep", "--config", file, "--variant", "one-best");
+    expect(bad.code).not.toBe(0);
+    expect(bad.out).toMatch(
+      /stages\.isheep\.isheep-train\.variant: invalid option: expected one of "one-base"\|"one-last"\|"total-base"/,
+    );
+    expect(bad.out).not.toMatch(/\n\s+at /);
     // Flags override the file: a threshold of 9 changes the keep stages (and what follows them).
     const stricter = await isheepPipelineConfig({ config: file, threshold: 9 });
     expect((stricter.config.stages.isheep as Record<string, { threshold?: number }>)["isheep-keep"]!.threshold).toBe(9);
     await expect(isheepPipelineConfig({})).rejects.toThrow(/no model: pass --model/);
+    // Each of the paper's variants is a named option, set from a flag and checked by the stage's schema.
+    const flagged = await isheepPipelineConfig({
+      model,
+      run: join(dir, "flags"),
+      rounds: 3,
+      prompts: 7,
+      variant: "total-base",
+      rater: "base",
+      threshold: 6,
+      ratings: "following",
+      stopOn: "kept-rate, eval-score",
+      probes: 0,
+    });
+    const group = flagged.config.stages.isheep as Record<string, Record<string, unknown>>;
+    expect(group).toMatchObject({ skip: false, rounds: 3, stopOn: ["kept-rate", "eval-score"] });
+    expect(group["isheep-prompts"]).toMatchObject({ target: 7 });
+    expect(group["isheep-train"]).toMatchObject({ variant: "total-base" });
+    expect(group["isheep-rate"]).toMatchObject({ rater: "base" });
+    expect(group["isheep-keep"]).toMatchObject({ threshold: 6, ratings: "following" });
+    expect(group["isheep-eval"]).toMatchObject({ probes: 0 });
+    await expect(isheepPipelineConfig({ model, variant: "one-best" })).rejects.toThrow(/isheep-train.*variant/s);
+    await expect(isheepPipelineConfig({ model, ratings: "all" })).rejects.toThrow(/isheep-keep.*ratings/s);
+    await expect(isheepPipelineConfig({ model, stopOn: "loss" })).rejects.toThrow(/stopOn/);
+    await expect(isheepPipelineConfig({ model, rater: "someone" })).rejects.toThrow(/isheep-rate.*rater/s);
   });
 
   it("the report shows both rounds' figures, the rating histograms and agreement, and filters the browser by round", async () => {
@@ -276,6 +421,39 @@ describe("I-SHEEP on a tiny GGUF", () => {
       const keptRate = await page.textContent('#round-figures tr[data-round="2"] td[data-figure="kept rate"]');
       expect(Number(keptRate)).toBeCloseTo(data.rounds[1]!.figures["kept rate"]!, 3);
       expect(await page.$$eval("#round-stages tbody tr", (rows) => rows.length)).toBe(2 * 8);
+      for (const round of data.rounds) {
+        const at = `[data-round="${round.round}"]`;
+        // Eval score by round (round 1 also shows the base model's).
+        const score = await page.textContent(`#round-figures tr${at} td[data-figure="eval score"]`);
+        expect(Number(score)).toBeCloseTo(round.figures["eval score"]!, 3);
+        // Kept rate by filter: each member's row names its rejections per filter, as the manifests count them.
+        for (const member of ["filter", "rate", "keep"]) {
+          const manifest = JSON.parse(
+            await readFile(join(folder(whole, member, round.round), "manifest.json"), "utf8"),
+          );
+          const cells = await page.$$eval(`#round-stages tr${at}[data-stage="isheep-${member}"] td`, (tds) =>
+            tds.map((td) => td.textContent ?? ""),
+          );
+          const { kept, rejected, byFilter } = manifest.counts;
+          expect(cells.slice(2, 4)).toEqual([String(kept + rejected), String(kept)]);
+          expect(cells[4]).toBe(kept + rejected ? `${((100 * kept) / (kept + rejected)).toFixed(1)}%` : "");
+          const named = Object.entries(byFilter as Record<string, number>).map(([name, n]) => `${name} ${n}`);
+          expect(cells[5]!.split(", ").sort()).toEqual(named.length ? named.sort() : ["none"]);
+        }
+        // The round's prompts: the count, and the first few kept.
+        const prompts = await records(whole, "prompts", round.round);
+        expect(await page.$$eval(`#round-prompts ul${at} li`, (items) => items.map((li) => li.textContent))).toEqual(
+          prompts.slice(0, 5).map((prompt) => prompt.instruction),
+        );
+        expect(await page.textContent("#round-prompts")).toContain(
+          `Round ${round.round}: ${prompts.length} prompts kept`,
+        );
+        // Agreement of the two ratings, per round.
+        const agreement = data.agreement.find((entry) => entry.round === round.round)!;
+        expect(await page.textContent(`#agreement tr${at} td[data-field="pairs"]`)).toBe(String(agreement.pairs));
+      }
+      const baseScore = await page.textContent('#round-figures tr[data-round="1"] td[data-figure="eval score (base)"]');
+      expect(Number(baseScore)).toBeCloseTo(data.rounds[0]!.figures["eval score (base)"]!, 3);
       const total = data.records.length;
       expect(await page.textContent("#result-count")).toBe(`${total} of ${total} records`);
       await page.selectOption("#filter-round", "2");
@@ -294,12 +472,17 @@ describe("I-SHEEP on a tiny GGUF", () => {
   });
 });
 
-/** Start the test pipeline in a child process and kill -9 it once `files` have grown past `bytes` in all. */
-async function killDuring(runDir: string, files: string[], bytes = 1): Promise<void> {
+/** Options of the resume test's run: more training steps, so a kill can land between two of them. */
+const killOptions = { "isheep-train": { train: { maxSteps: 6, rank: 2, threads: 1, checkpointEvery: 1 } } };
+
+/**
+ * Start the test pipeline in a child process and kill -9 it once `files` have grown past `bytes` in all; returns what
+ * the child wrote on stderr (its progress messages).
+ */
+async function killDuring(runDir: string, files: string[], bytes = 1): Promise<string> {
   const fixture = join(import.meta.dirname, "fixtures", "isheep-pipeline.ts");
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", fixture, model, runDir, "2"], {
-    stdio: "pipe",
-  });
+  const args = ["--import", "tsx", fixture, model, runDir, "2", JSON.stringify(killOptions)];
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: "pipe" });
   let stderr = "";
   child.stderr?.on("data", (chunk) => {
     stderr += chunk;
@@ -316,6 +499,7 @@ async function killDuring(runDir: string, files: string[], bytes = 1): Promise<v
   expect(finished, `the pipeline ended before it was killed: ${stderr}`).toBe(false);
   child.kill("SIGKILL");
   await exited;
+  return stderr;
 }
 
 /** Every file of a folder (recursively, the adapter's included) with a hash of its content; manifests left out. */
@@ -340,63 +524,101 @@ async function doneIds(path: string): Promise<Set<string>> {
 }
 
 describe("I-SHEEP resume", () => {
-  it("kill -9 twice in round 2, then resume: round 1 untouched, no stored request sent again, round 2 complete", async () => {
+  it("kill -9 in each member of round 2 that works, then resume: round 1 untouched, no stored request sent again, round 2 complete", async () => {
     const runDir = join(dir, "killed");
-    const answers2 = join(folder(runDir, "answers", 2), "records.jsonl");
-    await killDuring(runDir, [answers2]);
+    const round2 = (member: string) => folder(runDir, member, 2);
+    const inRound2 = (member: string, file: string) => join(round2(member), file);
+    const evalAnswers2 = join(runDir, "isheep-eval-answers-round-2");
+    const ledgers = [...members.map(round2), evalAnswers2];
+    const config = () => isheepTestConfig(model, runDir, 2, killOptions);
+
+    // What round 2 holds as finished, and how long each folder's request ledger is, before a (re)start.
+    const stored = async () => {
+      const out = new Map<string, { done: Set<string>; ledger: number }>();
+      for (const path of ledgers)
+        out.set(path, {
+          done: await doneIds(path),
+          ledger: (await readJsonl(join(path, "usage.jsonl"))).records.length,
+        });
+      return out;
+    };
+    let sent = 0;
+    let resent = 0;
+    /** Count the requests sent since `before`, and those among them whose result was already stored. */
+    const requestsSince = async (before: Awaited<ReturnType<typeof stored>>) => {
+      for (const path of ledgers) {
+        const { done, ledger } = before.get(path)!;
+        const lines = (await readJsonl<StoreRecord>(join(path, "usage.jsonl"))).records.slice(ledger);
+        sent += lines.length;
+        resent += lines.filter((line) => done.has(line.id)).length;
+      }
+    };
+
+    // Round 2's prompts: the first kill, after round 1 has finished.
+    await killDuring(
+      runDir,
+      ["records.jsonl", "rejected.jsonl"].map((file) => inRound2("prompts", file)),
+    );
     const round1 = Object.assign({}, ...(await Promise.all(members.map((m) => snapshot(folder(runDir, m, 1))))));
     expect(Object.keys(round1).length).toBeGreaterThan(0);
-    const prompts2 = await records(runDir, "prompts", 2);
-    expect((await records(runDir, "answers", 2)).length).toBeLessThan(prompts2.length);
-    const rate2 = folder(runDir, "rate", 2);
-    await killDuring(runDir, [join(rate2, "records.jsonl"), join(rate2, "rejected.jsonl")]);
+    expect((await records(runDir, "prompts", 2)).length).toBeLessThan(10);
+    expect(await readdir(runDir)).not.toContain("isheep-answers-round-2");
 
-    // What round 2 holds before the resume, and how long each folder's request ledger is.
-    const round2Folders = [
-      ...members.map((member) => folder(runDir, member, 2)),
-      join(runDir, "isheep-eval-answers-round-2"),
+    const kills: Array<[member: string, files: string[]]> = [
+      ["answers", [inRound2("answers", "records.jsonl")]],
+      ["rate", [inRound2("rate", "records.jsonl"), inRound2("rate", "rejected.jsonl")]],
+      // Once a checkpoint is in place (after step 1 at the earliest, with 6 steps to go through).
+      ["train", [join(round2("train"), "adapter", "checkpoint", "state.json")]],
+      ["eval", [join(evalAnswers2, "records.jsonl")]],
     ];
-    const before = new Map<string, { done: Set<string>; ledger: number }>();
-    for (const path of round2Folders) {
-      before.set(path, {
-        done: await doneIds(path),
-        ledger: (await readJsonl(join(path, "usage.jsonl"))).records.length,
-      });
+    const messages: Record<string, string> = {};
+    for (const [member, files] of kills) {
+      const before = await stored();
+      messages[member] = await killDuring(runDir, files);
+      await requestsSince(before);
+      if (member === "train") expect(existsSync(join(round2("train"), "adapter", "adapter.gguf"))).toBe(false);
     }
-    const result = await runPipeline({ loaded: isheepTestConfig(model, runDir, 2) });
+    // The kill in training came before its end; the next start continued from its checkpoint.
+    expect(messages.eval).toMatch(/resuming training at step [1-5] from /);
+    const prompts2 = await records(runDir, "prompts", 2);
+    expect((await records(runDir, "answers", 2)).length).toBeGreaterThan(0);
+    const probesRated = (await records(runDir, "eval", 2)).length;
+
+    const before = await stored();
+    const result = await runPipeline({ loaded: config() });
+    await requestsSince(before);
     const status = Object.fromEntries(result.stages.map((stage) => [stage.stage, stage.status]));
     for (const member of members) expect(status[`isheep-${member}-round-1`]).toBe("up-to-date");
-    // Round 2's prompts had finished before the kills; what was cut off runs again.
-    expect(status["isheep-prompts-round-2"]).toBe("up-to-date");
-    expect(status["isheep-rate-round-2"]).toBe("ran");
+    expect(status["isheep-eval-round-2"]).toBe("ran");
     // Round 1's files are byte for byte what they were.
     const after = Object.assign({}, ...(await Promise.all(members.map((m) => snapshot(folder(runDir, m, 1))))));
     expect(after).toEqual(round1);
-    // No request whose result was stored before the resume was sent again.
-    let resent = 0;
-    let sent = 0;
-    for (const path of round2Folders) {
-      const { done, ledger } = before.get(path)!;
-      const lines = (await readJsonl<StoreRecord>(join(path, "usage.jsonl"))).records.slice(ledger);
-      sent += lines.length;
-      resent += lines.filter((line) => done.has(line.id)).length;
-    }
+    // No request whose result was stored before a restart was sent again, over the five restarts.
     expect(sent).toBeGreaterThan(0);
     expect(resent).toBe(0);
-    // Round 2 is complete: every prompt answered, every filtered pair rated twice and judged, an adapter trained.
+    // Round 2 is complete: every prompt answered, every filtered pair rated twice and judged, an adapter trained on
+    // the kept pairs through all 6 steps, and every probe answered and rated twice.
+    expect(await records(runDir, "prompts", 2)).toEqual(prompts2);
     const answered = await records(runDir, "answers", 2);
-    expect(answered.length + (await records(runDir, "answers", 2, "rejected.jsonl")).length).toBe(
-      (await records(runDir, "prompts", 2)).length,
-    );
+    expect(answered.length + (await records(runDir, "answers", 2, "rejected.jsonl")).length).toBe(prompts2.length);
     const filtered = await records(runDir, "filter", 2);
     const rated =
       (await records(runDir, "rate", 2)).length + (await records(runDir, "rate", 2, "rejected.jsonl")).length;
     expect(rated).toBe(2 * filtered.length);
-    expect(
-      (await records(runDir, "keep", 2)).length + (await records(runDir, "keep", 2, "rejected.jsonl")).length,
-    ).toBe(filtered.length);
-    expect(result.finalAdapter).toBe(join(folder(runDir, "train", 2), "adapter", "adapter.gguf"));
+    const kept = await records(runDir, "keep", 2);
+    expect(kept.length + (await records(runDir, "keep", 2, "rejected.jsonl")).length).toBe(filtered.length);
+    const examples = await records(runDir, "train", 2);
+    expect(examples.map((example) => example.parentId).sort()).toEqual(kept.map((pair) => pair.id).sort());
+    const losses = (await readFile(join(round2("train"), "adapter", "loss.jsonl"), "utf8")).trim().split("\n");
+    expect(losses.map((line) => (JSON.parse(line) as { step: number }).step)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(result.finalAdapter).toBe(join(round2("train"), "adapter", "adapter.gguf"));
+    const probes = (await readJsonl<StoreRecord>(join(evalAnswers2, "records.jsonl"))).records;
+    expect(probes).toHaveLength(3);
+    const probeRatings =
+      (await records(runDir, "eval", 2)).length + (await records(runDir, "eval", 2, "rejected.jsonl")).length;
+    expect(probeRatings).toBe(2 * probes.length);
+    expect(probeRatings).toBeGreaterThan(probesRated);
     // Finished: running again does nothing.
-    expect((await runPipeline({ loaded: isheepTestConfig(model, runDir, 2) })).alreadyFinished).toBe(true);
+    expect((await runPipeline({ loaded: config() })).alreadyFinished).toBe(true);
   }, 900_000);
 });

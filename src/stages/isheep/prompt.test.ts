@@ -1,5 +1,8 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { answerCompletion, answerPrompt, ratingPrompt, renderTask } from "./prompt.js";
+import { answerCompletion, answerPrompt, ratingAspects, ratingPrompt, renderTask } from "./prompt.js";
+import type { KeptPair } from "./records.js";
+import { toTrainRecord } from "./train-stage.js";
 
 describe("I-SHEEP prompts", () => {
   it("render a task one way for answering, rating and training", () => {
@@ -11,6 +14,42 @@ describe("I-SHEEP prompts", () => {
     );
     expect(ratingPrompt("following", "Summarise the text.", "Tides rise twice a day.", "They do.")).toContain(
       `\n${task}\n`,
+    );
+  });
+
+  it("answering, both rating prompts and the training prompt see a task only through renderTask (any text)", () => {
+    // A prompt built from (instruction, input) equals the one built from the rendered task alone: no place joins the
+    // two fields its own way (the reference had three joins: none, a space, a newline).
+    const text = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.constantFrom("", "  ", "Tides rise twice a day.", "  padded input \n", "line one\nline two", "### Answer"),
+    );
+    const pair = (instruction: string, input: string, output: string): KeptPair => ({
+      id: "pair",
+      parentId: "filtered",
+      instruction,
+      input,
+      output,
+      ended: true,
+      quality: 9,
+      following: 9,
+    });
+    // Every stored task has an instruction (stage 1a's parser wants 4 words or more).
+    const instructionText = text.filter((value) => value.trim() !== "");
+    fc.assert(
+      fc.property(instructionText, text, text, (instruction, input, output) => {
+        const task = renderTask(instruction, input);
+        expect(answerPrompt(instruction, input)).toBe(answerPrompt(task));
+        expect(answerPrompt(instruction, input)).toContain(`### Request\n${task}\n\n### Answer\n`);
+        for (const aspect of ratingAspects) {
+          expect(ratingPrompt(aspect, instruction, input, output)).toBe(ratingPrompt(aspect, task, "", output));
+          expect(ratingPrompt(aspect, instruction, input, output)).toContain(`### Request\n${task}\n\n### Answer\n`);
+        }
+        const example = toTrainRecord("isheep-train", pair(instruction, input, output), 1);
+        expect(example.prompt).toBe(answerPrompt(task));
+        expect(example.prompt).toBe(answerPrompt(instruction, input));
+      }),
+      { numRuns: 500, seed: 20240817 },
     );
   });
 

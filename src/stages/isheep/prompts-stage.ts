@@ -25,7 +25,9 @@ import { isheepStages } from "./stage-names.js";
 export const promptSamplingDefaults = { temperature: 1, topP: 0.95, maxTokens: 1000, stop: ["###\n17."] };
 
 export const promptsOptionsSchema = z.strictObject({
-  target: positiveInt.default(100).describe("prompts to keep per round (the paper: 10,000)"),
+  target: positiveInt
+    .default(100)
+    .describe("prompts to keep per round: generation stops once this many are kept (the paper: 10,000)"),
   demos: positiveInt.default(5).describe("seed tasks shown per generation call"),
   maxCalls: positiveInt.optional().describe("hard cap on generation calls per round"),
   maxCallsWithoutProgress: positiveInt.default(20).describe("stop after this many calls in a row keep nothing"),
