@@ -192,8 +192,24 @@ async function spentSoFar(runDir: string, instances: readonly StageInstance[]) {
   return spent;
 }
 
+/** The checks of prompt lengths and cutoffLen against the models' contexts (measure-stages.ts), before any work. */
+async function checkLengths(loaded: LoadedPipelineConfig, prepared: PreparedPipeline): Promise<void> {
+  const { checkCutoffLengths, checkPromptLengths, measureStages, openTokenCounter } = await import(
+    "./measure-stages.js"
+  );
+  await checkCutoffLengths(loaded, prepared);
+  if (!prepared.instances.some((instance) => !instance.skip && instance.definition.estimate)) return;
+  const counter = await openTokenCounter(prepared.generator);
+  try {
+    checkPromptLengths(loaded, await measureStages(prepared, counter), counter.contextSize);
+  } finally {
+    await counter.close();
+  }
+}
+
 export async function runPipeline(options: RunPipelineOptions): Promise<RunPipelineResult> {
   const prepared = await preparePipeline(options);
+  await checkLengths(options.loaded, prepared);
   const { config, runDir, constitution, instances } = prepared;
   const { onProgress } = options;
   const budget = config.budget
