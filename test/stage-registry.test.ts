@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runStageCommand } from "../src/cli/commands/stage.js";
 import { writeTinyModel } from "../src/gguf/index.js";
 import { parsePipelineConfig } from "../src/pipeline/pipeline-config.js";
+import { formatPipelineSummary } from "../src/cli/commands/run.js";
 import { ConfigError } from "../src/errors/index.js";
 import { runPipeline } from "../src/pipeline/run-pipeline.js";
 import { defaultRegistry } from "../src/pipeline/stage-registry.js";
@@ -200,6 +201,39 @@ describe("eligibility", () => {
     expect(fixed.stages[0]!.byFilter?.["context-overflow"]).toBeUndefined();
     const done = (await readJsonl(join(runDir, "self-instruct", "done-items.jsonl"))).records;
     expect(done).toHaveLength(2);
+  });
+
+  it("a stage that kept nothing is a loud warning naming the stages that ran without it", async () => {
+    const runDir = join(dir, "nothing");
+    const result = await runPipeline({
+      loaded: {
+        config: parsePipelineConfig(
+          {
+            name: "nothing",
+            model,
+            runDir,
+            report: false,
+            datasets: false,
+            // Room for the ~8,600-byte-token stage-2 prompt (the check before work measures it).
+            engine: { contextSize: 12288, sequences: 1, threads: 1 },
+            stages: {
+              // One token per round: no instruction can be parsed, so nothing is kept.
+              "self-instruct": { target: 2, maxRounds: 1, sampling: { maxTokens: 1 } },
+              "red-team": { skip: true },
+              "self-align": { maxPrompts: 2, sampling: { maxTokens: 8 } },
+              engrave: { skip: true },
+              "verbose-clone": { skip: true },
+            },
+          },
+          "nothing config",
+        ),
+        baseDir: runDir,
+      },
+    });
+    expect(result.stages[0]).toMatchObject({ stage: "self-instruct", kept: 0 });
+    const summary = formatPipelineSummary(result);
+    expect(summary).toContain("WARNING: self-instruct KEPT NO RECORDS");
+    expect(summary).toContain("self-align ran without anything from it");
   });
 
   it("names the maxTokens to lower when the prompt fits but its answer cannot, and a cutoffLen past the model", async () => {

@@ -369,10 +369,21 @@ async function runStages(
         result.adapters[summary.stage] = summary.adapter;
         result.finalAdapter = summary.adapter;
       }
-      if (summary.status !== "skipped" && summary.kept === 0) {
-        result.warnings.push(
-          `${summary.stage} kept no records${summary.rejected ? ` (all ${summary.rejected} were rejected; see 'selfalign status ${runDir}')` : ""}: later stages had nothing from it to work on`,
-        );
+      if (summary.status !== "skipped" && summary.status !== "stopped" && summary.kept === 0) {
+        // Name the stages that went on without its records, and the adapters trained so.
+        const ran = new Set(result.stages.filter((one) => one.status === "ran").map((one) => one.stage));
+        const after = instances.filter((one) => ran.has(one.name) && one.upstream.includes(summary.stage));
+        const trained = after.filter((one) => uses(one, "trainer")).map((one) => one.name);
+        const rejected = summary.rejected
+          ? ` (all ${summary.rejected} were rejected; see 'selfalign status ${runDir}')`
+          : "";
+        const later =
+          after.length > 0
+            ? `${after.map((one) => one.name).join(", ")} ran without anything from it`
+            : "later stages had nothing from it to work on";
+        const adapters =
+          trained.length > 0 ? `; the adapter of ${trained.join(" and ")} was trained without its records` : "";
+        result.warnings.push(`${summary.stage} KEPT NO RECORDS${rejected}: ${later}${adapters}`);
       }
     }
   } finally {
