@@ -37,7 +37,8 @@ export async function openTokenCounter(config: BackendConfig, model?: LanguageMo
     };
   }
   const { getSharedLlama } = await import("../backends/llama-cpp/llama-instance.js");
-  const llama = await getSharedLlama(false);
+  // The binding the engine will use (one per GPU setting), not a second one.
+  const llama = await getSharedLlama(config.gpu ?? false);
   const vocab = await llama.loadModel({ modelPath: config.model, vocabOnly: true });
   return {
     // As the embedded backend counts (llama-cpp-backend.ts countTokens): no BOS.
