@@ -106,6 +106,8 @@ it("counts each stage's tokens from its options and the tokenizer, and times the
   expect(speed.promptTokensPerSecond).toBeGreaterThan(0);
   expect(speed.decodeTokensPerSecond).toBeGreaterThan(0);
   expect(speed.decodeSequences).toBe(2);
+  expect(speed.cpuShare).toBeGreaterThan(0);
+  expect(speed.cpuShare).toBeLessThanOrEqual(1.05);
   for (const one of estimate.stages) {
     const expected =
       one.estimate.evaluatedPromptTokens / speed.promptTokensPerSecond +

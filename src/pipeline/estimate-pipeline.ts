@@ -3,6 +3,7 @@
  * training speed here, multiplied by each stage's tokens (its `estimate` hook), per stage: what it will evaluate,
  * generate and train on, how long that takes, and what it costs where the model has a price per million tokens.
  */
+import { availableParallelism } from "node:os";
 import { measureEngineSpeed } from "../backends/llama-cpp/measure-speed.js";
 import { measureTrainingSpeed } from "../training/embedded/measure-training-speed.js";
 import { measureStages, openTokenCounter } from "./measure-stages.js";
@@ -22,6 +23,11 @@ export interface MeasuredSpeed {
   trainStartSeconds?: number;
   /** What the measurements took. */
   seconds: number;
+  /**
+   * CPU time the measurements got, as a share of this machine's cores over their wall time (1: every core all the
+   * time). Well under 1 means the machine was busy with other work and the times are for that share.
+   */
+  cpuShare: number;
 }
 
 export interface StageTimeEstimate {
@@ -65,6 +71,7 @@ export async function estimatePipeline(options: RunPipelineOptions): Promise<Pip
   const prepared = await preparePipeline(options);
   const { createBackend } = await import("../backends/registry.js");
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   const backend = await createBackend(prepared.generator, options.onProgress ? { onProgress: options.onProgress } : {});
   let measured: Awaited<ReturnType<typeof measureStages>>;
   let contextSize: number;
@@ -102,7 +109,10 @@ export async function estimatePipeline(options: RunPipelineOptions): Promise<Pip
       ? { trainTokensPerSecond: trainSpeed.tokensPerSecond, trainStartSeconds: trainSpeed.firstStepSeconds }
       : {}),
     seconds: (performance.now() - started) / 1000,
+    cpuShare: 0,
   };
+  const cpu = process.cpuUsage(cpuBefore);
+  speed.cpuShare = (cpu.user + cpu.system) / 1e6 / speed.seconds / availableParallelism();
   const price = priceOf(prepared.generator);
   const stages = measured.map(({ instance, estimate }): StageTimeEstimate => {
     const training =

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import type { Command } from "commander";
 import type { PipelineEstimate } from "../../pipeline/estimate-pipeline.js";
 import { formatNextCommands } from "../next-commands.js";
@@ -13,6 +14,11 @@ export function formatEstimate(estimate: PipelineEstimate): string {
     `Estimate for ${estimate.model} (context ${estimate.contextSize}), from speeds measured here in ${formatDuration(speed.seconds)}:`,
     `  prompt ${count(speed.promptTokensPerSecond)} tok/s, generation ${count(speed.decodeTokensPerSecond)} tok/s over ${speed.decodeSequences} sequence${speed.decodeSequences === 1 ? "" : "s"}${speed.trainTokensPerSecond ? `, training ${count(speed.trainTokensPerSecond)} tok/s (+${formatDuration(speed.trainStartSeconds ?? 0)} to load the base)` : ""}`,
   ];
+  const share = Math.round(100 * speed.cpuShare);
+  if (share < 70)
+    lines.push(
+      `  (the measurement got ${share}% of this machine's ${availableParallelism()} cores: it was busy with other work, and the times below are for that share)`,
+    );
   const cost = estimate.price !== undefined;
   const header = [
     "stage",
