@@ -12,8 +12,10 @@ import { formatEstimate } from "../src/cli/commands/run.js";
 import { defaultConstitutionDir, loadConstitution } from "../src/constitution/index.js";
 import { writeTinyModel } from "../src/gguf/index.js";
 import { estimatePipeline } from "../src/pipeline/estimate-pipeline.js";
+import { checkPromptLengths } from "../src/pipeline/measure-stages.js";
 import { parsePipelineConfig } from "../src/pipeline/pipeline-config.js";
 import { usageCost } from "../src/pipeline/run-budget.js";
+import type { StageInstance } from "../src/pipeline/stage-context.js";
 import { trainingTokens } from "../src/stages/shared/estimate-training.js";
 import {
   longestQuestionPrompt,
@@ -142,4 +144,31 @@ it("trains epochs x examples x the cut length, capped by maxSteps; costs at the 
     ),
   ).toBe(2000);
   expect(usageCost({ promptTokens: 2_000_000, completionTokens: 500_000 }, { prompt: 0.5, completion: 2 })).toBe(2);
+});
+
+it("a prompt whose longest form overflows but whose fixed part fits is a warning, not an error", () => {
+  const instance = { name: "self-align", definition: { name: "self-align" } } as unknown as StageInstance;
+  const prompt = { label: "prompt", maxTokens: 256, maxTokensField: "sampling.maxTokens", role: "generator" as const };
+  const measured = (tokens: number, minTokens: number) => [
+    {
+      instance,
+      estimate: {
+        requests: 1,
+        promptTokens: tokens,
+        evaluatedPromptTokens: tokens,
+        completionTokens: 256,
+        trainTokens: 0,
+        records: 1,
+        prompts: [{ ...prompt, tokens, minTokens }],
+        notes: [],
+      },
+    },
+  ];
+  const loaded = { config: {} as never, baseDir: "." };
+  expect(checkPromptLengths(loaded, measured(1000, 900), 2048)).toEqual([]);
+  const [warning] = checkPromptLengths(loaded, measured(2000, 1500), 2048);
+  expect(warning).toContain("lower stages.self-align.sampling.maxTokens to 48 or raise engine.contextSize");
+  expect(() => checkPromptLengths(loaded, measured(2000, 1900), 2048)).toThrow(
+    /lower stages\.self-align\.sampling\.maxTokens to at most 148/,
+  );
 });

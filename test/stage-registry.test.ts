@@ -192,7 +192,7 @@ describe("eligibility", () => {
     expect(small).toBeInstanceOf(ConfigError);
     expect((small as ConfigError).field).toBe("engine.contextSize");
     expect((small as Error).message).toMatch(
-      /longest prompt has \d+ tokens .* more than the 256-token context; raise engine\.contextSize/,
+      /every prompt has at least \d+ tokens .* more than the 256-token context, so every request would be rejected; raise engine\.contextSize/,
     );
     await expect(readJsonl(join(runDir, "self-instruct", "usage.jsonl"))).resolves.toMatchObject({ records: [] });
     const fixed = await runPipeline({ loaded: loaded(4096) });
@@ -268,8 +268,10 @@ describe("eligibility", () => {
     const answer = await attempt({ "red-team": { epochs: 1, questionSampling: { maxTokens: 4000 } } });
     expect(answer).toBeInstanceOf(ConfigError);
     expect(answer.field).toBe("stages.red-team.questionSampling.maxTokens");
-    expect(answer.message).toMatch(/red-team: its longest question prompt has (\d+) tokens and asks for 4000 new ones/);
-    const prompt = Number(/has (\d+) tokens/.exec(answer.message)![1]);
+    expect(answer.message).toMatch(
+      /red-team: every question prompt has at least (\d+) tokens \(its longest \d+\) and asks for 4000 new ones/,
+    );
+    const prompt = Number(/at least (\d+) tokens/.exec(answer.message)![1]);
     expect(answer.message).toContain(`lower stages.red-team.questionSampling.maxTokens to at most ${4096 - prompt}`);
     const cutoff = await attempt({ engrave: { train: { cutoffLen: 5000 } } });
     expect(cutoff).toBeInstanceOf(ConfigError);

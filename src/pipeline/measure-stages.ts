@@ -87,23 +87,37 @@ const located = (loaded: LoadedPipelineConfig, field: string) => {
 };
 
 /**
- * Fail before any work when a stage's longest prompt and its new tokens cannot fit the run model's context (every
- * such request would be rejected), naming the option to lower and the context to raise.
+ * Before any work: fail when even the fixed part of a stage's prompts (no demos, seeds or query: the stage-2
+ * meta-prompt, say) and its new tokens cannot fit the run model's context, since every such request would be rejected,
+ * naming the option to lower or the context to raise. Returns a warning for each kind whose longest prompt does not
+ * fit (those requests are rejected as context-overflow, the others run).
  */
-export function checkPromptLengths(loaded: LoadedPipelineConfig, measured: MeasuredStage[], contextSize: number): void {
+export function checkPromptLengths(
+  loaded: LoadedPipelineConfig,
+  measured: MeasuredStage[],
+  contextSize: number,
+): string[] {
+  const warnings: string[] = [];
   for (const { instance, estimate } of measured) {
     for (const prompt of estimate.prompts) {
       if (prompt.role !== "generator" || prompt.tokens + prompt.maxTokens <= contextSize) continue;
       const maxTokensField = stageField(instance, prompt.maxTokensField);
-      const room = contextSize - prompt.tokens;
-      // Lowering maxTokens helps only while the prompt alone fits.
+      if (prompt.minTokens + prompt.maxTokens <= contextSize) {
+        warnings.push(
+          `${instance.name}: its longest ${prompt.label} (${prompt.tokens} tokens + ${prompt.maxTokens} new) does not fit the ${contextSize}-token context, so the longest requests will be rejected as context-overflow; lower ${maxTokensField} to ${Math.max(1, contextSize - prompt.tokens)} or raise engine.contextSize to keep them`,
+        );
+        continue;
+      }
+      const room = contextSize - prompt.minTokens;
+      // Lowering maxTokens helps only while the fixed part alone fits.
       const field = room > 0 ? maxTokensField : "engine.contextSize";
       throw new ConfigError(
-        `${instance.name}: its longest ${prompt.label} has ${prompt.tokens} tokens and asks for ${prompt.maxTokens} new ones, ${prompt.tokens + prompt.maxTokens} in all, more than the ${contextSize}-token context; ${room > 0 ? `lower ${maxTokensField} to at most ${room} or ` : ""}raise engine.contextSize (or the model's contextSize)`,
+        `${instance.name}: every ${prompt.label} has at least ${prompt.minTokens} tokens (its longest ${prompt.tokens}) and asks for ${prompt.maxTokens} new ones, more than the ${contextSize}-token context, so every request would be rejected; ${room > 0 ? `lower ${maxTokensField} to at most ${room} or ` : ""}raise engine.contextSize (or the model's contextSize)`,
         located(loaded, field),
       );
     }
   }
+  return warnings;
 }
 
 /** Fail before any work when a training stage's `cutoffLen` is longer than the training base was trained on. */

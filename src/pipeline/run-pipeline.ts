@@ -193,7 +193,11 @@ async function spentSoFar(runDir: string, instances: readonly StageInstance[]) {
 }
 
 /** The checks of prompt lengths and cutoffLen against the models' contexts (measure-stages.ts), before any work. */
-async function checkLengths(loaded: LoadedPipelineConfig, prepared: PreparedPipeline): Promise<void> {
+async function checkLengths(
+  loaded: LoadedPipelineConfig,
+  prepared: PreparedPipeline,
+  onProgress?: ProgressListener,
+): Promise<void> {
   const { checkCutoffLengths, checkPromptLengths, measureStages, openTokenCounter } = await import(
     "./measure-stages.js"
   );
@@ -201,7 +205,8 @@ async function checkLengths(loaded: LoadedPipelineConfig, prepared: PreparedPipe
   if (!prepared.instances.some((instance) => !instance.skip && instance.definition.estimate)) return;
   const counter = await openTokenCounter(prepared.generator);
   try {
-    checkPromptLengths(loaded, await measureStages(prepared, counter), counter.contextSize);
+    const warnings = checkPromptLengths(loaded, await measureStages(prepared, counter), counter.contextSize);
+    for (const text of warnings) onProgress?.({ type: "message", level: "warn", text });
   } finally {
     await counter.close();
   }
@@ -209,7 +214,7 @@ async function checkLengths(loaded: LoadedPipelineConfig, prepared: PreparedPipe
 
 export async function runPipeline(options: RunPipelineOptions): Promise<RunPipelineResult> {
   const prepared = await preparePipeline(options);
-  await checkLengths(options.loaded, prepared);
+  await checkLengths(options.loaded, prepared, options.onProgress);
   const { config, runDir, constitution, instances } = prepared;
   const { onProgress } = options;
   const budget = config.budget

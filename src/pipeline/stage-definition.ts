@@ -114,6 +114,8 @@ export interface StagePromptLength {
   label: string;
   /** Tokens of the longest such prompt. */
   tokens: number;
+  /** Tokens of its fixed part (no demos, seeds or query): every such prompt has at least these. */
+  minTokens: number;
   /** New tokens asked for. */
   maxTokens: number;
   /** The option that sets `maxTokens`, under the stage's options: "sampling.maxTokens". */

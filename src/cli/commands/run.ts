@@ -61,11 +61,11 @@ export function formatEstimate(estimate: PipelineEstimate): string {
     );
   for (const stage of estimate.stages) {
     for (const prompt of stage.estimate.prompts) {
-      const needed = prompt.tokens + prompt.maxTokens;
-      if (prompt.role === "generator" && needed > estimate.contextSize)
-        lines.push(
-          `  WARNING: ${stage.stage}'s longest ${prompt.label} (${prompt.tokens} tokens + ${prompt.maxTokens} new) does not fit the ${estimate.contextSize}-token context: the run stops before any work`,
-        );
+      if (prompt.role !== "generator" || prompt.tokens + prompt.maxTokens <= estimate.contextSize) continue;
+      const none = prompt.minTokens + prompt.maxTokens > estimate.contextSize;
+      lines.push(
+        `  WARNING: ${stage.stage}'s longest ${prompt.label} (${prompt.tokens} tokens + ${prompt.maxTokens} new) does not fit the ${estimate.contextSize}-token context: ${none ? "none fits, and the run stops before any work" : "the longest are rejected as context-overflow"}`,
+      );
     }
   }
   if (estimate.budget) {

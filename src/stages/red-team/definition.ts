@@ -5,7 +5,7 @@ import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { loadGrammar, withGrammar } from "../shared/grammar.js";
-import { longestQuestionPrompt, longestTopicPrompt } from "../shared/longest-prompts.js";
+import { fixedPromptParts, longestQuestionPrompt, longestTopicPrompt } from "../shared/longest-prompts.js";
 import { mergeOnePer } from "../shared/merge-one-per.js";
 
 /** What the estimate assumes one brainstorming prompt adds to its type's list (after the filters and balancing). */
@@ -117,6 +117,9 @@ export const redTeamDefinition = defineStage({
     const questionPrompt = await countTokens(
       longestQuestionPrompt(constitution, options.seedsPerPrompt, options.targetsPerPrompt),
     );
+    const fixed = fixedPromptParts(constitution);
+    const topicFixed = await countTokens(fixed.topic);
+    const questionFixed = await countTokens(fixed.question);
     const topicTokens = options.topicSampling.maxTokens ?? topicSamplingDefaults.maxTokens;
     const questionTokens = options.questionSampling.maxTokens ?? questionSamplingDefaults.maxTokens;
     // Each epoch prompts once per topic of every type; each prompt is assumed to add `newTopicsPerPrompt` topics.
@@ -139,6 +142,7 @@ export const redTeamDefinition = defineStage({
         {
           label: "topic prompt",
           tokens: topicPrompt,
+          minTokens: topicFixed,
           maxTokens: topicTokens,
           maxTokensField: "topicSampling.maxTokens",
           role: "generator",
@@ -146,6 +150,7 @@ export const redTeamDefinition = defineStage({
         {
           label: "question prompt",
           tokens: questionPrompt,
+          minTokens: questionFixed,
           maxTokens: questionTokens,
           maxTokensField: "questionSampling.maxTokens",
           role: "generator",

@@ -98,7 +98,14 @@ export const selfAlignDefinition = defineStage({
       records: n,
       recordTokens: maxTokens,
       prompts: [
-        { label: "prompt", tokens: prompt, maxTokens, maxTokensField: "sampling.maxTokens", role: "generator" },
+        {
+          label: "prompt",
+          tokens: prompt,
+          minTokens: meta,
+          maxTokens,
+          maxTokensField: "sampling.maxTokens",
+          role: "generator",
+        },
       ],
       notes: [
         options.prompts === undefined

@@ -5,7 +5,7 @@ import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { DedupIndex } from "../../text/dedup-index.js";
 import { withGrammar } from "../shared/grammar.js";
-import { longestSelfInstructPrompt } from "../shared/longest-prompts.js";
+import { fixedPromptParts, longestSelfInstructPrompt } from "../shared/longest-prompts.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { runSelfInstruct, selfInstructSamplingDefaults, selfInstructStage } from "./run.js";
 
@@ -75,6 +75,7 @@ export const selfInstructDefinition = defineStage({
   },
   async estimate({ options, constitution, countTokens }) {
     const prompt = await countTokens(longestSelfInstructPrompt(constitution, options.demos));
+    const fixed = await countTokens(fixedPromptParts(constitution).selfInstruct);
     const maxTokens = options.sampling.maxTokens ?? selfInstructSamplingDefaults.maxTokens;
     const rounds = Math.min(options.maxRounds ?? Number.POSITIVE_INFINITY, Math.ceil(options.target / keptPerRound));
     return {
@@ -85,7 +86,14 @@ export const selfInstructDefinition = defineStage({
       trainTokens: 0,
       records: Math.min(options.target, rounds * keptPerRound),
       prompts: [
-        { label: "prompt", tokens: prompt, maxTokens, maxTokensField: "sampling.maxTokens", role: "generator" },
+        {
+          label: "prompt",
+          tokens: prompt,
+          minTokens: fixed,
+          maxTokens,
+          maxTokensField: "sampling.maxTokens",
+          role: "generator",
+        },
       ],
       notes: [`${keptPerRound} instructions kept per round (of the 20 asked for, after the filters and dedup)`],
     };

@@ -79,3 +79,19 @@ export function longestChatPrompt(constitution: Constitution, style: "verbose" |
   const query = longestQuery(constitution);
   return chatPrompt(constitution.assistant, style, query.instruction, query.input);
 }
+
+/**
+ * The fixed part of each kind of prompt, with no demos, seeds, topics or query: a lower bound of every prompt of that
+ * kind. When it and the new tokens cannot fit the context, every request of the kind would be rejected.
+ */
+export function fixedPromptParts(constitution: Constitution) {
+  const shortestLabel =
+    [...constitution.redTeamTypes].sort((a, b) => a.label.length - b.label.length)[0]?.label ?? "questions";
+  return {
+    selfInstruct: buildSelfInstructPrompt([]),
+    question: buildQuestionPrompt([], []),
+    topic: buildTopicPrompt(shortestLabel, []),
+    selfAlign: buildSelfAlignMetaPrompt(constitution),
+    chat: (style: "verbose" | "concise") => chatPrompt(constitution.assistant, style, ""),
+  };
+}

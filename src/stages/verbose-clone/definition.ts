@@ -9,7 +9,7 @@ import { sftRecordSchema, sftReport } from "../engrave/definition.js";
 import { engraveStage } from "../engrave/run.js";
 import { trainingTokens } from "../shared/estimate-training.js";
 import { withGrammar } from "../shared/grammar.js";
-import { longestChatPrompt } from "../shared/longest-prompts.js";
+import { fixedPromptParts, longestChatPrompt } from "../shared/longest-prompts.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { promptSourceStages, promptsFileSchema, readStagePromptsOrFile } from "../shared/stage-prompts.js";
 import { runVerboseClone, verboseCloneStage, verboseSamplingDefaults } from "./run.js";
@@ -102,6 +102,7 @@ export const verboseCloneDefinition = defineStage({
   async estimate({ options, constitution, countTokens, upstreamRecords }) {
     const prompt = await countTokens(longestChatPrompt(constitution, "verbose"));
     const trainPrompt = await countTokens(longestChatPrompt(constitution, "concise"));
+    const fixed = await countTokens(fixedPromptParts(constitution).chat("verbose"));
     const maxTokens = options.sampling.maxTokens ?? verboseSamplingDefaults.maxTokens;
     const available =
       (options.prompts === undefined ? upstreamRecords("self-instruct") + upstreamRecords("red-team") : 0) +
@@ -119,6 +120,7 @@ export const verboseCloneDefinition = defineStage({
         {
           label: "teacher prompt",
           tokens: prompt,
+          minTokens: fixed,
           maxTokens,
           maxTokensField: "sampling.maxTokens",
           // The default teacher is the training base on the run's engine settings; a teacher of its own is not checked.
