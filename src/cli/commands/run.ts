@@ -17,7 +17,7 @@ export function formatEstimate(estimate: PipelineEstimate): string {
   const share = Math.round(100 * speed.cpuShare);
   if (share < 70)
     lines.push(
-      `  (the measurement got ${share}% of this machine's ${availableParallelism()} cores: it was busy with other work, and the times below are for that share)`,
+      `  (the measurement used ${share}% of this machine's ${availableParallelism()} cores: other work kept them busy, or the run uses fewer threads than cores; the times below are for that share)`,
     );
   const cost = estimate.price !== undefined;
   const header = [
