@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runStageCommand } from "../src/cli/commands/stage.js";
 import { writeTinyModel } from "../src/gguf/index.js";
 import { parsePipelineConfig } from "../src/pipeline/pipeline-config.js";
+import { formatPipelineSummary } from "../src/cli/commands/run.js";
+import { ConfigError } from "../src/errors/index.js";
 import { runPipeline } from "../src/pipeline/run-pipeline.js";
 import { defaultRegistry } from "../src/pipeline/stage-registry.js";
 import { collectReportData } from "../src/report/index.js";
@@ -141,7 +143,7 @@ describe("rounds", () => {
 });
 
 describe("eligibility", () => {
-  it("a run whose every prompt overflowed the context produces records once contextSize is fixed", async () => {
+  it("a context too small for a stage's prompts stops the run before any work, naming the option; fixed, it runs", async () => {
     const runDir = join(dir, "overflow");
     const loaded = (contextSize: number) => ({
       config: parsePipelineConfig(
@@ -163,17 +165,97 @@ describe("eligibility", () => {
       ),
       baseDir: runDir,
     });
-    const small = await runPipeline({ loaded: loaded(256) });
-    expect(small.stages[0]).toMatchObject({ kept: 0, byFilter: { "context-overflow": 2 } });
-    expect(small.warnings.join("\n")).toMatch(/self-instruct kept no records/);
+    // Every stage-1 prompt (about 2,300 byte tokens) overflows 256 tokens: a ConfigError before any request, where
+    // the run used to reject each prompt as context-overflow (retryable rejections: src/run-store tests).
+    const small = await runPipeline({ loaded: loaded(256) }).catch((error: unknown) => error);
+    expect(small).toBeInstanceOf(ConfigError);
+    expect((small as ConfigError).field).toBe("engine.contextSize");
+    expect((small as Error).message).toMatch(
+      /every prompt has at least \d+ tokens .* more than the 256-token context, so every request would be rejected; raise engine\.contextSize/,
+    );
+    await expect(readJsonl(join(runDir, "self-instruct", "usage.jsonl"))).resolves.toMatchObject({ records: [] });
     const fixed = await runPipeline({ loaded: loaded(4096) });
     expect(fixed.alreadyFinished).toBe(false);
     expect(fixed.usage.completionTokens).toBeGreaterThan(0);
-    const after = fixed.stages[0]!;
-    // The overflow rejections no longer count: every round was answered.
-    expect(after.byFilter?.["context-overflow"]).toBeUndefined();
+    expect(fixed.stages[0]!.byFilter?.["context-overflow"]).toBeUndefined();
     const done = (await readJsonl(join(runDir, "self-instruct", "done-items.jsonl"))).records;
     expect(done).toHaveLength(2);
+  });
+
+  it("a stage that kept nothing is a loud warning naming the stages that ran without it", async () => {
+    const runDir = join(dir, "nothing");
+    const result = await runPipeline({
+      loaded: {
+        config: parsePipelineConfig(
+          {
+            name: "nothing",
+            model,
+            runDir,
+            report: false,
+            datasets: false,
+            // Room for the ~8,600-byte-token stage-2 prompt (the check before work measures it).
+            engine: { contextSize: 12288, sequences: 1, threads: 1 },
+            stages: {
+              // One token per round: no instruction can be parsed, so nothing is kept.
+              "self-instruct": { target: 2, maxRounds: 1, sampling: { maxTokens: 1 } },
+              "red-team": { skip: true },
+              "self-align": { maxPrompts: 2, sampling: { maxTokens: 8 } },
+              engrave: { skip: true },
+              "verbose-clone": { skip: true },
+            },
+          },
+          "nothing config",
+        ),
+        baseDir: runDir,
+      },
+    });
+    expect(result.stages[0]).toMatchObject({ stage: "self-instruct", kept: 0 });
+    const summary = formatPipelineSummary(result);
+    expect(summary).toContain("WARNING: self-instruct KEPT NO RECORDS");
+    expect(summary).toContain("self-align ran without anything from it");
+  });
+
+  it("names the maxTokens to lower when the prompt fits but its answer cannot, and a cutoffLen past the model", async () => {
+    const runDir = join(dir, "lengths");
+    const attempt = (stages: Record<string, unknown>) =>
+      runPipeline({
+        loaded: {
+          config: parsePipelineConfig(
+            {
+              name: "lengths",
+              model,
+              runDir,
+              report: false,
+              engine: { contextSize: 4096, sequences: 1, threads: 1 },
+              stages: {
+                "self-instruct": { skip: true },
+                "red-team": { skip: true },
+                "self-align": { skip: true },
+                engrave: { skip: true },
+                "verbose-clone": { skip: true },
+                ...stages,
+              },
+            },
+            "lengths config",
+          ),
+          baseDir: runDir,
+        },
+      }).then(
+        () => new ConfigError("the run started"),
+        (error: unknown) => error as ConfigError,
+      );
+    const answer = await attempt({ "red-team": { epochs: 1, questionSampling: { maxTokens: 4000 } } });
+    expect(answer).toBeInstanceOf(ConfigError);
+    expect(answer.field).toBe("stages.red-team.questionSampling.maxTokens");
+    expect(answer.message).toMatch(
+      /red-team: every question prompt has at least (\d+) tokens \(its longest \d+\) and asks for 4000 new ones/,
+    );
+    const prompt = Number(/at least (\d+) tokens/.exec(answer.message)![1]);
+    expect(answer.message).toContain(`lower stages.red-team.questionSampling.maxTokens to at most ${4096 - prompt}`);
+    const cutoff = await attempt({ engrave: { train: { cutoffLen: 5000 } } });
+    expect(cutoff).toBeInstanceOf(ConfigError);
+    expect(cutoff.field).toBe("stages.engrave.train.cutoffLen");
+    expect(cutoff.message).toContain("cutoffLen 5000 is longer than the 4096 tokens");
   });
 });
 

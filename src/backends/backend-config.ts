@@ -54,6 +54,11 @@ export const openaiBackendConfigSchema = z
     returnTokenIds: z.boolean().optional(),
     scoreMethod: z.enum(["echo", "prompt-logprobs"]).optional(),
     extraBody: z.record(z.string(), z.unknown()).optional(),
+    /**
+     * What the server's provider charges, in money units per million tokens (prompt and completion): `selfalign run
+     * --estimate` prints a cost with it, and a pipeline `budget.cost` counts spending with it.
+     */
+    pricePerMillionTokens: z.strictObject({ prompt: z.number().min(0), completion: z.number().min(0) }).optional(),
   })
   .strict();
 

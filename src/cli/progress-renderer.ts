@@ -209,7 +209,11 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
         const task = tasks.get(key) ?? startTask(key, event.stage, "items", event.total);
         task.done = event.done;
         if (event.total !== undefined) task.total = event.total;
-        if (event.kept === true) task.kept++;
+        // The folder's record counts when the stage gives them (what the summary prints); else inputs kept/rejected.
+        if (event.records) {
+          task.kept = event.records.kept;
+          task.rejected = event.records.rejected;
+        } else if (event.kept === true) task.kept++;
         else if (event.kept === false) task.rejected++;
         if (logLevel === "debug" && event.kept === false && event.reason)
           printLine(`${event.stage}: rejected (${event.reason})`);

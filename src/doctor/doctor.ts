@@ -13,14 +13,16 @@ import { endTokens } from "../backends/llama-cpp/generate.js";
 import { resolveModelSource } from "../backends/llama-cpp/model-source.js";
 import type { Constitution } from "../constitution/index.js";
 import { GgufFile, ggmlTypeName, tensorElementCount } from "../gguf/index.js";
-import { chatPrompt } from "../stages/engrave/prompt.js";
 import { questionSamplingDefaults, topicSamplingDefaults } from "../stages/red-team/run.js";
-import { buildQuestionPrompt } from "../stages/red-team/questions.js";
-import { buildTopicPrompt } from "../stages/red-team/topics.js";
-import { buildSelfAlignMetaPrompt, buildSelfAlignPrompt } from "../stages/self-align/prompt.js";
 import { selfAlignSamplingDefaults } from "../stages/self-align/run.js";
-import { buildSelfInstructPrompt } from "../stages/self-instruct/prompt.js";
 import { selfInstructSamplingDefaults } from "../stages/self-instruct/run.js";
+import {
+  longestChatPrompt,
+  longestQuestionPrompt,
+  longestSelfAlignPrompt,
+  longestSelfInstructPrompt,
+  longestTopicPrompt,
+} from "../stages/shared/longest-prompts.js";
 import { verboseSamplingDefaults } from "../stages/verbose-clone/run.js";
 import { readLlamaModelConfig } from "../training/embedded/llama-weights.js";
 
@@ -210,46 +212,12 @@ function checkStagePrompts(
   add: (area: string, status: CheckStatus, message: string) => void,
 ): void {
   const count = (text: string) => model.tokenize(text, false).length + 1;
-  const longest = <T>(items: readonly T[], length: (item: T) => number, n: number) =>
-    [...items].sort((a, b) => length(b) - length(a)).slice(0, n);
-  const seeds = longest(constitution.seedTasks, (task) => task.instruction.length + (task.input?.length ?? 0), 5);
-  const typed = constitution.redTeamTypes.map((type) => ({
-    label: type.label,
-    topic: type.seedTopic,
-    question: type.seedQuestion,
-  }));
-  const longTask = longest(constitution.seedTasks, (task) => task.instruction.length + (task.input?.length ?? 0), 1)[0];
-  const query = { instruction: longTask?.instruction ?? "Explain.", input: longTask?.input ?? "" };
   const stages: Array<[string, string, number]> = [
-    ["self-instruct", buildSelfInstructPrompt(seeds), selfInstructSamplingDefaults.maxTokens],
-    [
-      "red-team",
-      buildQuestionPrompt(
-        longest(typed, (seed) => seed.question.length, 5),
-        typed.slice(0, 5).map(({ label, topic }) => ({ label, topic })),
-      ),
-      questionSamplingDefaults.maxTokens,
-    ],
-    [
-      "red-team topics",
-      buildTopicPrompt(typed[0]?.label ?? "questions", typed.map((seed) => seed.topic).slice(0, 10)),
-      topicSamplingDefaults.maxTokens,
-    ],
-    [
-      "self-align",
-      buildSelfAlignPrompt(
-        buildSelfAlignMetaPrompt(constitution),
-        constitution.assistant.generationName,
-        query.instruction,
-        query.input || undefined,
-      ),
-      selfAlignSamplingDefaults.maxTokens,
-    ],
-    [
-      "verbose-clone teacher",
-      chatPrompt(constitution.assistant, "verbose", query.instruction, query.input),
-      verboseSamplingDefaults.maxTokens,
-    ],
+    ["self-instruct", longestSelfInstructPrompt(constitution), selfInstructSamplingDefaults.maxTokens],
+    ["red-team", longestQuestionPrompt(constitution), questionSamplingDefaults.maxTokens],
+    ["red-team topics", longestTopicPrompt(constitution), topicSamplingDefaults.maxTokens],
+    ["self-align", longestSelfAlignPrompt(constitution), selfAlignSamplingDefaults.maxTokens],
+    ["verbose-clone teacher", longestChatPrompt(constitution, "verbose"), verboseSamplingDefaults.maxTokens],
   ];
   for (const [stage, prompt, maxTokens] of stages) {
     const tokens = count(prompt);

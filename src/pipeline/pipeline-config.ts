@@ -66,6 +66,18 @@ export function pipelineConfigSchemaFor(registry: StageRegistry) {
       })
       .default({}),
     stages: z.strictObject(Object.fromEntries(registry.map((entry) => [entry.name, entrySchema(entry)]))).prefault({}),
+    /**
+     * Stop the run cleanly once it has used this much (the whole run, earlier invocations included): `tokens` counts
+     * prompt + generated tokens as the usage ledgers record them; `cost` counts them at the model's
+     * `pricePerMillionTokens`. Requests in flight finish; `selfalign run` then exits with status 3, and the same command
+     * with a larger budget goes on where it stopped.
+     */
+    budget: z
+      .strictObject({
+        tokens: positiveInt.optional(),
+        cost: z.number().positive().optional(),
+      })
+      .optional(),
     /** Write report.html at the end. Default true. */
     report: z.boolean().default(true),
     /** Also write each stage folder's kept records as Parquet with a dataset card, under <run>/exports/. Default true. */

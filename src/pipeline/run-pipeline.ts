@@ -31,6 +31,7 @@ import {
 } from "../run-store/index.js";
 import { type LoadedPipelineConfig, type PipelineConfig, resolveConfigPath, runDirOf } from "./pipeline-config.js";
 import { createStageContext, expandInstances, mainFolder, ModelPool, type StageInstance } from "./stage-context.js";
+import { RunBudget, type TokenPrice } from "./run-budget.js";
 import { baseModelRoles, isGroup } from "./stage-definition.js";
 import { resolvePipelineModels } from "./resolve-models.js";
 import { defaultRegistry, roundFolderName, type StageRegistry } from "./stage-registry.js";
@@ -125,6 +126,12 @@ export async function preparePipeline(options: RunPipelineOptions): Promise<Prep
     ...(onProgress ? { onProgress } : {}),
     ...(signal ? { signal } : {}),
   });
+  if (config.budget?.cost !== undefined && priceOf(generator) === undefined) {
+    throw new ConfigError(
+      "budget.cost needs the price of the run's model: give model as an object with pricePerMillionTokens: { prompt, completion } (a server model), or set budget.tokens instead",
+      { ...(loaded.path ? { path: loaded.path } : {}), field: "budget.cost" },
+    );
+  }
   const { resolveHfBase } = await import("../training/hf/hf-trainer-options.js");
   const hfBase = config.hfBase === undefined ? undefined : resolveHfBase(config.hfBase, loaded.baseDir);
   return {
@@ -157,11 +164,87 @@ function shapingGroupOptions(prepared: PreparedPipeline, instance: StageInstance
   return Object.fromEntries(Object.entries(round.options).filter(([name]) => !amounts.includes(name)));
 }
 
+/** The price per million tokens of a server model, when its config gives one. */
+export function priceOf(config: BackendConfig): TokenPrice | undefined {
+  return config.type === "llama-cpp" ? undefined : config.pricePerMillionTokens;
+}
+
+/** The config without what only prices it (changing a price re-runs nothing). */
+function withoutPrice(config: BackendConfig): BackendConfig {
+  if (config.type === "llama-cpp" || config.pricePerMillionTokens === undefined) return config;
+  const { pricePerMillionTokens: _price, ...rest } = config;
+  return rest;
+}
+
+/** What every folder of the run has paid for so far (merged folders, else their shards), from the usage ledgers. */
+async function spentSoFar(runDir: string, instances: readonly StageInstance[]) {
+  const spent = { promptTokens: 0, completionTokens: 0 };
+  for (const instance of instances) {
+    for (const folder of instance.folders.values()) {
+      const { parts } = await readStageStatus(runDir, folder);
+      const counted = parts.some((part) => part.shard === undefined) ? parts.filter((part) => !part.shard) : parts;
+      for (const part of counted) {
+        spent.promptTokens += part.manifest.usage.promptTokens;
+        spent.completionTokens += part.manifest.usage.completionTokens;
+      }
+    }
+  }
+  return spent;
+}
+
+/** The checks of prompt lengths and cutoffLen against the models' contexts (measure-stages.ts), before any work. */
+async function checkLengths(
+  loaded: LoadedPipelineConfig,
+  prepared: PreparedPipeline,
+  onProgress?: ProgressListener,
+): Promise<void> {
+  const { checkCutoffLengths, checkPromptLengths, measureStages, openTokenCounter } = await import(
+    "./measure-stages.js"
+  );
+  await checkCutoffLengths(loaded, prepared);
+  if (!prepared.instances.some((instance) => !instance.skip && instance.definition.estimate)) return;
+  const counter = await openTokenCounter(prepared.generator);
+  try {
+    const warnings = checkPromptLengths(loaded, await measureStages(prepared, counter), counter.contextSize);
+    for (const text of warnings) onProgress?.({ type: "message", level: "warn", text });
+  } finally {
+    await counter.close();
+  }
+}
+
 export async function runPipeline(options: RunPipelineOptions): Promise<RunPipelineResult> {
   const prepared = await preparePipeline(options);
+  await checkLengths(options.loaded, prepared, options.onProgress);
   const { config, runDir, constitution, instances } = prepared;
-  const { onProgress, signal } = options;
+  const { onProgress } = options;
+  const budget = config.budget
+    ? new RunBudget(config.budget, await spentSoFar(runDir, instances), priceOf(prepared.generator))
+    : undefined;
   const run = await openRun(runDir, { create: true });
+  if (budget) run.onUsage = (usage) => budget.add(usage);
+  const signal = budget
+    ? options.signal
+      ? AbortSignal.any([options.signal, budget.signal])
+      : budget.signal
+    : options.signal;
+  try {
+    return await runStages(options, prepared, run, budget, signal, onProgress);
+  } catch (error) {
+    // Stopped by the budget: say so (the stage saw an ordinary abort).
+    if (budget?.signal.aborted && !options.signal?.aborted) throw budget.signal.reason;
+    throw error;
+  }
+}
+
+async function runStages(
+  options: RunPipelineOptions,
+  prepared: PreparedPipeline,
+  run: Run,
+  budget: RunBudget | undefined,
+  signal: AbortSignal | undefined,
+  onProgress: ProgressListener | undefined,
+): Promise<RunPipelineResult> {
+  const { config, runDir, constitution, instances } = prepared;
   const result: RunPipelineResult = {
     runDir,
     alreadyFinished: true,
@@ -176,7 +259,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
     if (event.type === "message" && event.level === "warn") stageWarnings?.add(event.text);
     onProgress?.(event);
   };
-  const pool = new ModelPool(dispatch);
+  const pool = new ModelPool(dispatch, budget ? (model) => budget.wrap(model) : undefined);
   const byName = new Map(instances.map((instance) => [instance.name, instance]));
   const generatorIdentity = modelIdentity(prepared.generator);
   try {
@@ -227,7 +310,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
       const fingerprint = hash({
         key,
         options: instance.options,
-        generator: uses(instance, "generator") ? prepared.generator : null,
+        generator: uses(instance, "generator") ? withoutPrice(prepared.generator) : null,
         upstream: instance.upstream.map((name) => fingerprints.get(name) ?? null),
       });
       fingerprints.set(instance.name, fingerprint);
@@ -291,10 +374,21 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunPipel
         result.adapters[summary.stage] = summary.adapter;
         result.finalAdapter = summary.adapter;
       }
-      if (summary.status !== "skipped" && summary.kept === 0) {
-        result.warnings.push(
-          `${summary.stage} kept no records${summary.rejected ? ` (all ${summary.rejected} were rejected; see 'selfalign status ${runDir}')` : ""}: later stages had nothing from it to work on`,
-        );
+      if (summary.status !== "skipped" && summary.status !== "stopped" && summary.kept === 0) {
+        // Name the stages that went on without its records, and the adapters trained so.
+        const ran = new Set(result.stages.filter((one) => one.status === "ran").map((one) => one.stage));
+        const after = instances.filter((one) => ran.has(one.name) && one.upstream.includes(summary.stage));
+        const trained = after.filter((one) => uses(one, "trainer")).map((one) => one.name);
+        const rejected = summary.rejected
+          ? ` (all ${summary.rejected} were rejected; see 'selfalign status ${runDir}')`
+          : "";
+        const later =
+          after.length > 0
+            ? `${after.map((one) => one.name).join(", ")} ran without anything from it`
+            : "later stages had nothing from it to work on";
+        const adapters =
+          trained.length > 0 ? `; the adapter of ${trained.join(" and ")} was trained without its records` : "";
+        result.warnings.push(`${summary.stage} KEPT NO RECORDS${rejected}: ${later}${adapters}`);
       }
     }
   } finally {

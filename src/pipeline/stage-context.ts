@@ -115,15 +115,19 @@ export async function trainerFor(
 export class ModelPool {
   private readonly models = new Map<string, Promise<LanguageModel>>();
 
-  constructor(private readonly onProgress?: ProgressListener) {}
+  constructor(
+    private readonly onProgress?: ProgressListener,
+    /** Applied to every model created (the run's budget gate). */
+    private readonly wrap?: (model: LanguageModel) => LanguageModel,
+  ) {}
 
   get(config: BackendConfig): Promise<LanguageModel> {
     const key = canonicalJson(config);
     let model = this.models.get(key);
     if (!model) {
-      model = import("../backends/registry.js").then(({ createBackend }) =>
-        createBackend(config, this.onProgress ? { onProgress: this.onProgress } : {}),
-      );
+      model = import("../backends/registry.js")
+        .then(({ createBackend }) => createBackend(config, this.onProgress ? { onProgress: this.onProgress } : {}))
+        .then((created) => (this.wrap ? this.wrap(created) : created));
       // A failed creation is not cached: the next call tries again.
       model.catch(() => this.models.delete(key));
       this.models.set(key, model);

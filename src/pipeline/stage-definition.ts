@@ -92,6 +92,62 @@ export interface StageContext<O> {
   signal?: AbortSignal;
 }
 
+/** What a stage's `estimate` gets: its options and the run's constitution, a tokenizer, and upstream estimates. */
+export interface StageEstimateContext<O> {
+  /** The stage's options, defaults applied. */
+  options: O;
+  constitution: Constitution;
+  /** Tokens of a prompt under the run's model (its tokenizer, BOS included). */
+  countTokens(text: string): Promise<number>;
+  /** Records an upstream stage (by definition name) is expected to keep; 0 when it is skipped. */
+  upstreamRecords(stage: string): number;
+  /** Generated tokens of one such record (its answer), when the upstream stage says. */
+  upstreamRecordTokens(stage: string): number | undefined;
+  /** Every request evaluates its whole prompt (engine.deterministic: no prefix reuse). */
+  noPrefixReuse: boolean;
+  round?: RoundInfo;
+}
+
+/** One kind of prompt a stage sends, at its longest, with the option that bounds what it generates. */
+export interface StagePromptLength {
+  /** E.g. "question prompt". */
+  label: string;
+  /** Tokens of the longest such prompt. */
+  tokens: number;
+  /** Tokens of its fixed part (no demos, seeds or query): every such prompt has at least these. */
+  minTokens: number;
+  /** New tokens asked for. */
+  maxTokens: number;
+  /** The option that sets `maxTokens`, under the stage's options: "sampling.maxTokens". */
+  maxTokensField: string;
+  /** The model it goes to; the run checks "generator" prompts against the run model's context before any work. */
+  role: ModelRole;
+}
+
+/**
+ * A stage's work before it runs, in tokens: upper bounds where the method's yields are not known (every answer as
+ * long as maxTokens, every record kept), with the assumptions named in `notes`.
+ */
+export interface StageEstimate {
+  /** Requests sent. */
+  requests: number;
+  /** Prompt tokens sent (what a server bills). */
+  promptTokens: number;
+  /** Prompt tokens evaluated (a shared prefix, such as stage 2's meta-prompt, once per batch of sequences). */
+  evaluatedPromptTokens: number;
+  /** Tokens generated at most. */
+  completionTokens: number;
+  /** Tokens a trainer goes through (all epochs). */
+  trainTokens: number;
+  /** Records it is expected to keep (what later stages work on). */
+  records: number;
+  /** Generated tokens of one kept record, at most (a later stage trains on them). */
+  recordTokens?: number;
+  prompts: StagePromptLength[];
+  /** The assumptions behind the figures, one sentence each. */
+  notes: string[];
+}
+
 /** A global rule shards could not apply: `check` a shard record, `add` it once kept, `finish` after the merge. */
 export interface MergeRule {
   check(record: StoreRecord): { filter: string; reason: string } | undefined;
@@ -165,6 +221,11 @@ export interface StageDefinition<O = Record<string, unknown>> {
   /** Short CLI flags kept for compatibility: flag (kebab-case, no dashes) -> option path ("sampling.maxTokens"). */
   flagAliases?: Readonly<Record<string, string>>;
   run(context: StageContext<O>): Promise<StageRunResult>;
+  /**
+   * Its work in tokens before it runs (`selfalign run --estimate`), and its prompts' longest lengths, which the run
+   * checks against the model's context before any work. Stages without one are left out of the estimate.
+   */
+  estimate?(context: StageEstimateContext<O>): Promise<StageEstimate>;
   /** Merge rules for its folders (default: records deduplicated by id only). */
   merge?: Readonly<Record<string, (context: MergeContext) => MergeRule>>;
   /** How the report shows each folder's records (default: a generic view of the usual fields). */

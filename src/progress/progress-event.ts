@@ -1,7 +1,20 @@
 /** Typed progress events. The library emits them and never prints; the CLI renders them. */
 export type ProgressEvent =
   | { type: "stage-start"; stage: string; total?: number; done?: number }
-  | { type: "record-end"; stage: string; done: number; total?: number; kept?: boolean; reason?: string }
+  | {
+      type: "record-end";
+      stage: string;
+      done: number;
+      total?: number;
+      /** Whether this input kept a record (an input may give several records, e.g. a list of questions). */
+      kept?: boolean;
+      reason?: string;
+      /**
+       * The stage folder's record counts after this input (its manifest's, earlier runs included): what the run's
+       * summary reports, so a renderer showing these agrees with it.
+       */
+      records?: { kept: number; rejected: number };
+    }
   | { type: "stage-end"; stage: string; done: number; kept?: number; rejected?: number }
   | {
       type: "train-step";

@@ -105,6 +105,8 @@ export class RecordTally {
   readonly ids = new Set<string>();
   /** Inputs marked finished in done-items.jsonl. */
   readonly doneItems = new Set<string>();
+  /** Filters of the counted retryable rejections of each unfinished input, uncounted once the input finishes. */
+  private readonly retryable = new Map<string, string[]>();
 
   isDone(id: string): boolean {
     return this.ids.has(id) || this.doneItems.has(id);
@@ -115,11 +117,26 @@ export class RecordTally {
     if (this.ids.has(record.id)) return false;
     this.ids.add(record.id);
     this.counts.kept++;
+    this.finished(record.id);
     return true;
   }
 
   addDoneItem(id: string): void {
     this.doneItems.add(id);
+    this.finished(id);
+  }
+
+  /** An input finished: its retryable rejections stop counting, as they would when the files are read again. */
+  private finished(id: string): void {
+    const filters = this.retryable.get(id);
+    if (!filters) return;
+    this.retryable.delete(id);
+    for (const filter of filters) {
+      this.counts.rejected--;
+      const left = (this.counts.byFilter[filter] ?? 1) - 1;
+      if (left > 0) this.counts.byFilter[filter] = left;
+      else delete this.counts.byFilter[filter];
+    }
   }
 
   /** Count a rejected record under its filter; false (and nothing counted) when its id was seen. */
@@ -130,6 +147,11 @@ export class RecordTally {
     this.counts.rejected++;
     const filter = typeof record.filter === "string" ? record.filter : "unknown";
     this.counts.byFilter[filter] = (this.counts.byFilter[filter] ?? 0) + 1;
+    if (typeof record.retryOf === "string") {
+      const filters = this.retryable.get(record.retryOf) ?? [];
+      filters.push(filter);
+      this.retryable.set(record.retryOf, filters);
+    }
     return true;
   }
 }

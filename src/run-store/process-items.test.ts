@@ -4,6 +4,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { AbortedError } from "../errors/index.js";
+import { createProgressRenderer } from "../cli/progress-renderer.js";
 import type { ProgressEvent } from "../progress/progress-event.js";
 import { readJsonl, type StoreRecord } from "./jsonl.js";
 import type { ItemResult } from "./process-items.js";
@@ -216,9 +217,72 @@ describe("processItems events", () => {
     expect(result).toMatchObject({ total: 3, processed: 3, kept: 1, rejected: 1 });
     expect(calls).toEqual([items[0]!.id, items[1]!.id, items[3]!.id]);
     expect(events.filter((event) => event.type === "record-end")).toEqual([
-      { type: "record-end", stage: "s", done: 1, total: 3, kept: true },
-      { type: "record-end", stage: "s", done: 2, total: 3, kept: false, reason: "min-length: 1 chars, minimum 160" },
-      { type: "record-end", stage: "s", done: 3, total: 3 },
+      { type: "record-end", stage: "s", done: 1, total: 3, kept: true, records: { kept: 1, rejected: 0 } },
+      {
+        type: "record-end",
+        stage: "s",
+        done: 2,
+        total: 3,
+        kept: false,
+        reason: "min-length: 1 chars, minimum 160",
+        records: { kept: 1, rejected: 1 },
+      },
+      { type: "record-end", stage: "s", done: 3, total: 3, records: { kept: 1, rejected: 1 } },
     ]);
+  });
+
+  it("progress shows the folder's record counts, as the summary does: several outputs, retries, a resume", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "selfalign-counts-"));
+    // Each input gives 3 questions: some inputs all rejected, some mixed; one input's prompt overflows the context
+    // (a retryable rejection, which a later run with a larger context replaces).
+    const outputs = (item: Item, context: number): ItemResult[] => {
+      if (item.n === 5 && context < 2048)
+        return [
+          {
+            rejected: {
+              id: recordId("overflow", item.id, context),
+              filter: "context-overflow",
+              reason: "too long",
+              retryOf: item.id,
+            },
+          },
+        ];
+      return [0, 1, 2].map((k) =>
+        (item.n + k) % 3 === 0
+          ? { kept: { id: recordId("q", item.id, k), parentId: item.id } }
+          : { rejected: { id: recordId("q", item.id, k), filter: "dedup", reason: "near copy" } },
+      );
+    };
+    const runOnce = async (list: Item[], context: number) => {
+      const run = await openRun(dir, { create: true });
+      const store = await run.stage("s");
+      const stream = {
+        text: "",
+        write(chunk: string) {
+          stream.text += chunk;
+        },
+      };
+      const renderer = createProgressRenderer({ stream, mode: "plain", color: false, logLevel: "info", now: () => 0 });
+      await store.processItems({
+        items: list,
+        onProgress: renderer.onProgress,
+        process: async (item) => outputs(item, context),
+      });
+      const counts = { ...store.manifest.counts };
+      await run.close();
+      return { text: stream.text, counts };
+    };
+    const first = await runOnce(items.slice(0, 8), 1024);
+    const second = await runOnce(items.slice(0, 12), 4096);
+    await rm(dir, { recursive: true, force: true });
+    for (const { text, counts } of [first, second]) {
+      const lines = text.trimEnd().split("\n");
+      // The last progress line and the end line both give the manifest's counts (what `selfalign run` prints).
+      expect(lines.at(-2)).toContain(`kept ${counts.kept} rejected ${counts.rejected}`);
+      expect(lines.at(-1)).toContain(`kept ${counts.kept}, rejected ${counts.rejected}`);
+    }
+    // Records, not inputs: 8 inputs, 7 of them with 3 questions each, and the overflow; then 5 more inputs.
+    expect(first.counts).toEqual({ kept: 7, rejected: 15, byFilter: { dedup: 14, "context-overflow": 1 } });
+    expect(second.counts).toMatchObject({ kept: 12, rejected: 24 });
   });
 });

@@ -99,6 +99,7 @@ export async function processItems<I extends { id: string }, R extends StoreReco
       total: result.total,
       ...(outputs.length > 0 ? { kept: kept > 0 } : {}),
       ...(kept === 0 && reason !== undefined ? { reason } : {}),
+      records: { kept: store.manifest.counts.kept, rejected: store.manifest.counts.rejected },
     });
     if (Date.now() - lastSave >= interval) {
       lastSave = Date.now();

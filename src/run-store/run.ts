@@ -41,6 +41,8 @@ export interface OpenRunOptions {
 export class Run {
   private readonly stages = new Map<string, StageStore>();
   private closed = false;
+  /** Told of every request's tokens written to a usage ledger of this run (stages opened after it is set). */
+  onUsage?: (usage: import("../backends/language-model.js").TokenUsage) => void;
 
   constructor(
     /** Absolute path of the run directory. */
@@ -84,7 +86,12 @@ export class Run {
     const key = options.shard ? `${name}/${shardDirName(options.shard)}` : name;
     let store = this.stages.get(key);
     if (!store) {
-      store = await StageStore.open(this.dir, name, options);
+      const onUsage = this.onUsage;
+      store = await StageStore.open(
+        this.dir,
+        name,
+        onUsage ? { ...options, onUsage: (usage) => onUsage(usage) } : options,
+      );
       this.stages.set(key, store);
     }
     return store;

@@ -33,6 +33,8 @@ export interface StageStoreOptions {
   shard?: Shard;
   /** Validate kept and rejected records on write and on read (a bad line names file, line and field). */
   schemas?: RecordSchemas;
+  /** Told of every line written to the usage ledger, after it is written (a run's budget watches this). */
+  onUsage?: (usage: TokenUsage) => void;
 }
 
 /** Names usable as a stage folder: letters, digits, `-`, `_`, `.`; not `shard-*`. */
@@ -109,6 +111,7 @@ export class StageStore {
   private readonly usageFile: JsonlAppender;
   private usageLines = 0;
   private readonly openedAt = Date.now();
+  private readonly onUsage: ((usage: TokenUsage) => void) | undefined;
   private readonly secondsBefore: number;
   private saving: Promise<void> = Promise.resolve();
 
@@ -117,7 +120,9 @@ export class StageStore {
     readonly dir: string,
     readonly shard: Shard | undefined,
     state: { manifest: Manifest; tally: RecordTally; warnings: string[]; schemas: RecordSchemas },
+    onUsage?: (usage: TokenUsage) => void,
   ) {
+    this.onUsage = onUsage;
     this.manifest = state.manifest;
     this.warnings = state.warnings;
     this.tally = state.tally;
@@ -146,7 +151,7 @@ export class StageStore {
     );
     manifest.stage = stage;
     if (shard) manifest.shard = { ...shard };
-    return new StageStore(stage, dir, shard, { manifest, tally, warnings, schemas });
+    return new StageStore(stage, dir, shard, { manifest, tally, warnings, schemas }, options.onUsage);
   }
 
   /** Ids already finished: every record and rejected record, and inputs marked done. A snapshot. */
@@ -211,6 +216,7 @@ export class StageStore {
     };
     this.usageFile.append(line);
     addUsage(this.manifest.usage, usage);
+    this.onUsage?.(usage);
   }
 
   private check(record: StoreRecord, schema: ZodType | undefined, path: string): void {

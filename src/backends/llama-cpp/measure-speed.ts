@@ -1,11 +1,10 @@
 /**
- * A few seconds' measurement of an embedded engine's speed on this machine: prompt evaluation (tokens/s), decoding
+ * A few seconds' measurement of a model's speed (the embedded engine on this machine, or a server): prompt evaluation (tokens/s), decoding
  * (aggregate tokens/s with the backend's parallel sequences) and scoring (continuation tokens/s). What a run
  * estimate multiplies the tokens of each stage by. Prompts are nonsense of the model's own vocabulary, each one
  * starting differently so nothing is served from the KV cache.
  */
-import { completeAll } from "../language-model.js";
-import type { LlamaCppBackend } from "./llama-cpp-backend.js";
+import { completeAll, type LanguageModel } from "../language-model.js";
 
 export interface MeasureEngineSpeedOptions {
   /** Tokens of the prompt evaluated to time prompt evaluation. Default 256. */
@@ -35,7 +34,7 @@ export interface EngineSpeed {
 const filler = "the of and to in is was for on that with as by at from it be are this an which or has had ".split(" ");
 
 /** Text of at least `tokens` tokens of this model, starting with `opening`. */
-async function textOfTokens(backend: LlamaCppBackend, opening: string, tokens: number): Promise<string> {
+async function textOfTokens(backend: LanguageModel, opening: string, tokens: number): Promise<string> {
   let text = opening;
   let i = 0;
   // Grow in steps of about a quarter of what is missing, so this tokenises a few times, not once per word.
@@ -48,7 +47,7 @@ async function textOfTokens(backend: LlamaCppBackend, opening: string, tokens: n
 
 /** Measure prompt-evaluation, decode and scoring speed of `backend` (a few seconds on a small model). */
 export async function measureEngineSpeed(
-  backend: LlamaCppBackend,
+  backend: LanguageModel,
   options: MeasureEngineSpeedOptions = {},
 ): Promise<EngineSpeed> {
   const started = performance.now();
@@ -84,7 +83,7 @@ export async function measureEngineSpeed(
   const generated = decoded.reduce((sum, result) => sum + result.usage.completionTokens, 0);
 
   let scoreTokensPerSecond: number | undefined;
-  if (options.score ?? true) {
+  if ((options.score ?? true) && backend.capabilities().score) {
     const scorePrompt = await textOfTokens(backend, `${nonce} score`, 64);
     const continuations = [" yes", " no", " the first one", " neither of them"];
     start = performance.now();

@@ -14,9 +14,12 @@ export function registerDemo(program: Command): void {
     )
     .option("--dir <dir>", "folder for the tiny model and the run", "runs/demo")
     .option("--seed <n>", "seed of the model and the run", (value) => Number.parseInt(value, 10), 7)
-    .action(async (options: { dir: string; seed: number }) => {
+    .option("--estimate", "print each stage's tokens and expected time (speeds measured here), then stop")
+    .action(async (options: { dir: string; seed: number; estimate?: boolean }) => {
       const { prepareDemo } = await import("../../pipeline/demo.js");
       process.stderr.write(banner);
-      await runPipelineCommand(await prepareDemo({ dir: options.dir, seed: options.seed }));
+      await runPipelineCommand(await prepareDemo({ dir: options.dir, seed: options.seed }), {
+        estimate: options.estimate === true,
+      });
     });
 }

@@ -2,6 +2,8 @@
 import { z } from "zod";
 import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import { trainConfigSchema } from "../../pipeline/train-config.js";
+import { trainingTokens } from "../shared/estimate-training.js";
+import { longestChatPrompt } from "../shared/longest-prompts.js";
 import { keptRecordSchema, rejectedRecordSchema } from "../shared/record-schemas.js";
 import { promptStyles } from "./prompt.js";
 import { engraveStage, runEngrave } from "./run.js";
@@ -68,6 +70,22 @@ export const engraveDefinition = defineStage({
       usage: { promptTokens: 0, completionTokens: 0 },
       adapter: out.train.adapterPath,
       summary: `${out.counts.examples} examples (${out.counts.identity} identity), ${out.train.steps} steps, final loss ${out.train.finalLoss.toFixed(4)}`,
+    };
+  },
+  async estimate({ options, constitution, countTokens, upstreamRecords, upstreamRecordTokens }) {
+    const prompt = await countTokens(longestChatPrompt(constitution, "concise"));
+    const identity = options.includeIdentity ? constitution.assistant.identity.length : 0;
+    const examples = upstreamRecords("self-align") + identity;
+    const answer = upstreamRecordTokens("self-align") ?? 256;
+    return {
+      requests: 0,
+      promptTokens: 0,
+      evaluatedPromptTokens: 0,
+      completionTokens: 0,
+      trainTokens: trainingTokens(options.train, { examples, exampleTokens: prompt + answer }),
+      records: examples,
+      prompts: [],
+      notes: [`${examples} examples of at most ${prompt} + ${answer} tokens`],
     };
   },
   report: { [engraveStage]: sftReport },

@@ -5,7 +5,11 @@ import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { loadGrammar, withGrammar } from "../shared/grammar.js";
+import { fixedPromptParts, longestQuestionPrompt, longestTopicPrompt } from "../shared/longest-prompts.js";
 import { mergeOnePer } from "../shared/merge-one-per.js";
+
+/** What the estimate assumes one brainstorming prompt adds to its type's list (after the filters and balancing). */
+const newTopicsPerPrompt = 3;
 import {
   questionSamplingDefaults,
   redTeamStage,
@@ -105,6 +109,56 @@ export const redTeamDefinition = defineStage({
       usage: out.usage,
       warnings: out.warnings,
       summary: `${topics} topics, kept ${out.counts.kept} questions, rejected ${out.counts.rejected}`,
+    };
+  },
+  async estimate({ options, constitution, countTokens }) {
+    const types = constitution.redTeamTypes.length;
+    const topicPrompt = await countTokens(longestTopicPrompt(constitution));
+    const questionPrompt = await countTokens(
+      longestQuestionPrompt(constitution, options.seedsPerPrompt, options.targetsPerPrompt),
+    );
+    const fixed = fixedPromptParts(constitution);
+    const topicFixed = await countTokens(fixed.topic);
+    const questionFixed = await countTokens(fixed.question);
+    const topicTokens = options.topicSampling.maxTokens ?? topicSamplingDefaults.maxTokens;
+    const questionTokens = options.questionSampling.maxTokens ?? questionSamplingDefaults.maxTokens;
+    // Each epoch prompts once per topic of every type; each prompt is assumed to add `newTopicsPerPrompt` topics.
+    let perType = 1;
+    let topicPrompts = 0;
+    for (let epoch = 1; epoch <= options.epochs; epoch++) {
+      topicPrompts += types * perType;
+      perType = Math.min(options.maxTopicsPerType ?? Number.POSITIVE_INFINITY, perType * (1 + newTopicsPerPrompt));
+    }
+    const pairs = types * perType;
+    const questionPrompts = Math.ceil(pairs / options.targetsPerPrompt);
+    return {
+      requests: topicPrompts + questionPrompts,
+      promptTokens: topicPrompts * topicPrompt + questionPrompts * questionPrompt,
+      evaluatedPromptTokens: topicPrompts * topicPrompt + questionPrompts * questionPrompt,
+      completionTokens: topicPrompts * topicTokens + questionPrompts * questionTokens,
+      trainTokens: 0,
+      records: pairs,
+      prompts: [
+        {
+          label: "topic prompt",
+          tokens: topicPrompt,
+          minTokens: topicFixed,
+          maxTokens: topicTokens,
+          maxTokensField: "topicSampling.maxTokens",
+          role: "generator",
+        },
+        {
+          label: "question prompt",
+          tokens: questionPrompt,
+          minTokens: questionFixed,
+          maxTokens: questionTokens,
+          maxTokensField: "questionSampling.maxTokens",
+          role: "generator",
+        },
+      ],
+      notes: [
+        `${newTopicsPerPrompt} new topics per brainstorming prompt; ${perType} topics per type after ${options.epochs} epoch(s); every question kept`,
+      ],
     };
   },
   merge: {

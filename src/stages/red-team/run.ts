@@ -202,7 +202,13 @@ export async function runRedTeamTopics(options: RunRedTeamOptions): Promise<Map<
       await store.saveManifest();
     }
     current = cap(next);
-    onProgress?.({ type: "record-end", stage, done: epoch, total: epochs });
+    onProgress?.({
+      type: "record-end",
+      stage,
+      done: epoch,
+      total: epochs,
+      records: { kept: store.manifest.counts.kept, rejected: store.manifest.counts.rejected },
+    });
   }
   store.manifest.extra.topicsPerType = Object.fromEntries([...current].map(([type, list]) => [type, list.length]));
   await store.saveManifest();

@@ -6,6 +6,7 @@ import type { StoreRecord } from "../../run-store/index.js";
 import { countPrincipleUsage } from "./principle-usage.js";
 import { withGrammar } from "../shared/grammar.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
+import { longestSelfAlignPrompt, selfAlignMetaPrompt } from "../shared/longest-prompts.js";
 import { mergeOnePer } from "../shared/merge-one-per.js";
 import { promptSourceStages, promptsFileSchema, readStagePromptsOrFile } from "../shared/stage-prompts.js";
 import { runSelfAlign, selfAlignSamplingDefaults, selfAlignStage } from "./run.js";
@@ -79,6 +80,38 @@ export const selfAlignDefinition = defineStage({
       usage: out.usage,
       warnings: out.warnings,
       summary: `kept ${out.counts.kept}, rejected ${out.counts.rejected}`,
+    };
+  },
+  async estimate({ options, constitution, countTokens, upstreamRecords, noPrefixReuse }) {
+    const meta = await countTokens(selfAlignMetaPrompt(constitution));
+    const prompt = await countTokens(longestSelfAlignPrompt(constitution));
+    const maxTokens = options.sampling.maxTokens ?? selfAlignSamplingDefaults.maxTokens;
+    const upstream = options.prompts === undefined ? upstreamRecords("self-instruct") + upstreamRecords("red-team") : 0;
+    const n = Math.min(options.maxPrompts ?? Number.POSITIVE_INFINITY, upstream);
+    return {
+      requests: n,
+      promptTokens: n * prompt,
+      // The meta-prompt is a prefix every request shares: the engine evaluates it once and copies its KV cache.
+      evaluatedPromptTokens: noPrefixReuse || n === 0 ? n * prompt : meta + n * (prompt - meta),
+      completionTokens: n * maxTokens,
+      trainTokens: 0,
+      records: n,
+      recordTokens: maxTokens,
+      prompts: [
+        {
+          label: "prompt",
+          tokens: prompt,
+          minTokens: meta,
+          maxTokens,
+          maxTokensField: "sampling.maxTokens",
+          role: "generator",
+        },
+      ],
+      notes: [
+        options.prompts === undefined
+          ? `answers every stage-1 prompt${options.maxPrompts !== undefined ? ` (at most maxPrompts ${options.maxPrompts})` : ""}; meta-prompt ${meta} tokens`
+          : "a prompt file is not read for the estimate: its prompts are not counted",
+      ],
     };
   },
   merge: {

@@ -5,6 +5,7 @@ import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { DedupIndex } from "../../text/dedup-index.js";
 import { withGrammar } from "../shared/grammar.js";
+import { fixedPromptParts, longestSelfInstructPrompt } from "../shared/longest-prompts.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { runSelfInstruct, selfInstructSamplingDefaults, selfInstructStage } from "./run.js";
 
@@ -29,6 +30,9 @@ export const selfInstructRejectedSchema = rejectedRecordSchema({
 });
 
 const { allowEos: _allowEos, ...samplingDefaults } = selfInstructSamplingDefaults;
+
+/** What the estimate assumes a round keeps (the yield of a real base model is not known before the run). */
+const keptPerRound = 5;
 
 export const selfInstructOptionsSchema = z.strictObject({
   target: positiveInt.default(100).describe("instructions to keep (in this shard)"),
@@ -67,6 +71,31 @@ export const selfInstructDefinition = defineStage({
       usage: out.usage,
       warnings: out.warnings,
       summary: `kept ${out.counts.kept}, rejected ${out.counts.rejected} after ${out.counts.rounds} rounds (${out.stopReason})`,
+    };
+  },
+  async estimate({ options, constitution, countTokens }) {
+    const prompt = await countTokens(longestSelfInstructPrompt(constitution, options.demos));
+    const fixed = await countTokens(fixedPromptParts(constitution).selfInstruct);
+    const maxTokens = options.sampling.maxTokens ?? selfInstructSamplingDefaults.maxTokens;
+    const rounds = Math.min(options.maxRounds ?? Number.POSITIVE_INFINITY, Math.ceil(options.target / keptPerRound));
+    return {
+      requests: rounds,
+      promptTokens: rounds * prompt,
+      evaluatedPromptTokens: rounds * prompt,
+      completionTokens: rounds * maxTokens,
+      trainTokens: 0,
+      records: Math.min(options.target, rounds * keptPerRound),
+      prompts: [
+        {
+          label: "prompt",
+          tokens: prompt,
+          minTokens: fixed,
+          maxTokens,
+          maxTokensField: "sampling.maxTokens",
+          role: "generator",
+        },
+      ],
+      notes: [`${keptPerRound} instructions kept per round (of the 20 asked for, after the filters and dedup)`],
     };
   },
   merge: {

@@ -208,7 +208,14 @@ export async function runSelfInstruct(options: RunSelfInstructOptions): Promise<
     }
     await store.markDone(parentId);
     idle = keptNow > 0 ? 0 : idle + 1;
-    onProgress?.({ type: "record-end", stage, done: keptCount, total: options.target, kept: keptNow > 0 });
+    onProgress?.({
+      type: "record-end",
+      stage,
+      done: keptCount,
+      total: options.target,
+      kept: keptNow > 0,
+      records: { kept: store.manifest.counts.kept, rejected: store.manifest.counts.rejected },
+    });
   };
 
   try {

@@ -7,7 +7,9 @@ import { positiveInt, trainConfigSchema } from "../../pipeline/train-config.js";
 import { recordId } from "../../run-store/index.js";
 import { sftRecordSchema, sftReport } from "../engrave/definition.js";
 import { engraveStage } from "../engrave/run.js";
+import { trainingTokens } from "../shared/estimate-training.js";
 import { withGrammar } from "../shared/grammar.js";
+import { fixedPromptParts, longestChatPrompt } from "../shared/longest-prompts.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { promptSourceStages, promptsFileSchema, readStagePromptsOrFile } from "../shared/stage-prompts.js";
 import { runVerboseClone, verboseCloneStage, verboseSamplingDefaults } from "./run.js";
@@ -95,6 +97,37 @@ export const verboseCloneDefinition = defineStage({
       usage: out.usage,
       adapter: out.train.adapterPath,
       summary: `kept ${out.counts.kept}, rejected ${out.counts.rejected}; ${out.counts.examples} examples, final loss ${out.train.finalLoss.toFixed(4)}`,
+    };
+  },
+  async estimate({ options, constitution, countTokens, upstreamRecords }) {
+    const prompt = await countTokens(longestChatPrompt(constitution, "verbose"));
+    const trainPrompt = await countTokens(longestChatPrompt(constitution, "concise"));
+    const fixed = await countTokens(fixedPromptParts(constitution).chat("verbose"));
+    const maxTokens = options.sampling.maxTokens ?? verboseSamplingDefaults.maxTokens;
+    const available =
+      (options.prompts === undefined ? upstreamRecords("self-instruct") + upstreamRecords("red-team") : 0) +
+      constitution.assistant.identity.length;
+    const n = Math.min(options.maxPrompts ?? Number.POSITIVE_INFINITY, available);
+    return {
+      requests: n,
+      promptTokens: n * prompt,
+      evaluatedPromptTokens: n * prompt,
+      completionTokens: n * maxTokens,
+      trainTokens: trainingTokens(options.train, { examples: n, exampleTokens: trainPrompt + maxTokens }),
+      records: n,
+      recordTokens: maxTokens,
+      prompts: [
+        {
+          label: "teacher prompt",
+          tokens: prompt,
+          minTokens: fixed,
+          maxTokens,
+          maxTokensField: "sampling.maxTokens",
+          // The default teacher is the training base on the run's engine settings; a teacher of its own is not checked.
+          role: options.teacher === undefined ? "generator" : "teacher",
+        },
+      ],
+      notes: [`the teacher answers ${n} prompts; every answer kept and trained on`],
     };
   },
   report: {
