@@ -215,7 +215,7 @@ async function checkLengths(
 export async function runPipeline(options: RunPipelineOptions): Promise<RunPipelineResult> {
   const prepared = await preparePipeline(options);
   await checkLengths(options.loaded, prepared, options.onProgress);
-  const { config, runDir, constitution, instances } = prepared;
+  const { config, runDir, instances } = prepared;
   const { onProgress } = options;
   const budget = config.budget
     ? new RunBudget(config.budget, await spentSoFar(runDir, instances), priceOf(prepared.generator))
