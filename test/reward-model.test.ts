@@ -1,9 +1,3 @@
-/**
- * The reward objective end to end (method B.4): a reward model trained on a learnable toy preference set ranks
- * held-out pairs right, exports a GGUF LoRA + head and a PEFT sequence-classification adapter, and its rewards read
- * through llama.cpp (RewardModel) equal the trainer's forward; a kill -9 during training resumes to the same result.
- */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +14,7 @@ import { readSafetensors } from "../src/training/export/safetensors.js";
 import { RewardModel } from "../src/training/reward/reward-model.js";
 import type { TrainResult } from "../src/training/trainer.js";
 import { markerPreferences } from "./fixtures/toy-preferences.js";
+import { killWhen } from "./fixtures/kill-when.js";
 import { trainKillTestReward } from "./fixtures/train-reward.js";
 
 let dir: string;
@@ -157,22 +152,7 @@ async function checkpointStep(out: string): Promise<number> {
 
 /** Train in a child process and kill -9 it once its checkpoint has reached `step`; returns the step it had. */
 async function killDuringTraining(out: string, step: number): Promise<number> {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", fixture, basePath, out], { stdio: "pipe" });
-  let stderr = "";
-  child.stderr?.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  let finished = false;
-  const exited = new Promise<void>((resolve) =>
-    child.on("exit", () => {
-      finished = true;
-      resolve();
-    }),
-  );
-  while (!finished && (await checkpointStep(out)) < step) await new Promise((resolve) => setTimeout(resolve, 5));
-  expect(finished, `training ended before it was killed: ${stderr}`).toBe(false);
-  child.kill("SIGKILL");
-  await exited;
+  await killWhen([fixture, basePath, out], async () => (await checkpointStep(out)) >= step, { what: "training" });
   expect((await stat(join(out, "adapter.gguf")).catch(() => undefined)) === undefined).toBe(true);
   return checkpointStep(out);
 }

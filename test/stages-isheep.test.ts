@@ -5,7 +5,7 @@
  * nothing of round 1 and sends no request whose result was stored; `selfalign stage <member> --round 2`; early
  * stopping; the report's round panels and its browser filtered by round; `selfalign isheep`.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
@@ -26,6 +26,7 @@ import { ruleFilterNames } from "../src/stages/isheep/filters.js";
 import { rougeL } from "../src/text/rouge-l.js";
 import { chromiumArgs, chromiumPath } from "./fixtures/chromium.js";
 import { isheepTestConfig, promptGrammar, ratingGrammar } from "./fixtures/isheep-pipeline.js";
+import { fileSize, killWhen } from "./fixtures/kill-when.js";
 
 let dir: string;
 let model: string;
@@ -36,7 +37,7 @@ const members = ["prompts", "answers", "filter", "rate", "keep", "train", "eval"
 const folder = (runDir: string, member: string, round: number) => join(runDir, `isheep-${member}-round-${round}`);
 const records = async (runDir: string, member: string, round: number, file = "records.jsonl") =>
   (await readJsonl<StoreRecord>(join(folder(runDir, member, round), file))).records;
-const size = async (path: string) => (await stat(path).catch(() => undefined))?.size ?? 0;
+const _size = async (path: string) => (await stat(path).catch(() => undefined))?.size ?? 0;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "selfalign-isheep-"));
@@ -481,25 +482,10 @@ const killOptions = { "isheep-train": { train: { maxSteps: 6, rank: 2, threads: 
  */
 async function killDuring(runDir: string, files: string[], bytes = 1): Promise<string> {
   const fixture = join(import.meta.dirname, "fixtures", "isheep-pipeline.ts");
-  const args = ["--import", "tsx", fixture, model, runDir, "2", JSON.stringify(killOptions)];
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: "pipe" });
-  let stderr = "";
-  child.stderr?.on("data", (chunk) => {
-    stderr += chunk;
+  const grown = async () => (await Promise.all(files.map(fileSize))).reduce((a, b) => a + b, 0);
+  return killWhen([fixture, model, runDir, "2", JSON.stringify(killOptions)], async () => (await grown()) >= bytes, {
+    what: "the pipeline",
   });
-  let finished = false;
-  const exited = new Promise<void>((resolve) =>
-    child.on("exit", () => {
-      finished = true;
-      resolve();
-    }),
-  );
-  const grown = async () => (await Promise.all(files.map(size))).reduce((a, b) => a + b, 0);
-  while (!finished && (await grown()) < bytes) await new Promise((resolve) => setTimeout(resolve, 5));
-  expect(finished, `the pipeline ended before it was killed: ${stderr}`).toBe(false);
-  child.kill("SIGKILL");
-  await exited;
-  return stderr;
 }
 
 /** Every file of a folder (recursively, the adapter's included) with a hash of its content; manifests left out. */

@@ -5,7 +5,6 @@
  * aggregate -> reward model, exports, report), and a kill -9 during the preferences that resumes to the records of
  * an uninterrupted run; the HTML report of the run opened in headless Chromium.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -28,6 +27,7 @@ import { chromiumArgs, chromiumPath } from "./fixtures/chromium.js";
 import { salmonConfig, type SalmonTestUpTo, salmonTestPrinciples } from "./fixtures/salmon-pipeline.js";
 import { writeAgreeingJudge } from "./fixtures/salmon-judge.js";
 import { readRecordsFile, withRun } from "./fixtures/stage-files.js";
+import { fileSize, killWhen } from "./fixtures/kill-when.js";
 
 const modelOptions = { seed: 5, contextLength: 2048 };
 let dir: string;
@@ -407,26 +407,10 @@ async function expectReportRenders(
 /** Run the pipeline up to the preferences in a child process; kill -9 it once it has judged its first pair. */
 async function killDuringPreferences(runDir: string): Promise<void> {
   const fixture = join(import.meta.dirname, "fixtures", "salmon-pipeline.ts");
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ["--import", "tsx", fixture, policy, judgeModel, runDir, promptsFile, "preferences"],
-    { stdio: "pipe" },
-  );
-  let stderr = "";
-  child.stderr?.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  let finished = false;
-  const exited = new Promise<void>((resolve) =>
-    child.on("exit", () => {
-      finished = true;
-      resolve();
-    }),
-  );
   const records = join(runDir, "salmon-preferences", "records.jsonl");
-  const size = async () => (await stat(records).catch(() => undefined))?.size ?? 0;
-  while (!finished && (await size()) === 0) await new Promise((resolve) => setTimeout(resolve, 5));
-  expect(finished, `the run ended before it was killed: ${stderr}`).toBe(false);
-  child.kill("SIGKILL");
-  await exited;
+  await killWhen(
+    [fixture, policy, judgeModel, runDir, promptsFile, "preferences"],
+    async () => (await fileSize(records)) > 0,
+    { what: "the run" },
+  );
 }

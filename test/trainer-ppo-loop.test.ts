@@ -4,7 +4,6 @@
  * reward the mean reward rises over a few dozen steps while the KL to the reference stays bounded, and the exported
  * adapter loads in llama.cpp; a run killed with kill -9 between steps resumes to the uninterrupted run's curve.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +13,7 @@ import { writeTinyModel } from "../src/gguf/index.js";
 import { gae, tokenRewards } from "../src/training/embedded/ppo/ppo-math.js";
 import type { PpoCurvePoint } from "../src/training/embedded/ppo/ppo-trainer.js";
 import { runToyPpo, toyResponseLength } from "./fixtures/ppo-toy.js";
+import { killWhen } from "./fixtures/kill-when.js";
 
 let dir: string;
 let base: string;
@@ -113,24 +113,9 @@ async function checkpointStep(out: string): Promise<number> {
 
 /** Run the toy PPO in a child process and kill -9 it once its checkpoint has reached `step`. */
 async function killDuringPpo(out: string, steps: number, step: number): Promise<number> {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", fixture, base, out, String(steps)], {
-    stdio: "pipe",
+  await killWhen([fixture, base, out, String(steps)], async () => (await checkpointStep(out)) >= step, {
+    what: "PPO",
   });
-  let stderr = "";
-  child.stderr?.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  let finished = false;
-  const exited = new Promise<void>((resolve) =>
-    child.on("exit", () => {
-      finished = true;
-      resolve();
-    }),
-  );
-  while (!finished && (await checkpointStep(out)) < step) await new Promise((resolve) => setTimeout(resolve, 5));
-  expect(finished, `PPO ended before it was killed: ${stderr}`).toBe(false);
-  child.kill("SIGKILL");
-  await exited;
   return checkpointStep(out);
 }
 
