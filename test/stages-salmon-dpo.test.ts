@@ -7,10 +7,12 @@
  * trainer reported, it is the run's final adapter, an interrupted DPO resumes to the adapter of an uninterrupted one,
  * and another beta moves the folder aside while the old one comes back with its settings.
  */
-import { mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { registerStage, runStageCommand } from "../src/cli/commands/stage.js";
 import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
 import { type Constitution, defaultConstitutionDir, loadConstitution } from "../src/constitution/index.js";
 import { AbortedError } from "../src/errors/index.js";
@@ -321,5 +323,74 @@ describe("salmon-dpo through `selfalign run`, after verbose cloning", () => {
     expect(restored.restoredFrom).toBeDefined();
     expect(steps).toEqual([]);
     expect(await readFile(back.finalAdapter!)).toEqual(before);
+  });
+});
+
+describe("selfalign stage salmon-dpo", () => {
+  it("takes its flags and help from the options schema, and refuses bad values naming the flag", async () => {
+    const program = new Command().exitOverride();
+    registerStage(program);
+    const help = program.commands
+      .find((c) => c.name() === "stage")!
+      .commands.find((c) => c.name() === "salmon-dpo")!
+      .helpInformation();
+    expect(help).toMatch(/--beta <value>\s+DPO's beta: .* \(default 0\.1\)/);
+    expect(help).toMatch(/--loss <value>\s+sigmoid: DPO; ipo: .*\(sigmoid, ipo\) \(default "sigmoid"\)/);
+    expect(help).toMatch(/--label-smoothing <value>\s+conservative DPO \(cDPO\)/);
+    expect(help).toMatch(/--policy <value>\s+where the policy starts: "sft"/);
+    expect(help).toMatch(/--reference <value>\s+the frozen reference: "init"/);
+    expect(help).toContain("--eval-fraction <value>");
+    expect(help).toContain("--train-learning-rate <value>");
+    const run = join(dir, "flags");
+    await expect(runStageCommand("salmon-dpo", { run, labelSmoothing: "0.7" })).rejects.toThrow(
+      /--label-smoothing: too big/,
+    );
+    await expect(runStageCommand("salmon-dpo", { run, loss: "hinge" })).rejects.toThrow(/--loss: /);
+    await expect(runStageCommand("salmon-dpo", { run, beta: "0" })).rejects.toThrow(/--beta: too small/);
+  });
+
+  it("refuses another beta on the run's folder, naming it; without SFT adapters it says how to start from the base, and does", async () => {
+    const runDir = join(dir, "run");
+    await expect(
+      runStageCommand("salmon-dpo", {
+        run: runDir,
+        trainBase: model,
+        seed,
+        beta: "0.3",
+        evalFraction: "0.25",
+        evalEvery: "2",
+      }),
+    ).rejects.toThrow(/holds records made with other settings \(beta: 0\.5 then, 0\.3 now\)/);
+    // A run holding only the aggregated preferences: no SFT adapter to start from or compare with.
+    const alone = join(dir, "preferences-only");
+    await cp(join(runDir, "salmon-aggregate"), join(alone, "salmon-aggregate"), { recursive: true });
+    const flags = {
+      run: alone,
+      trainBase: model,
+      seed,
+      evalFraction: "0.25",
+      evalEvery: "3",
+      trainMaxSteps: "3",
+      trainRank: "4",
+      trainThreads: "1",
+      trainBatchTokens: "4096",
+    };
+    await expect(runStageCommand("salmon-dpo", flags)).rejects.toThrow(
+      /starts from the SFT adapter .* set stages\.salmon-dpo\.policy to "base" or an adapter/,
+    );
+    await expect(runStageCommand("salmon-dpo", { ...flags, policy: "base", reference: "sft" })).rejects.toThrow(
+      /compares with the SFT adapter/,
+    );
+    await expect(
+      runStageCommand("salmon-dpo", { ...flags, policy: "base", reference: join(dir, "missing.gguf") }),
+    ).rejects.toThrow(/stages\.salmon-dpo\.reference: no adapter at/);
+    // A fresh LoRA on the base, against the base: the policy starts equal to the reference.
+    const summary = await runStageCommand("salmon-dpo", { ...flags, policy: "base", reference: "base" });
+    expect(summary).toMatch(/^salmon-dpo: 4 pairs, 3 steps, final loss \d\.\d{4}, held-out accuracy/);
+    const manifest = (await readManifest(join(alone, "salmon-dpo", "manifest.json")))!;
+    expect(manifest.extra).toMatchObject({ policyStart: "base", reference: "base" });
+    const held = await jsonLines(join(alone, "salmon-dpo", "adapter", "eval.jsonl"));
+    expect(held[0]!.margin).toBeCloseTo(0, 6);
+    expect(held.at(-1)!.margin!).toBeGreaterThan(0);
   });
 });
