@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatPipelineSummary } from "../src/cli/commands/run.js";
 import { registerStage, runStageCommand } from "../src/cli/commands/stage.js";
 import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
 import { type Constitution, defaultConstitutionDir, loadConstitution } from "../src/constitution/index.js";
@@ -228,11 +229,14 @@ describe("salmon-dpo through `selfalign run`, after verbose cloning", () => {
       // Started from the verbose-clone adapter, which is also the frozen reference.
       const sftAdapter = result.adapters["verbose-clone"]!;
       const manifest = (await readManifest(join(runDir(), "salmon-dpo", "manifest.json")))!;
-      expect(manifest.extra.policyStart).toBe(sftAdapter);
-      expect(manifest.extra.reference).toBe(sftAdapter);
+      // As the training's folder: its adapter.gguf for the embedded trainer, its peft/ for the hf one.
+      expect(sftAdapter).toBe(join(runDir(), "verbose-clone", "adapter", "adapter.gguf"));
+      expect(manifest.extra.policyStart).toBe(join(runDir(), "verbose-clone", "adapter"));
+      expect(manifest.extra.reference).toBe(manifest.extra.policyStart);
       const adapter = join(runDir(), "salmon-dpo", "adapter", "adapter.gguf");
       expect(result.adapters["salmon-dpo"]).toBe(adapter);
       expect(result.finalAdapter).toBe(adapter);
+      expect(formatPipelineSummary(result)).toMatch(new RegExp(`adapter \\(salmon-dpo\\) +${adapter}  \\(final\\)`));
       expect(
         (await stat(join(runDir(), "salmon-dpo", "adapter", "peft", "adapter_model.safetensors"))).size,
       ).toBeGreaterThan(0);

@@ -5,6 +5,7 @@
  * starts from (frozen), the SFT adapter, the base, or another adapter. Skipped unless the config turns it on.
  */
 import { existsSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "../../errors/index.js";
 import { defineStage, progressOptions, type StageContext } from "../../pipeline/stage-definition.js";
@@ -74,12 +75,19 @@ export const salmonDpoOptionsSchema = z.strictObject({
 
 export type SalmonDpoOptions = z.infer<typeof salmonDpoOptionsSchema>;
 
-/** The SFT adapter of the run: the verbose-clone adapter, else the engrave adapter (undefined when neither trained). */
+/**
+ * The SFT adapter of the run: the verbose-clone adapter, else the engrave adapter (undefined when neither trained),
+ * as the training's output folder when it holds the PEFT copy too: the embedded trainer reads its adapter.gguf, the
+ * hf trainer its peft/.
+ */
 async function sftAdapter(context: StageContext<SalmonDpoOptions>): Promise<string | undefined> {
   for (const stage of sftAdapterStages) {
     try {
       const adapter = await context.adapterOf(stage);
-      if (adapter) return adapter;
+      if (!adapter) continue;
+      const folder = dirname(adapter);
+      const both = basename(adapter) === "adapter.gguf" && existsSync(join(folder, "peft", "adapter_config.json"));
+      return both ? folder : adapter;
     } catch (error) {
       // A pipeline without that stage.
       if (!(error instanceof ConfigError)) throw error;
