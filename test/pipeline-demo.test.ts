@@ -106,10 +106,16 @@ describe("selfalign demo pipeline", () => {
         ["self-align", "ran"],
         ["engrave", "ran"],
         ["verbose-clone", "ran"],
-        ...["salmon-responses", "salmon-preferences", "salmon-aggregate", "salmon-reward-model", "salmon-rl"].map(
-          (stage) => [stage, "skipped"],
-        ),
-        ["isheep", "skipped"],
+        // SALMON and I-SHEEP are skipped unless the config turns them on.
+        ...[
+          "salmon-responses",
+          "salmon-preferences",
+          "salmon-aggregate",
+          "salmon-reward-model",
+          "salmon-dpo",
+          "salmon-rl",
+          "isheep",
+        ].map((stage) => [stage, "skipped"]),
       ]);
       // The grammars make every generation stage keep records, so every filter and training sees real ones.
       for (const stage of ["self-instruct", "red-team", "self-align", "verbose-clone"]) {

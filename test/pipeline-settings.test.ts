@@ -137,14 +137,14 @@ it("a skipped stage's edited options do not touch the stages after it", async ()
   const first = await runPipeline({
     loaded: loaded({ target: 4, sampling: { maxTokens: 64 } }, runName, { sampling: { maxTokens: 8 } }),
   });
-  // SELF-ALIGN's five stages; SALMON's five and the I-SHEEP group after them are skipped by default.
+  // SELF-ALIGN's five stages; SALMON's six and the I-SHEEP group after them are skipped by default.
   expect(first.stages.map((stage) => stage.status)).toEqual([
     "ran",
     "skipped",
     "ran",
     "skipped",
     "skipped",
-    ...Array(6).fill("skipped"),
+    ...Array(7).fill("skipped"),
   ]);
   const edited = await runPipeline({
     loaded: loaded({ skip: true, target: 4, sampling: { maxTokens: 40 } }, runName, { sampling: { maxTokens: 8 } }),

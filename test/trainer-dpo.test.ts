@@ -81,21 +81,26 @@ function logProb(model: LlamaTrainModel, tokens: number[], from: number, lora?: 
 }
 
 describe("DPO on a hand-sized example (float64)", () => {
-  for (const loss of ["sigmoid", "ipo"] as const satisfies readonly PreferenceLoss[]) {
-    it(`${loss}: the objective's loss, margin and accuracy equal the closed form; its gradient equals finite differences`, async () => {
-      const path = join(dir, `hand-${loss}.gguf`);
+  const variants: Array<{ name: string; loss: PreferenceLoss; labelSmoothing: number }> = [
+    { name: "sigmoid", loss: "sigmoid", labelSmoothing: 0 },
+    { name: "sigmoid with label smoothing (cDPO)", loss: "sigmoid", labelSmoothing: 0.2 },
+    { name: "ipo", loss: "ipo", labelSmoothing: 0 },
+  ];
+  for (const { name, loss, labelSmoothing } of variants) {
+    it(`${name}: the objective's loss, margin and accuracy equal the closed form; its gradient equals finite differences`, async () => {
+      const path = join(dir, `hand-${loss}-${labelSmoothing}.gguf`);
       await writeTinyModel(path, { dim: 16, heads: 4, kvHeads: 2, ffn: 24, layers: 2, seed: 17 });
       const model = new LlamaTrainModel(await loadLlamaModel(path), float64Precision);
       // Every projection is covered by test/trainer-objectives.test.ts; three keep this check quick.
       const policy = randomLora(model.config, 1, float64Precision.alloc, ["q", "v", "down"]);
       const referenceLora = randomLora(model.config, 2, (n) => new Float32Array(n));
-      const referencePath = join(dir, `reference-${loss}.gguf`);
+      const referencePath = join(dir, `reference-${loss}-${labelSmoothing}.gguf`);
       await writeGgufLora(referencePath, referenceLora, "llama");
       const beta = 0.7;
       const objective = await buildPreferenceObjective(
         handPairs,
         undefined,
-        { beta, loss, reference: { adapter: referencePath } },
+        { beta, loss, labelSmoothing, reference: { adapter: referencePath } },
         {
           base: path,
           tokenizer: charTokenizer,
@@ -124,7 +129,9 @@ describe("DPO on a hand-sized example (float64)", () => {
           if (h > 0) expectedCorrect++;
         } else {
           const h = beta * (rc - rr);
-          expectedLoss += Math.log1p(Math.exp(-h)) / 2;
+          // −(1 − ε) log σ(h) − ε log σ(−h), written out.
+          expectedLoss +=
+            ((1 - labelSmoothing) * Math.log1p(Math.exp(-h)) + labelSmoothing * Math.log1p(Math.exp(h))) / 2;
           expectedMargin += h;
           if (h > 0) expectedCorrect++;
         }

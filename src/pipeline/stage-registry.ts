@@ -10,6 +10,7 @@ import {
   salmonResponsesDefinition,
   salmonRewardModelDefinition,
 } from "../stages/salmon/definitions.js";
+import { salmonDpoDefinition } from "../stages/salmon/dpo-definition.js";
 import { redTeamDefinition } from "../stages/red-team/definition.js";
 import { salmonRlDefinition } from "../stages/salmon/rl-definition.js";
 import { selfAlignDefinition } from "../stages/self-align/definition.js";
@@ -29,6 +30,7 @@ export const defaultRegistry: StageRegistry = [
   salmonPreferencesDefinition,
   salmonAggregateDefinition,
   salmonRewardModelDefinition,
+  salmonDpoDefinition,
   salmonRlDefinition,
   isheepGroup,
 ] as StageRegistry;

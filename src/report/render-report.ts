@@ -91,6 +91,8 @@ export async function renderReport(data: ReportData): Promise<string> {
 <div class="chart"><canvas id="rl-reward-chart"></canvas></div>
 <div class="chart"><canvas id="rl-kl-chart"></canvas></div>
 <div class="chart"><canvas id="rl-length-chart"></canvas></div></section>
+<section class="panel" id="pair-training" data-testid="pair-training"><h2>Pair objectives (DPO, reward model): chosen-minus-rejected margin and accuracy</h2>
+<div class="chart"><canvas id="pair-training-chart"></canvas></div></section>
 <section class="panel wide" id="salmon-judgments" data-testid="salmon-judgments"><h2>SALMON judge: agreement of the two orders and scores per principle</h2>
 <div class="chart"><canvas id="salmon-scores-chart"></canvas></div>
 <table><thead><tr><th>principle</th><th>pairs</th><th>orders agree</th><th>output 1 / output 2</th><th>s12 (p10, median, p90)</th><th>s21 (p10, median, p90)</th></tr></thead><tbody></tbody></table></section>

@@ -64,6 +64,14 @@ export interface RatingAgreement {
   matrix: number[][];
 }
 
+/** One point of a training curve; `accuracy` and `margin` (chosen minus rejected reward) for pair objectives. */
+export interface CurvePoint {
+  step: number;
+  loss: number;
+  accuracy?: number;
+  margin?: number;
+}
+
 export interface ReportData {
   run: { name: string; createdAt?: string; constitutionHash?: string; backends?: unknown };
   generatedAt: string;
@@ -80,9 +88,10 @@ export interface ReportData {
   redTeam: Array<{ questionType: string; topics: Array<{ topic: string; questions: number }> }>;
   diversity: VerbNounCounts;
   lengths: { prompts: Histogram; thoughts: Histogram; answers: Histogram };
-  lossCurves: Array<{ name: string; points: Array<{ step: number; loss: number }> }>;
-  /** Held-out metrics of trainings that evaluated (eval.jsonl): loss, and accuracy for pair objectives. */
-  evalCurves: Array<{ name: string; points: Array<{ step: number; loss: number; accuracy?: number }> }>;
+  /** Training logs (loss.jsonl): loss per step, and for pair objectives (DPO, reward model) accuracy and margin. */
+  lossCurves: Array<{ name: string; points: CurvePoint[] }>;
+  /** Held-out metrics of trainings that evaluated (eval.jsonl): loss, and accuracy and margin for pair objectives. */
+  evalCurves: Array<{ name: string; points: CurvePoint[] }>;
   /** PPO runs (ppo.jsonl): mean reward, KL to the reference and response length per step. */
   rlCurves: Array<{ name: string; points: RlCurvePoint[] }>;
   /** SALMON: agreement of the judge's two orders and score spread per principle; labels after aggregation. */
@@ -181,17 +190,18 @@ async function readRlCurve(path: string): Promise<RlCurvePoint[]> {
   return points;
 }
 
-async function readLossCurve(path: string): Promise<Array<{ step: number; loss: number; accuracy?: number }>> {
-  const points: Array<{ step: number; loss: number; accuracy?: number }> = [];
+async function readLossCurve(path: string): Promise<CurvePoint[]> {
+  const points: CurvePoint[] = [];
   for (const line of (await readFile(path, "utf8")).split("\n")) {
     if (!line.trim()) continue;
     try {
-      const row = JSON.parse(line) as { step?: unknown; loss?: unknown; accuracy?: unknown };
+      const row = JSON.parse(line) as { step?: unknown; loss?: unknown; accuracy?: unknown; margin?: unknown };
       if (typeof row.step === "number" && typeof row.loss === "number")
         points.push({
           step: row.step,
           loss: row.loss,
           ...(typeof row.accuracy === "number" ? { accuracy: row.accuracy } : {}),
+          ...(typeof row.margin === "number" ? { margin: row.margin } : {}),
         });
     } catch {
       // a torn last line of a training log in progress
@@ -356,7 +366,7 @@ export async function collectReportData(
 
   const lossCurves = [];
   for (const path of await findFiles(runDir, (f) => f === "loss.jsonl")) {
-    const points = (await readLossCurve(path)).map(({ step, loss }) => ({ step, loss }));
+    const points = await readLossCurve(path);
     if (points.length) lossCurves.push({ name: relative(runDir, path), points });
   }
   const evalCurves = [];

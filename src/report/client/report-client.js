@@ -212,6 +212,42 @@
       });
     }
   } else $("#rl").classList.add("empty");
+  // Pair objectives: the margin (left axis) and accuracy (right axis, 0-1) per step and on the held-out pairs.
+  const pairCurves = [
+    ...data.lossCurves.map((curve) => ({ curve, heldOut: false })),
+    ...data.evalCurves.map((curve) => ({ curve, heldOut: true })),
+  ].filter(({ curve }) => curve.points.some((p) => p.margin !== undefined));
+  if (pairCurves.length) {
+    // One colour per training folder, whichever file (loss.jsonl or eval.jsonl) the curve comes from.
+    const folders = [...new Set(pairCurves.map(({ curve }) => curve.name.replace(/[^/]*$/, "")))];
+    chart("pair-training-chart", {
+      type: "line",
+      data: {
+        datasets: pairCurves.flatMap(({ curve, heldOut }) => {
+          const colour = palette[folders.indexOf(curve.name.replace(/[^/]*$/, "")) % palette.length];
+          const name = `${curve.name.replace(/\/[^/]*$/, "")}${heldOut ? " (held-out)" : ""}`;
+          const series = (field, axis) => ({
+            label: `${name}: ${field}`,
+            data: curve.points.filter((p) => p[field] !== undefined).map((p) => ({ x: p.step, y: p[field] })),
+            yAxisID: axis,
+            borderColor: colour,
+            borderDash: field === "accuracy" ? [4, 3] : [],
+            borderWidth: heldOut ? 2.5 : 1,
+            pointRadius: heldOut ? 2 : 0,
+          });
+          return [series("margin", "y"), series("accuracy", "accuracy")];
+        }),
+      },
+      options: {
+        parsing: false,
+        scales: {
+          x: { type: "linear", title: { display: true, text: "step" } },
+          y: { title: { display: true, text: "margin" } },
+          accuracy: { position: "right", min: 0, max: 1, title: { display: true, text: "accuracy" } },
+        },
+      },
+    });
+  } else $("#pair-training").classList.add("empty");
 
   // SALMON: the judge's agreement and scores per principle, and the labels after aggregation.
   const salmon = data.salmon;
