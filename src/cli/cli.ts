@@ -10,7 +10,7 @@ import { runMain } from "./run-main.js";
 const program = new Command()
   .name("selfalign")
   .description(
-    "Align a base language model with principle-driven self-alignment (SELF-ALIGN, the method behind Dromedary), or with I-SHEEP's rounds of self-assessed data.",
+    "Align a base language model with principle-driven self-alignment (SELF-ALIGN, the method behind Dromedary), SALMON's principle-following reward model with DPO or PPO, or I-SHEEP's rounds of self-assessed data.",
   )
   .version(packageVersion())
   .showHelpAfterError();
