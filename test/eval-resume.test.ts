@@ -4,7 +4,7 @@
  * embedded llama.cpp backend, the CLI as a child process.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -143,7 +143,16 @@ describe("a stopped evaluation resumes from the run store", { timeout: 300_000 }
     expect(other.scoreCalls).toHaveLength(3);
     expect(otherResult.items[0]!.prompt.startsWith("Q: Is water wet?")).toBe(true);
     expect(messages.join("\n")).toMatch(/3 stored items were made with other settings .*fewShotPrompt.* moved them to/);
-    await stat(join(storeDir, "previous"));
+    // The folders are guarded like every stage's: a .settings-key naming the settings, the set-aside one under
+    // previous/<task>-<key>/ with its own.
+    const [aside] = await readdir(join(storeDir, "previous"));
+    expect(aside).toMatch(/^truthfulqa-mc1-[0-9a-f]{16}$/);
+    const keys = await Promise.all(
+      [join(storeDir, "truthfulqa-mc1"), join(storeDir, "previous", aside!, "truthfulqa-mc1")].map(
+        async (folder) => (JSON.parse(await readFile(join(folder, ".settings-key"), "utf8")) as { key: string }).key,
+      ),
+    );
+    expect(keys[0]).not.toBe(keys[1]);
 
     // Back to the first settings: those items come back and nothing is scored again.
     const again = new CountingModel(model);

@@ -5,14 +5,21 @@
  * evaluation continues where it stopped: finished items are read back, never evaluated again.
  */
 import { createHash } from "node:crypto";
-import { mkdir, rename, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import type { LanguageModel } from "../backends/language-model.js";
 import { runConcurrently } from "../backends/run-concurrently.js";
 import { BackendError, throwIfAborted } from "../errors/index.js";
+import {
+  describeDifferences,
+  readFolderSettings,
+  settingsKeyFile,
+  switchStageFolders,
+} from "../pipeline/stage-settings.js";
 import type { ProgressListener } from "../progress/progress-event.js";
 import { readJsonl } from "../run-store/jsonl.js";
+import { writeJsonAtomic } from "../run-store/manifest.js";
 import { canonicalJson } from "../run-store/record-id.js";
 import type { Run } from "../run-store/run.js";
 import { readStageFolder, type StageStore } from "../run-store/stage-store.js";
@@ -122,8 +129,7 @@ async function evaluateIntoStore<I, R extends { id: string }>(
   concurrency: number,
   { onProgress, signal }: EvalRunOptions,
 ): Promise<EvaluatedItems<R>> {
-  const key = evalSettingsKey(spec.settings, spec.items);
-  const store = await openTaskFolder(run, spec.task, key, spec.settings, onProgress);
+  const store = await openTaskFolder(run, spec.task, spec.settings, spec.items, onProgress);
   const inputs = spec.items.map((item) => ({ id: spec.itemId(item), item }));
   const progress = await store.processItems({
     items: inputs,
@@ -154,79 +160,51 @@ async function evaluateIntoStore<I, R extends { id: string }>(
   return { results, skipped, resumed: progress.skipped };
 }
 
-/** Top-level and `settings.*` names whose values differ, for the message when a folder is moved aside. */
-function changedSettings(before: Record<string, unknown>, now: Record<string, unknown>): string[] {
-  const changed: string[] = [];
-  for (const name of new Set([...Object.keys(before), ...Object.keys(now)])) {
-    const a = before[name];
-    const b = now[name];
-    if (canonicalJson(a) === canonicalJson(b)) continue;
-    const nested = (value: unknown) => value !== null && typeof value === "object" && !Array.isArray(value);
-    if (nested(a) && nested(b)) {
-      changed.push(
-        ...changedSettings(a as Record<string, unknown>, b as Record<string, unknown>).map((key) => `${name}.${key}`),
-      );
-    } else changed.push(name);
-  }
-  return changed;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined)) !== undefined;
-}
-
-/** A free name for `base` in `previous/` (base, base-2, base-3, ...). */
-async function freePath(base: string): Promise<string> {
-  let path = base;
-  for (let n = 2; await exists(path); n++) path = `${base}-${n}`;
-  return path;
-}
-
 /**
- * Open `<run>/<task>/` for these settings. A folder holding items made with other settings moves to
- * `<run>/previous/<task>-<key>/` (nothing paid for is deleted), and a folder kept there for these settings moves back.
+ * Open `<run>/<task>/` for these settings, through the settings guard every stage uses (stage-settings.ts): a folder
+ * made with other settings or items moves to `<run>/previous/<task>-<key>/` (nothing paid for is deleted), and a
+ * folder kept there for these settings moves back. The items are part of the settings, by their digest.
  */
 async function openTaskFolder(
   run: Run,
   task: string,
-  key: string,
   settings: Record<string, unknown>,
+  items: readonly unknown[],
   onProgress: ProgressListener | undefined,
 ): Promise<StageStore> {
   const folder = join(run.dir, task);
-  const saved = (await exists(folder)) ? await readStageFolder(folder, task) : undefined;
-  const savedKey = saved?.manifest.extra.settingsKey;
-  const itemsStored = (saved?.tally.ids.size ?? 0) > 0;
-  const previousDir = join(run.dir, "previous");
-  const stash = (which: string) => join(previousDir, `${task}-${which.slice(0, 16)}`);
-  if (saved && savedKey !== key && itemsStored) {
-    await mkdir(previousDir, { recursive: true });
-    const target = await freePath(stash(typeof savedKey === "string" ? savedKey : "unknown"));
-    await rename(folder, target);
-    const before = (saved.manifest.extra.settings ?? {}) as Record<string, unknown>;
-    const changed = changedSettings(before, settings);
+  const guarded = { ...settings, items: evalSettingsKey({}, items) };
+  const saved = await readFolderSettings(folder);
+  if (saved === undefined && (await exists(folder))) {
+    // A folder from before the guard: its manifest holds the key of the old scheme.
+    const legacy = (await readStageFolder(folder, task)).manifest.extra.settingsKey;
+    if (typeof legacy === "string" && legacy !== evalSettingsKey(settings, items))
+      await writeJsonAtomic(join(folder, settingsKeyFile), { key: `legacy-${legacy}` });
+  }
+  const stored = saved ? (await readStageFolder(folder, task)).tally.ids.size : 0;
+  const moved = await switchStageFolders(run.dir, task, [task], guarded);
+  if (moved.movedAside) {
+    const changed = saved?.settings ? ` (${describeDifferences(saved, guarded)})` : "";
     onProgress?.({
       type: "message",
       level: "warn",
-      text:
-        `${task}: the ${saved.tally.ids.size} stored items were made with other settings or data` +
-        `${changed.length > 0 ? ` (${changed.join(", ")} changed)` : " (the items changed)"}; moved them to ${target} ` +
-        "and starting afresh",
+      text: `${task}: the ${stored} stored items were made with other settings or data${changed}; moved them to ${moved.movedAside} and starting afresh`,
     });
   }
-  if (!(await exists(folder)) && (await exists(stash(key)))) {
-    await rename(stash(key), folder);
+  if (moved.restoredFrom)
     onProgress?.({
       type: "message",
       level: "info",
-      text: `${task}: brought back the items stored earlier with these settings from ${stash(key)}`,
+      text: `${task}: brought back the items stored earlier with these settings from ${moved.restoredFrom}`,
     });
-  }
   const store = await run.stage(task);
-  store.manifest.extra.settingsKey = key;
   store.manifest.extra.settings = JSON.parse(JSON.stringify(settings)) as unknown;
   await store.saveManifest();
   return store;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined)) !== undefined;
 }
 
 /**
