@@ -43,7 +43,8 @@ function loaded(
       name: "settings",
       model: modelPath,
       runDir: join(dir, runName),
-      engine: { contextSize: 8192, sequences: 2, threads: 1 },
+      // Room for the stage-2 meta-prompt in byte tokens (about 8,600; the check before work measures it).
+      engine: { contextSize: 12288, sequences: 2, threads: 1 },
       report: false,
       stages: {
         "self-instruct": { maxRounds: 2, ...selfInstruct },
