@@ -11,8 +11,7 @@ import type { Constitution } from "../../constitution/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import { recordId, type StageStore } from "../../run-store/index.js";
 import { type PpoOptions, ppoOptionsSchema, ppoUnfingerprinted } from "../../training/embedded/ppo/ppo-options.js";
-import { type PpoPrompt, type PpoResult, runPpo } from "../../training/embedded/ppo/ppo-trainer.js";
-import { RewardModel } from "../../training/reward/reward-model.js";
+import type { PpoPrompt, PpoResult } from "../../training/embedded/ppo/ppo-trainer.js";
 import { chatPrompt, type PromptStyle } from "../engrave/prompt.js";
 import { keptRecordSchema, rejectedRecordSchema } from "../shared/record-schemas.js";
 import type { RlPrompt } from "./openrlhf-export.js";
@@ -107,6 +106,11 @@ export async function runSalmonPpo(options: RunSalmonPpoOptions): Promise<PpoRes
     prompt: chatPrompt(constitution.assistant, style, rl.instruction, rl.input ?? ""),
     rl,
   }));
+  // The engine and trainer load only when PPO runs (the CLI's start-up and --help stay free of node-llama-cpp).
+  const [{ RewardModel }, { runPpo }] = await Promise.all([
+    import("../../training/reward/reward-model.js"),
+    import("../../training/embedded/ppo/ppo-trainer.js"),
+  ]);
   const rewardModel = await RewardModel.load(options.rewardModel, { base: options.base, threads: rewardThreads });
   try {
     return await runPpo<StagePrompt>({
