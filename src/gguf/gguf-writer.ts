@@ -1,7 +1,7 @@
 import { open } from "node:fs/promises";
 import { ggmlBlockLayout, ggmlByteLength } from "./dequantize.js";
 import { float32ToFloat16Bits } from "./float16.js";
-import { quantizeQ8_0 } from "./quantize.js";
+import { quantizeQ8_0 } from "./k-quants.js";
 import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,

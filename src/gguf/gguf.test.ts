@@ -10,7 +10,7 @@ import { ggmlTypes, gguf } from "./gguf-types.js";
 import { writeGguf } from "./gguf-writer.js";
 import { BYTE_VOCAB_SIZE, byteVocabTokens } from "./byte-vocab.js";
 import { dequantize } from "./dequantize.js";
-import { quantizeQ8_0 } from "./quantize.js";
+import { quantizeQ8_0 } from "./k-quants.js";
 import { syntheticVocabTokens } from "./synthetic-vocab.js";
 import { buildTinyModel, seededNormal, writeTinyModel } from "./tiny-model.js";
 

@@ -28,6 +28,8 @@ const clamp = (x: number, low: number, high: number) => Math.min(high, Math.max(
 
 /** Q8_0: per 32 values, d = max|x| / 127 (F16) and q = round(x / d), as ggml's quantize_row_q8_0_ref. */
 export function quantizeQ8_0(values: Float32Array): Uint8Array {
+  if (values.length % 32 !== 0)
+    throw new Error(`Q8_0 needs a whole number of 32-value blocks, got ${values.length} values`);
   const blocks = values.length / 32;
   const out = new Uint8Array(blocks * 34);
   for (let b = 0; b < blocks; b++) {
