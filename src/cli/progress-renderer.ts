@@ -6,6 +6,9 @@ import { basename } from "node:path";
 import { type LogLevel, readEnv, type SelfalignEnv } from "../config/env.js";
 import type { ProgressEvent, ProgressListener } from "../progress/progress-event.js";
 
+/** A training's label in progress lines: "engrave train", or "train" for a plain `selfalign train`. */
+const trainLabel = (event: { stage?: string }) => (event.stage ? `${event.stage} train` : "train");
+
 /** The part of a writable stream the renderer uses (process.stderr, or a fake in tests). */
 export interface RenderStream {
   write(text: string): unknown;
@@ -239,7 +242,7 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
         return;
       }
       case "train-step": {
-        const label = event.stage ? `${event.stage} train` : "train";
+        const label = trainLabel(event);
         const key = `train:${label}`;
         const task = tasks.get(key) ?? startTask(key, label, "steps", event.totalSteps, event.step - 1);
         task.done = event.step;
@@ -268,7 +271,7 @@ export function createProgressRenderer(options: ProgressRendererOptions = {}): P
       case "train-eval": {
         if (logLevel === "warn") return;
         printLine(
-          `${event.stage ? `${event.stage} train` : "train"}: held-out at step ${event.step}/${event.totalSteps}: ${describeMetrics(event)}`,
+          `${trainLabel(event)}: held-out at step ${event.step}/${event.totalSteps}: ${describeMetrics(event)}`,
         );
         return;
       }

@@ -14,6 +14,7 @@ import { BackendError, throwIfAborted } from "../errors/index.js";
 import {
   describeDifferences,
   readFolderSettings,
+  settingsKey,
   settingsKeyFile,
   switchStageFolders,
 } from "../pipeline/stage-settings.js";
@@ -175,20 +176,20 @@ async function openTaskFolder(
   const folder = join(run.dir, task);
   const guarded = { ...settings, items: evalSettingsKey({}, items) };
   const saved = await readFolderSettings(folder);
-  if (saved === undefined && (await exists(folder))) {
-    // A folder from before the guard: its manifest holds the key of the old scheme.
-    const legacy = (await readStageFolder(folder, task)).manifest.extra.settingsKey;
-    if (typeof legacy === "string" && legacy !== evalSettingsKey(settings, items))
-      await writeJsonAtomic(join(folder, settingsKeyFile), { key: `legacy-${legacy}` });
-  }
-  const stored = saved ? (await readStageFolder(folder, task)).tally.ids.size : 0;
+  // Only a folder that is not this settings' own is read: to count what moves aside, or to label one from before
+  // the guard, whose manifest holds the key of the old scheme.
+  const other =
+    saved?.key !== settingsKey(guarded) && (await exists(folder)) ? await readStageFolder(folder, task) : undefined;
+  const legacy = saved === undefined ? other?.manifest.extra.settingsKey : undefined;
+  if (typeof legacy === "string" && legacy !== evalSettingsKey(settings, items))
+    await writeJsonAtomic(join(folder, settingsKeyFile), { key: `legacy-${legacy}` });
   const moved = await switchStageFolders(run.dir, task, [task], guarded);
   if (moved.movedAside) {
     const changed = saved?.settings ? ` (${describeDifferences(saved, guarded)})` : "";
     onProgress?.({
       type: "message",
       level: "warn",
-      text: `${task}: the ${stored} stored items were made with other settings or data${changed}; moved them to ${moved.movedAside} and starting afresh`,
+      text: `${task}: the ${other?.tally.ids.size ?? 0} stored items were made with other settings or data${changed}; moved them to ${moved.movedAside} and starting afresh`,
     });
   }
   if (moved.restoredFrom)

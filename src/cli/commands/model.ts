@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { ConfigError } from "../../errors/index.js";
 import { positiveInteger } from "../flags.js";
 import {
+  BYTE_VOCAB_SIZE,
   byteVocabulary,
   llamaCppVocabularyNames,
   openLlamaCppSource,
@@ -38,9 +39,9 @@ export function registerModel(program: Command): void {
     .option("--dtype <type>", "storage type of the 2-D weights: F32 | F16 | Q8_0", "F32")
     .option(
       "--vocab-size <n>",
-      "vocabulary size: 354 (the byte vocabulary) or more, padded with synthetic word tokens, for a real model's exact shape",
+      `vocabulary size: ${BYTE_VOCAB_SIZE} (the byte vocabulary) or more, padded with synthetic word tokens, for a real model's exact shape`,
       positiveInteger("vocab-size"),
-      354,
+      BYTE_VOCAB_SIZE,
     )
     .option("--tied", "tie output head to token embeddings", false)
     .option(
@@ -59,9 +60,9 @@ export function registerModel(program: Command): void {
       const dtype = String(options.dtype).toUpperCase();
       if (dtype !== "F32" && dtype !== "F16" && dtype !== "Q8_0")
         throw new ConfigError(`--dtype must be F32, F16 or Q8_0, got "${options.dtype}"`, { field: "dtype" });
-      if (options.vocabSize < 354 || options.vocabSize > 1_000_000)
+      if (options.vocabSize < BYTE_VOCAB_SIZE || options.vocabSize > 1_000_000)
         throw new ConfigError(
-          `--vocab-size must be from 354 (the byte vocabulary) to 1000000, got ${options.vocabSize}`,
+          `--vocab-size must be from ${BYTE_VOCAB_SIZE} (the byte vocabulary) to 1000000, got ${options.vocabSize}`,
           { field: "vocab-size" },
         );
       if (dtype === "Q8_0")
@@ -74,7 +75,7 @@ export function registerModel(program: Command): void {
               `--dtype Q8_0 stores rows in blocks of 32 values: ${flag} ${width} must be a multiple of 32`,
               { field: flag.slice(2) },
             );
-      if (options.vocab !== "bytes" && options.vocabSize !== 354)
+      if (options.vocab !== "bytes" && options.vocabSize !== BYTE_VOCAB_SIZE)
         throw new ConfigError("--vocab-size pads the byte vocabulary; a --vocab tokenizer brings its own size", {
           field: "vocab-size",
         });
