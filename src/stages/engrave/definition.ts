@@ -7,6 +7,7 @@ import { longestChatPrompt } from "../shared/longest-prompts.js";
 import { keptRecordSchema, rejectedRecordSchema } from "../shared/record-schemas.js";
 import { promptStyles } from "./prompt.js";
 import { engraveStage, runEngrave } from "./run.js";
+import { answerView } from "../shared/report-views.js";
 
 /** One SFT example as stored (the Alpaca and chat exports are written beside it). */
 export const sftRecordSchema = keptRecordSchema({
@@ -26,13 +27,7 @@ export const engraveOptionsSchema = z.strictObject({
 
 export const sftReport = {
   panels: [] as const,
-  view: (record: Record<string, unknown>) => ({
-    instruction: String(record.instruction ?? ""),
-    input: String(record.input ?? ""),
-    thoughts: "",
-    output: String(record.output ?? ""),
-    principles: [],
-  }),
+  view: answerView,
 };
 
 export const engraveDefinition = defineStage({

@@ -14,19 +14,14 @@ import { answerItems } from "./answer-items.js";
 import { answerStop } from "./prompt.js";
 import { pairRecordSchema, pairRejectedSchema } from "./records.js";
 import { isheepStages } from "./stage-names.js";
+import { answerView } from "../shared/report-views.js";
 
 /** C.2's sampling: T 1.0, top-p 0.95, 1000 new tokens; the next `###` heading ends the answer. */
 export const answerSamplingDefaults = { temperature: 1, topP: 0.95, maxTokens: 1000, stop: [answerStop] };
 
 export const pairReport = {
   panels: ["answers"] as const,
-  view: (record: Record<string, unknown>) => ({
-    instruction: String(record.instruction ?? ""),
-    input: String(record.input ?? ""),
-    thoughts: "",
-    output: String(record.output ?? ""),
-    principles: [],
-  }),
+  view: answerView,
 };
 
 export const answersDefinition = defineStage({

@@ -18,6 +18,7 @@ import { rejectedRecordSchema } from "../shared/record-schemas.js";
 import { answerCompletion, answerPrompt } from "./prompt.js";
 import { type KeptPair, type TrainRecord, trainRecordSchema } from "./records.js";
 import { isheepStages } from "./stage-names.js";
+import { answerView } from "../shared/report-views.js";
 
 export const trainVariants = ["one-base", "one-last", "total-base"] as const;
 export type TrainVariant = (typeof trainVariants)[number];
@@ -123,13 +124,7 @@ export const trainDefinition = defineStage({
   },
   report: {
     [isheepStages.train]: {
-      view: (record) => ({
-        instruction: String(record.instruction ?? ""),
-        input: String(record.input ?? ""),
-        thoughts: "",
-        output: String(record.output ?? ""),
-        principles: [],
-      }),
+      view: answerView,
       figures: (manifest): Record<string, number> =>
         typeof manifest.extra.finalLoss === "number" && Number.isFinite(manifest.extra.finalLoss)
           ? { "final loss": manifest.extra.finalLoss }

@@ -41,6 +41,7 @@ import {
 import { runSalmonRewardModel, salmonRewardModelStage } from "./reward-model-stage.js";
 import { salmonOf } from "./reviewer-prompt.js";
 import { sftModel } from "./sft-model.js";
+import { answerView } from "../shared/report-views.js";
 
 const probability = z.number().min(0).max(1);
 
@@ -112,13 +113,7 @@ export const salmonResponsesDefinition = defineStage({
   report: {
     [salmonResponsesStage]: {
       panels: ["answers"],
-      view: (record) => ({
-        instruction: String(record.instruction ?? ""),
-        input: String(record.input ?? ""),
-        thoughts: "",
-        output: String(record.output ?? ""),
-        principles: [],
-      }),
+      view: answerView,
     },
   },
 });

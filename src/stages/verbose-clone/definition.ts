@@ -13,6 +13,7 @@ import { fixedPromptParts, longestChatPrompt } from "../shared/longest-prompts.j
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
 import { promptSourceStages, promptsFileSchema, readStagePromptsOrFile } from "../shared/stage-prompts.js";
 import { runVerboseClone, verboseCloneStage, verboseSamplingDefaults } from "./run.js";
+import { answerView } from "../shared/report-views.js";
 
 export const verboseCloneSftStage = `${verboseCloneStage}-sft`;
 
@@ -133,13 +134,7 @@ export const verboseCloneDefinition = defineStage({
   report: {
     [verboseCloneStage]: {
       panels: ["answers"],
-      view: (record) => ({
-        instruction: String(record.instruction ?? ""),
-        input: String(record.input ?? ""),
-        thoughts: "",
-        output: String(record.output ?? ""),
-        principles: [],
-      }),
+      view: answerView,
     },
     [verboseCloneSftStage]: sftReport,
   },
