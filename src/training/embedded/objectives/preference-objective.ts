@@ -17,10 +17,11 @@ import { copyAdapter, loadAdapter } from "../adapter-source.js";
 import type { LlamaTrainModel } from "../llama-train-model.js";
 import type { LoraAdapter } from "../lora.js";
 import { sigmoid, softplus } from "../ops.js";
-import { type TokenizedPair, tokenizePairs } from "../preference-dataset.js";
+import type { TokenizedPair } from "../preference-dataset.js";
 import { packSequences, sequenceLogProbLoss, sequenceLogProbs } from "../sequence-log-probs.js";
 import type { ObjectiveBuildContext } from "./build-context.js";
-import { type Objective, orderedBatches, sequencesHash, splitHeldOut, type Split } from "./objective.js";
+import { pairData } from "./pair-data.js";
+import { type Objective, orderedBatches, sequencesHash, type Split } from "./objective.js";
 
 export interface ResolvedPreferenceOptions {
   beta: number;
@@ -115,16 +116,8 @@ export async function buildPreferenceObjective(
   build: ObjectiveBuildContext,
 ): Promise<Objective> {
   const p = resolvePreferenceOptions(settings);
-  const { tokenizer, maxLength, options, config } = build;
-  const tokenized = await tokenizePairs(examples, tokenizer, maxLength, options.overlong);
-  const given = evalExamples
-    ? await tokenizePairs(evalExamples, tokenizer, maxLength, options.overlong, {
-        label: "held-out pair",
-        allowEmpty: true,
-      })
-    : undefined;
-  const split = splitHeldOut(tokenized.pairs, options.evalFraction, options.seed);
-  const data: Record<Split, TokenizedPair[]> = { train: split.train, eval: [...split.eval, ...(given?.pairs ?? [])] };
+  const { options, config } = build;
+  const { data, warnings, dataCounts } = await pairData(examples, evalExamples, build);
 
   // The reference is read (and copied) now: the policy's own arrays, when it starts from the same adapter, are
   // trained in place.
@@ -168,8 +161,8 @@ export async function buildPreferenceObjective(
       labelSmoothing: p.labelSmoothing,
       reference: referenceId,
     },
-    warnings: [...tokenized.warnings, ...(given?.warnings ?? [])],
-    dataCounts: { used: tokenized.pairs.length, truncated: tokenized.truncated, dropped: tokenized.dropped },
+    warnings,
+    dataCounts,
     attach(model: LlamaTrainModel) {
       for (const splitName of ["train", "eval"] as const) {
         // A fixed packing, so the values do not depend on the training order (exact resume).

@@ -12,10 +12,11 @@ import { rewardHeadFile, writeRewardHead } from "../../reward/reward-head.js";
 import { rewardModelFile, type RewardModelInfo } from "../../reward/reward-model-info.js";
 import { hashSeed, type ModelInput, type OutputLoss } from "../llama-train-model.js";
 import { sigmoid, softplus, type Vec } from "../ops.js";
-import { type TokenizedPair, tokenizePairs } from "../preference-dataset.js";
+import type { TokenizedPair } from "../preference-dataset.js";
 import type { TokenizedSequence } from "../sft-dataset.js";
 import type { ObjectiveBuildContext } from "./build-context.js";
-import { type Objective, sequencesHash, splitHeldOut, type Split } from "./objective.js";
+import { pairData } from "./pair-data.js";
+import { type Objective, sequencesHash } from "./objective.js";
 
 /** Whole sequences packed back to back (every token is input), and the row of each one's last token. */
 export function packWhole(sequences: ReadonlyArray<{ tokens: Int32Array }>): ModelInput & { lastRows: Int32Array } {
@@ -98,16 +99,8 @@ export async function buildRewardObjective(
   evalExamples: Examples<PreferenceExample> | undefined,
   build: ObjectiveBuildContext,
 ): Promise<Objective> {
-  const { tokenizer, maxLength, options, config } = build;
-  const tokenized = await tokenizePairs(examples, tokenizer, maxLength, options.overlong);
-  const given = evalExamples
-    ? await tokenizePairs(evalExamples, tokenizer, maxLength, options.overlong, {
-        label: "held-out pair",
-        allowEmpty: true,
-      })
-    : undefined;
-  const split = splitHeldOut(tokenized.pairs, options.evalFraction, options.seed);
-  const data: Record<Split, TokenizedPair[]> = { train: split.train, eval: [...split.eval, ...(given?.pairs ?? [])] };
+  const { options, config } = build;
+  const { data, warnings, dataCounts } = await pairData(examples, evalExamples, build);
 
   // torch.nn.Linear's default init (uniform within 1/sqrt(fan_in)), or the head of the reward model we start from.
   const head = new Float32Array(config.dim);
@@ -137,8 +130,8 @@ export async function buildRewardObjective(
       heldOutData: sequencesHash(asItems(data.eval)),
       head: build.init?.head ? "initAdapter" : "fresh",
     },
-    warnings: [...tokenized.warnings, ...(given?.warnings ?? [])],
-    dataCounts: { used: tokenized.pairs.length, truncated: tokenized.truncated, dropped: tokenized.dropped },
+    warnings,
+    dataCounts,
     normaliser: (_split, items) => items.length,
     run({ model, lora, grads, options: lossOptions }, splitName, items, normaliser) {
       const batch = packWhole(sequencesOf(items.map((i) => data[splitName][i]!)));
@@ -163,7 +156,7 @@ export async function buildRewardObjective(
         adapter: "adapter.gguf",
         head: rewardHeadFile,
         hidden: config.dim,
-        addBos: tokenizer.bos !== undefined,
+        addBos: build.tokenizer.bos !== undefined,
       };
       await writeFile(join(output, rewardModelFile), `${JSON.stringify(info, null, 2)}\n`);
       return { rewardHeadPath };
