@@ -208,3 +208,8 @@ export async function completeAll(
   for await (const result of model.complete(requests, options)) results[result.index] = result;
   return results;
 }
+
+/** Requests to keep in flight: `given`, else the backend's parallelism, and at least one. */
+export function requestConcurrency(backend: LanguageModel, given?: number): number {
+  return Math.max(1, given ?? backend.capabilities().parallel ?? 1);
+}

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import type { LanguageModel } from "../backends/language-model.js";
+import { type LanguageModel, requestConcurrency } from "../backends/language-model.js";
 import { runConcurrently } from "../backends/run-concurrently.js";
 import { BackendError, throwIfAborted } from "../errors/index.js";
 import {
@@ -79,7 +79,7 @@ export async function evaluateItems<I, R extends { id: string }>(
   spec: EvaluateItemsSpec<I, R>,
   options: EvalRunOptions,
 ): Promise<EvaluatedItems<R>> {
-  const concurrency = Math.max(1, options.concurrency ?? spec.backend.capabilities().parallel ?? 1);
+  const concurrency = requestConcurrency(spec.backend, options.concurrency);
   return options.store
     ? evaluateIntoStore(spec, options.store, concurrency, options)
     : evaluateInMemory(spec, concurrency, options);

@@ -3,7 +3,7 @@
  * `answerPrompt`, one completion, the answer stored with the model's id. A prompt too long for the context is
  * rejected (and retried with a larger one), never truncated.
  */
-import type { LanguageModel, SamplingOptions } from "../../backends/language-model.js";
+import { type LanguageModel, type SamplingOptions, requestConcurrency } from "../../backends/language-model.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import type { StageStore } from "../../run-store/index.js";
 import { completeOne } from "../shared/complete-in-order.js";
@@ -41,7 +41,7 @@ export async function answerItems(options: AnswerItemsOptions): Promise<void> {
   const maxTokens = sampling.maxTokens ?? 256;
   await store.processItems({
     items: options.items,
-    concurrency: Math.max(1, options.concurrency ?? backend.capabilities().parallel ?? 1),
+    concurrency: requestConcurrency(backend, options.concurrency),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     process: async (item, signal) => {

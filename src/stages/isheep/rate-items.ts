@@ -3,7 +3,7 @@
  * so a resumed run repeats no finished rating; a rating the parser cannot read is kept as a `rating-parse` rejection
  * with the text, and counted.
  */
-import type { LanguageModel, SamplingOptions } from "../../backends/language-model.js";
+import { type LanguageModel, type SamplingOptions, requestConcurrency } from "../../backends/language-model.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import type { StageStore } from "../../run-store/index.js";
 import { completeOne } from "../shared/complete-in-order.js";
@@ -43,7 +43,7 @@ export async function rateItems(options: RateItemsOptions): Promise<void> {
   const maxTokens = sampling.maxTokens ?? 128;
   await store.processItems({
     items: options.items,
-    concurrency: Math.max(1, options.concurrency ?? backend.capabilities().parallel ?? 1),
+    concurrency: requestConcurrency(backend, options.concurrency),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     process: async (item, signal) => {

@@ -3,7 +3,12 @@
  * question type over several brainstorming epochs (`red-team-topics`), then write one question per (type, topic)
  * (`red-team`). Topic prompts commit in order, so resume reproduces the same topic lists.
  */
-import type { CompletionRequest, LanguageModel, SamplingOptions } from "../../backends/language-model.js";
+import {
+  type CompletionRequest,
+  type LanguageModel,
+  type SamplingOptions,
+  requestConcurrency,
+} from "../../backends/language-model.js";
 import type { RedTeamType } from "../../constitution/constitution-schema.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import type { StoreRecord } from "../../run-store/jsonl.js";
@@ -107,7 +112,7 @@ export async function runRedTeamTopics(options: RunRedTeamOptions): Promise<Map<
   const epochs = options.epochs ?? 5;
   const seed = options.seed ?? 42;
   const sampling = { ...topicSamplingDefaults, ...options.topicSampling };
-  const batchSize = Math.max(1, options.batchSize ?? backend.capabilities().parallel ?? 1);
+  const batchSize = requestConcurrency(backend, options.batchSize);
   const stage = store.stage;
   const records = await store.readRecords<TopicRecord>();
   const cap = (topics: Map<string, string[]>) => {
@@ -246,7 +251,7 @@ export async function runRedTeam(options: RunRedTeamOptions): Promise<RunRedTeam
   const perPrompt = options.targetsPerPrompt ?? 5;
   const seedsPerPrompt = options.seedsPerPrompt ?? 5;
   const sampling = { ...questionSamplingDefaults, ...options.questionSampling };
-  const batchSize = Math.max(1, options.batchSize ?? backend.capabilities().parallel ?? 1);
+  const batchSize = requestConcurrency(backend, options.batchSize);
 
   const pairs = shuffled(
     seededRandom("question-order", seed),

@@ -3,7 +3,7 @@
  * principles and worked examples, with internal thoughts first; keep answers that pass the named filters, with
  * their thoughts and cited principles, and count principle usage into the manifest.
  */
-import type { LanguageModel, SamplingOptions } from "../../backends/language-model.js";
+import { type LanguageModel, type SamplingOptions, requestConcurrency } from "../../backends/language-model.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
 import { recordId } from "../../run-store/record-id.js";
 import type { StageStore } from "../../run-store/stage-store.js";
@@ -93,7 +93,7 @@ export async function runSelfAlign(options: RunSelfAlignOptions): Promise<RunSel
   };
   const maxTokens = sampling.maxTokens ?? 256;
   const seed = options.seed ?? 42;
-  const concurrency = Math.max(1, options.concurrency ?? backend.capabilities().parallel ?? 1);
+  const concurrency = requestConcurrency(backend, options.concurrency);
   const callUsage = usageSince(store);
   const items = options.inputs.map((input) => ({ ...input, id: recordId(stage, input.id), inputId: input.id }));
 

@@ -3,7 +3,12 @@
  * continues, filter, and keep instructions whose ROUGE-L with every seed and every kept instruction is <= 0.7.
  * Rounds commit in order, so a stopped and resumed run makes the same decisions and repeats no finished request.
  */
-import type { CompletionRequest, LanguageModel, SamplingOptions } from "../../backends/language-model.js";
+import {
+  type CompletionRequest,
+  type LanguageModel,
+  type SamplingOptions,
+  requestConcurrency,
+} from "../../backends/language-model.js";
 import type { SeedTask } from "../../constitution/constitution-schema.js";
 import { AbortedError } from "../../errors/index.js";
 import type { ProgressListener } from "../../progress/progress-event.js";
@@ -98,7 +103,7 @@ export async function runSelfInstruct(options: RunSelfInstructOptions): Promise<
   const demoCount = options.demos ?? 5;
   const generatedDemos = Math.min(options.generatedDemos ?? 0, demoCount);
   const seed = (options.seed ?? 42) + 128 * (store.shard?.index ?? 0);
-  const batchSize = Math.max(1, options.batchSize ?? backend.capabilities().parallel ?? 1);
+  const batchSize = requestConcurrency(backend, options.batchSize);
   const maxIdle = options.maxRoundsWithoutProgress ?? 20;
   const maxRounds = options.maxRounds ?? Number.POSITIVE_INFINITY;
   const seeds = options.constitution.seedTasks;
