@@ -4,8 +4,7 @@
  * already paid for and grows with each ledger line. Once it is reached no new request starts: the requests in flight
  * finish and are committed, then the run stops with BudgetReachedError, resumable like after Ctrl+C.
  */
-import type { TokenUsage } from "../backends/language-model.js";
-import type { LanguageModel } from "../backends/language-model.js";
+import type { LanguageModel, TokenUsage } from "../backends/language-model.js";
 import { AbortedError, BudgetReachedError } from "../errors/index.js";
 
 export interface BudgetLimit {
