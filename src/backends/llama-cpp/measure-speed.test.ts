@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeTinyModel } from "../../gguf/index.js";
 import { measureTrainingSpeed } from "../../training/embedded/measure-training-speed.js";
 import { createLlamaCppBackend, type LlamaCppBackend } from "./index.js";
-import { measureEngineSpeed } from "./measure-speed.js";
+import { measureEngineSpeed, textOfTokens } from "./measure-speed.js";
 
 let dir: string;
 let modelPath: string;
@@ -41,6 +41,19 @@ describe("measureEngineSpeed", () => {
     // The prompt (128+), 2 x 16 generated tokens and the warm-up went through the engine; nothing came from a cache.
     expect(backend.decodeStats().decodedTokens - before).toBeGreaterThanOrEqual(128 + 32);
     expect(speed.seconds).toBeGreaterThan(0);
+  });
+});
+
+describe("textOfTokens", () => {
+  it("lands within one word of the asked length, with the byte vocabulary's long words too", async () => {
+    const words = ["assistant", "principle", "instruction", "a"];
+    for (const tokens of [40, 300, 1860]) {
+      const text = await textOfTokens(backend, "Opening.", tokens, words);
+      const count = await backend.countTokens(text);
+      // The longest word is 11 bytes: never more than one word (plus its space) past the length asked for.
+      expect(count).toBeGreaterThanOrEqual(tokens);
+      expect(count).toBeLessThanOrEqual(tokens + 12);
+    }
   });
 });
 

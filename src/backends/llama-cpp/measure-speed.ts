@@ -1,7 +1,7 @@
 /**
  * A few seconds' measurement of a model's speed (the embedded engine on this machine, or a server): prompt evaluation (tokens/s), decoding
  * (aggregate tokens/s with the backend's parallel sequences) and scoring (continuation tokens/s). What a run
- * estimate multiplies the tokens of each stage by. Prompts are nonsense of the model's own vocabulary, each one
+ * estimate multiplies the tokens of each stage by. Prompts are filler words of the model's own vocabulary, each one
  * starting differently so nothing is served from the KV cache.
  */
 import { completeAll, type LanguageModel } from "../language-model.js";
@@ -33,16 +33,36 @@ export interface EngineSpeed {
 
 const filler = "the of and to in is was for on that with as by at from it be are this an which or has had ".split(" ");
 
-/** Text of at least `tokens` tokens of this model, starting with `opening`. */
-async function textOfTokens(backend: LanguageModel, opening: string, tokens: number): Promise<string> {
+/**
+ * Text of about `tokens` tokens of this model (within a few of it), starting with `opening` and continuing with filler
+ * words. It grows by the tokens per word measured so far, so it tokenises a few times, not once per word, and never
+ * overshoots by more than a word: a byte vocabulary spends 3-10 tokens on a word, a real one about 1.3.
+ */
+export async function textOfTokens(
+  backend: Pick<LanguageModel, "countTokens">,
+  opening: string,
+  tokens: number,
+  words: readonly string[] = filler,
+): Promise<string> {
   let text = opening;
+  let count = await backend.countTokens(text);
   let i = 0;
-  // Grow in steps of about a quarter of what is missing, so this tokenises a few times, not once per word.
-  for (;;) {
-    const missing = tokens - (await backend.countTokens(text));
-    if (missing <= 0) return text;
-    for (let k = 0; k < Math.max(1, Math.ceil(missing / 4)); k++) text += ` ${filler[i++ % filler.length]}`;
+  let perWord = 1;
+  while (count < tokens) {
+    // Add a quarter of what is missing at the measured rate (at least one word), then measure again.
+    const adding = Math.max(1, Math.floor((tokens - count) / perWord / 4));
+    let added = "";
+    for (let k = 0; k < adding; k++) added += ` ${words[i++ % words.length]}`;
+    const next = await backend.countTokens(text + added);
+    if (next > tokens && adding > 1) {
+      perWord = Math.max(perWord, (next - count) / adding);
+      continue;
+    }
+    perWord = Math.max(0.5, (next - count) / adding);
+    text += added;
+    count = next;
   }
+  return text;
 }
 
 /** Measure prompt-evaluation, decode and scoring speed of `backend` (a few seconds on a small model). */
