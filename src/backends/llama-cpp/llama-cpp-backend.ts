@@ -30,6 +30,7 @@ import {
 import { getSharedLlama, subscribeLlamaLogs } from "./llama-instance.js";
 import { resolveModelSource } from "./model-source.js";
 import {
+  canTuneNativeBatches,
   DecodeGate,
   gatherSequencesStrategy,
   type NativeBatchStats,
@@ -37,6 +38,7 @@ import {
   tuneNativeBatches,
 } from "./native-batch.js";
 import { BatchScorer, scoringSequencesFor } from "./batch-scorer.js";
+import { PersistentThreads } from "./persistent-threads.js";
 import { tokenizeWithBos } from "./scorer.js";
 import { SequencePool } from "./sequence-pool.js";
 import { checkTokenIds, vocabularySizeOf } from "./token-ids.js";
@@ -80,6 +82,12 @@ export interface LlamaCppBackendOptions {
    */
   sharePrefix?: boolean;
   /**
+   * Decode on one persistent ggml threadpool for the engine's life (the optional addon native/threadpool), as
+   * llama.cpp's own server does, instead of threads started and joined at every decode call. Default true; without
+   * the addon, or with false, decode threads follow `threads` as before (a baseline for benchmarks).
+   */
+  persistentThreads?: boolean;
+  /**
    * Bit-reproducible generation whatever ran before: one sequence, every prompt evaluated from an empty KV cache,
    * flash attention off and an F32 KV cache. llama.cpp's results otherwise depend (at float-rounding level, which
    * sampling can amplify) on how prompts were batched and which prefix was cached, so a resumed run may differ
@@ -109,6 +117,8 @@ interface BackendParts {
   tuning: NativeBatchTuning;
   /** Serialises the decode calls of the generation and scoring contexts. */
   gate: DecodeGate;
+  /** The persistent threadpool both contexts decode on, when the native addon provides one. */
+  threadpool?: PersistentThreads;
   contextSize: number;
   threads: number | "auto";
   batchThreads: number;
@@ -192,7 +202,26 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
       );
     }
     const gate = new DecodeGate();
-    const tuning = tuneNativeBatches(context, { decodeThreads: threads, batchThreads, gate });
+    const poolThreads = Math.max(threads === "auto" ? 1 : threads, batchThreads);
+    let threadpool =
+      (options.persistentThreads ?? true) && poolThreads > 1
+        ? PersistentThreads.create(poolThreads).threads
+        : undefined;
+    if (threadpool && !(canTuneNativeBatches(context) && threadpool.attach(context))) {
+      threadpool.release();
+      threadpool = undefined;
+    }
+    const tuning = tuneNativeBatches(context, {
+      decodeThreads: threads,
+      batchThreads,
+      gate,
+      persistentPool: threadpool !== undefined,
+    });
+    // Only a tuned context's decode calls go through the gate; a pool must never run two decodes at once.
+    if (!tuning.active && threadpool) {
+      threadpool.release();
+      threadpool = undefined;
+    }
     const loraId = adapters.map((a) => `+lora:${a.filePath}@${a.scale}`).join("");
     return new LlamaCppBackend({
       id: `llama-cpp:${options.model}${loraId}`,
@@ -201,6 +230,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
       context,
       tuning,
       gate,
+      threadpool,
       contextSize,
       threads,
       batchThreads,
@@ -246,8 +276,12 @@ export class LlamaCppBackend implements LanguageModel {
   }
 
   /** Native decode calls of the generation context so far and the tokens in them (diagnostics, benchmarks). */
-  decodeStats(): NativeBatchStats & { tuned: boolean } {
-    return { ...this.parts.tuning.stats(), tuned: this.parts.tuning.active };
+  decodeStats(): NativeBatchStats & { tuned: boolean; persistentThreads: boolean } {
+    return {
+      ...this.parts.tuning.stats(),
+      tuned: this.parts.tuning.active,
+      persistentThreads: this.parts.threadpool !== undefined,
+    };
   }
 
   /** Native decode calls of the scoring context so far (none before the first `score`; diagnostics, benchmarks). */
@@ -256,6 +290,7 @@ export class LlamaCppBackend implements LanguageModel {
     return {
       decodeCalls: 0,
       decodedTokens: 0,
+      decodeMilliseconds: 0,
       callsBySize: {},
       reorderedCalls: 0,
       threadChoices: {},
@@ -397,6 +432,8 @@ export class LlamaCppBackend implements LanguageModel {
     this.parts.unsubscribeLogs();
     this.pool.rejectAll(new BackendError("the llama-cpp backend was closed while requests were waiting."));
     const scoring = await this.scoring?.catch(() => undefined);
+    // After the last decode call (they all go through the gate), before the contexts it is attached to go.
+    await this.parts.gate.run(async () => this.parts.threadpool?.release());
     await scoring?.context.dispose();
     await this.parts.context.dispose();
     await this.model.dispose();
@@ -445,11 +482,17 @@ export class LlamaCppBackend implements LanguageModel {
         threads: Math.max(this.parts.threads === "auto" ? 1 : this.parts.threads, this.parts.batchThreads),
         lora: this.parts.lora,
       });
+      // The engine's pool, when this context's decodes will go through the shared gate.
+      const pool = this.parts.threadpool;
+      const pooled = pool !== undefined && canTuneNativeBatches(context) && pool.attach(context);
       const tuning = tuneNativeBatches(context, {
         decodeThreads: this.parts.threads,
         batchThreads: this.parts.batchThreads,
         gate: this.parts.gate,
+        persistentPool: pooled,
       });
+      // Never expected (the check above passed), but a pool must not run an ungated decode: give it up.
+      if (pooled && !tuning.active) await this.parts.gate.run(async () => pool.release());
       const scorer = new BatchScorer(Array.from({ length: sequences }, () => context.getSequence()));
       return { context, scorer, tuning };
     })();

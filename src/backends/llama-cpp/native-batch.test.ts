@@ -119,6 +119,21 @@ describe("tuneNativeBatches (on a stand-in native context)", () => {
     expect(native.threads).toEqual([1, 4]);
   });
 
+  it("on a persistent threadpool, automatic decode threads are the batch threads, with nothing measured", async () => {
+    const native = new FakeNative();
+    const context = fakeContext(native);
+    const tuning = tuneNativeBatches(context, { decodeThreads: "auto", batchThreads: 4, persistentPool: true });
+    const ctx = (context as unknown as { _ctx: FakeNative })._ctx;
+    for (const size of [1, 3, 8, 100]) {
+      ctx.initBatch(size);
+      ctx.addToBatch(0, 0, new Uint32Array(size), u32(size - 1));
+      await ctx.decodeBatch();
+    }
+    expect(native.threads).toEqual([4]);
+    expect(tuning.stats().threadChoices).toEqual({});
+    expect(tuning.stats().decodeCalls).toBe(4);
+  });
+
   it("with a shared gate, two contexts never decode at the same time, and a failed decode does not block the next", async () => {
     let running = 0;
     let most = 0;

@@ -19,7 +19,8 @@ import { ThreadChooser } from "./thread-chooser.js";
  * about twice the aggregate tokens/s at 16 sequences.
  *
  * The thread count is also chosen per batch: long prompt evaluation gets `batchThreads`; small decode batches get
- * `decodeThreads`, or, with "auto", what a ThreadChooser measured to be fastest for their size on this machine.
+ * `decodeThreads`, or, with "auto", `batchThreads` on a persistent threadpool, else what a ThreadChooser measured to be
+ * fastest for their size on this machine (without a pool, each multi-threaded call starts its threads anew).
  */
 
 /** Batches with at least this many tokens count as prompt evaluation and get `batchThreads`. */
@@ -48,6 +49,8 @@ const nativeMethods = ["initBatch", "addToBatch", "setThreads", "decodeBatch"] a
 export interface NativeBatchStats {
   decodeCalls: number;
   decodedTokens: number;
+  /** Milliseconds spent in the native decode calls (the rest of a run's time is sampling, scheduling and waiting). */
+  decodeMilliseconds: number;
   /** Decode calls by the number of tokens in them. */
   callsBySize: Record<number, number>;
   /** Decode calls whose entries were added out of sequence-id order by node-llama-cpp and were reordered. */
@@ -78,6 +81,11 @@ export interface NativeBatchThreads {
   batchThreads: number;
   /** Shared with the engine's other contexts, so that their decode calls do not overlap. */
   gate?: DecodeGate;
+  /**
+   * The context decodes on a persistent threadpool (persistent-threads.ts): a multi-threaded call then costs no thread
+   * start-up, more threads pay at every batch size, and "auto" decode threads are simply `batchThreads`.
+   */
+  persistentPool?: boolean;
 }
 
 export interface NativeBatchTuning {
@@ -95,18 +103,26 @@ interface PendingEntry {
   batchLogitIndexes: Uint32Array;
 }
 
+/** Whether `tuneNativeBatches` can wrap this context (node-llama-cpp's internals are as expected). */
+export function canTuneNativeBatches(context: LlamaContext): boolean {
+  const native = (context as unknown as { _ctx?: Partial<NativeContext> })._ctx;
+  return native !== undefined && nativeMethods.every((name) => typeof native[name] === "function");
+}
+
 /**
  * Wrap the (internal) native context of `context` so that each batch is added to llama.cpp in sequence-id order and
  * decoded with `decodeThreads` (small batches) or `batchThreads` (prompt evaluation). If the internals are not as
  * expected, nothing is changed and `active` is false.
  */
 export function tuneNativeBatches(context: LlamaContext, threadOptions: NativeBatchThreads): NativeBatchTuning {
-  const { decodeThreads, batchThreads } = threadOptions;
-  const chooser = decodeThreads === "auto" && batchThreads > 1 ? new ThreadChooser([1, batchThreads]) : undefined;
-  const fixedDecodeThreads = decodeThreads === "auto" ? 1 : decodeThreads;
+  const { decodeThreads, batchThreads, persistentPool = false } = threadOptions;
+  const chooser =
+    decodeThreads === "auto" && batchThreads > 1 && !persistentPool ? new ThreadChooser([1, batchThreads]) : undefined;
+  const fixedDecodeThreads = decodeThreads === "auto" ? (persistentPool ? batchThreads : 1) : decodeThreads;
   const stats: Omit<NativeBatchStats, "threadChoices"> = {
     decodeCalls: 0,
     decodedTokens: 0,
+    decodeMilliseconds: 0,
     callsBySize: {},
     reorderedCalls: 0,
   };
@@ -115,10 +131,9 @@ export function tuneNativeBatches(context: LlamaContext, threadOptions: NativeBa
     callsBySize: { ...stats.callsBySize },
     threadChoices: chooser?.choices() ?? {},
   });
-  const native = (context as unknown as { _ctx?: Partial<NativeContext> })._ctx;
-  if (!native || nativeMethods.some((name) => typeof native[name] !== "function"))
-    return { active: false, stats: snapshot };
-  const original = native as NativeContext;
+  if (!canTuneNativeBatches(context)) return { active: false, stats: snapshot };
+  const native = (context as unknown as { _ctx: NativeContext })._ctx;
+  const original = native;
   const initBatch = original.initBatch.bind(native);
   const addToBatch = original.addToBatch.bind(native);
   const setThreads = original.setThreads.bind(native);
@@ -178,13 +193,15 @@ export function tuneNativeBatches(context: LlamaContext, threadOptions: NativeBa
       const decode = async () => {
         const start = performance.now();
         const result = await decodeBatch();
-        if (measured) chooser.record(tokens, threads, performance.now() - start, settled);
+        const elapsed = performance.now() - start;
+        stats.decodeMilliseconds += elapsed;
+        if (measured) chooser.record(tokens, threads, elapsed, settled);
         return result;
       };
       return threadOptions.gate ? threadOptions.gate.run(decode) : decode();
     });
   } catch {
-    for (const name of nativeMethods) delete (native as Record<string, unknown>)[name];
+    for (const name of nativeMethods) delete (native as unknown as Record<string, unknown>)[name];
     return { active: false, stats: snapshot };
   }
   return { active: true, stats: snapshot };
