@@ -2,7 +2,7 @@
  * Decode threads: the embedded backend's default ("auto" on the persistent threadpool, native/threadpool) against
  * fixed 1 thread and fixed all-cores on the same pool, and against the old path without the pool (threads started per
  * decode call, "auto" measuring 1 against all cores), for 1 and 4 parallel sequences on a 57M and a 269M F16 model.
- * Configurations alternate over `--rounds` rounds and each figure is the median, so the machine's load meets all of
+ * Configurations alternate over `--rounds` rounds (in a rotated order) and each figure is the median, so the machine's load meets all of
  * them alike. Figures of merit per row: default / best fixed (target >= 1, the automatic choice must not lose to a
  * fixed count) and default / the old default. Run: `npx tsx bench/threads.ts [--tokens 48] [--rounds 3]`.
  */
@@ -40,7 +40,8 @@ try {
       const rates = new Map<string, number[]>();
       let pooled = false;
       for (let round = 0; round < rounds; round++)
-        for (const config of configs) {
+        // Each round starts with a different configuration, so none always follows the same one.
+        for (const config of [...configs.slice(round % configs.length), ...configs.slice(0, round % configs.length)]) {
           const backend = await createLlamaCppBackend({
             model: path,
             contextSize: 256,
