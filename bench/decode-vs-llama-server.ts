@@ -7,9 +7,10 @@
  * tokens per sequence, flash attention off, threads as each chooses by default on this machine (the server: all
  * cores). Prints generated tokens/s, the ratio embedded / server (target >= 0.95) and how many greedy outputs are
  * identical. Run: `npx tsx bench/decode-vs-llama-server.ts [--shape 57m,360m] [--prompts 24] [--tokens 256]
- * [--prefix-tokens 1860] [--prefix-new-tokens 64]`.
+ * [--prefix-tokens 1860] [--prefix-new-tokens 64] [--rounds 2] [--stages 1,2]`. Each workload runs `--rounds` times, who
+ * goes first alternating, and the median ratio is printed with the spread.
  */
-import { availableParallelism } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import { completeAll } from "../src/backends/language-model.js";
 import { createLlamaCppBackend, type LlamaCppBackend } from "../src/backends/llama-cpp/index.js";
 import { textOfTokens } from "../src/backends/llama-cpp/measure-speed.js";
@@ -20,6 +21,14 @@ const promptCount = numberFlag("prompts", 24);
 const stage1Tokens = numberFlag("tokens", 256);
 const prefixTokens = numberFlag("prefix-tokens", 1860);
 const stage2Tokens = numberFlag("prefix-new-tokens", 64);
+const rounds = numberFlag("rounds", 2);
+const stagesAt = process.argv.indexOf("--stages");
+const stagesToRun =
+  stagesAt >= 0
+    ? String(process.argv[stagesAt + 1])
+        .split(",")
+        .map(Number)
+    : [1, 2];
 const sequences = 4;
 const contextSize = 2048;
 const words = "assistant answer question helpful honest principle topic instruction example reply".split(" ");
@@ -116,25 +125,37 @@ for (const shape of shapeFlag(["57m", "360m"])) {
     // Warm both up (threads, the automatic thread choice's first measurements).
     await embeddedRun(backend, { name: "warm-up", prompts: ["warm up"], maxTokens: 16 });
     await serverRun(server.url, { name: "warm-up", prompts: ["warm up"], maxTokens: 16 });
-    for (const [index, workload] of workloads.entries()) {
-      // Alternate who goes first, so neither always meets the machine's load first.
-      const embedded = index % 2 === 0 ? await embeddedRun(backend, workload) : undefined;
-      const served = await serverRun(server.url, workload);
-      const ourRun = embedded ?? (await embeddedRun(backend, workload));
-      const ours = ourRun.tokens / ourRun.seconds;
-      const theirs = served.tokens / served.seconds;
-      const same = ourRun.texts.filter((text, i) => text === served.texts[i]).length;
-      // Where outputs differ, how far they agree first (a float-rounding difference between the two batchings flips a
-      // near-tie of this random-weight model's logits, and the texts part from there).
-      const agreed = ourRun.texts.map((text, i) => {
-        const theirText = served.texts[i] ?? "";
-        let k = 0;
-        while (k < text.length && text[k] === theirText[k]) k++;
-        return k / Math.max(1, text.length, theirText.length);
-      });
-      const meanAgreed = agreed.reduce((sum, part) => sum + part, 0) / Math.max(1, agreed.length);
+    for (const workload of workloads.filter((_, index) => stagesToRun.includes(index + 1))) {
+      const ratios: number[] = [];
+      for (let round = 0; round < rounds; round++) {
+        // Alternate who goes first, so neither always meets the machine's load first.
+        const embedded = round % 2 === 0 ? await embeddedRun(backend, workload) : undefined;
+        const served = await serverRun(server.url, workload);
+        const ourRun = embedded ?? (await embeddedRun(backend, workload));
+        const ours = ourRun.tokens / ourRun.seconds;
+        const theirs = served.tokens / served.seconds;
+        ratios.push(ours / theirs);
+        const same = ourRun.texts.filter((text, i) => text === served.texts[i]).length;
+        // Where outputs differ, how far they agree first (a float-rounding difference between the two batchings flips
+        // a near-tie of this random-weight model's logits, and the texts part from there).
+        const agreed = ourRun.texts.map((text, i) => {
+          const theirText = served.texts[i] ?? "";
+          let k = 0;
+          while (k < text.length && text[k] === theirText[k]) k++;
+          return k / Math.max(1, text.length, theirText.length);
+        });
+        const meanAgreed = agreed.reduce((sum, part) => sum + part, 0) / Math.max(1, agreed.length);
+        console.log(
+          `  ${workload.name}, round ${round + 1} (${round % 2 === 0 ? "embedded" : "llama-server"} first, load ${loadavg()[0]?.toFixed(1)}): embedded ${ours.toFixed(1)} tokens/s (${ourRun.seconds.toFixed(1)} s), llama-server ${theirs.toFixed(1)} tokens/s (${served.seconds.toFixed(1)} s) -> ${(ours / theirs).toFixed(2)}x; greedy outputs identical ${same}/${workload.prompts.length} (agreeing for ${(100 * meanAgreed).toFixed(0)}% of their text on average)`,
+        );
+      }
+      const sorted = [...ratios].sort((a, b) => a - b);
+      const median =
+        sorted.length % 2 === 1
+          ? (sorted[(sorted.length - 1) / 2] as number)
+          : ((sorted[sorted.length / 2 - 1] as number) + (sorted[sorted.length / 2] as number)) / 2;
       console.log(
-        `  ${workload.name}: embedded ${ours.toFixed(1)} tokens/s (${ourRun.seconds.toFixed(1)} s), llama-server ${theirs.toFixed(1)} tokens/s (${served.seconds.toFixed(1)} s) -> ${(ours / theirs).toFixed(2)}x (target >= 0.95); greedy outputs identical ${same}/${workload.prompts.length} (agreeing for ${(100 * meanAgreed).toFixed(0)}% of their text on average)`,
+        `  ${workload.name}: median ${median.toFixed(2)}x llama-server over ${rounds} round(s) (spread ${(sorted[0] as number).toFixed(2)}-${(sorted.at(-1) as number).toFixed(2)}; target >= 0.95)`,
       );
     }
   } finally {
