@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLlamaCppBackend } from "../src/backends/llama-cpp/index.js";
-import { writeTinyModel } from "../src/gguf/index.js";
+import { BYTE_VOCAB_SIZE, writeTinyModel } from "../src/gguf/index.js";
 import { gae, tokenRewards } from "../src/training/embedded/ppo/ppo-math.js";
 import type { PpoCurvePoint } from "../src/training/embedded/ppo/ppo-trainer.js";
 import { runToyPpo, toyResponseLength } from "./fixtures/ppo-toy.js";
@@ -70,6 +70,9 @@ describe("embedded PPO on a toy task", () => {
       expect(point.kl / Math.max(1, point.responseLength)).toBeLessThan(2.5);
       expect(point.klPenalty).toBeGreaterThanOrEqual(point.kl - 1e-9);
       expect(point.responseLength).toBeLessThanOrEqual(toyResponseLength);
+      // The policy's entropy is logged every step: positive and at most that of a uniform next token.
+      expect(point.entropy).toBeGreaterThan(0);
+      expect(point.entropy).toBeLessThanOrEqual(Math.log(BYTE_VOCAB_SIZE) + 1e-9);
     }
     const lines = (await readFile(join(out, "ppo.jsonl"), "utf8")).trim().split("\n");
     expect(lines.map((line) => JSON.parse(line) as PpoCurvePoint)).toEqual(curve);

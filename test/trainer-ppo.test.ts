@@ -1,7 +1,8 @@
 /**
  * PPO's building blocks: GAE and whitening against numbers worked out by hand; the clipped policy and value losses'
  * gradients against finite differences, alone and through the model (float64); the value model initialised from a
- * reward model; and a learner step that moves log-probs and values the way the advantages and returns say.
+ * reward model; a learner step that moves log-probs and values the way the advantages and returns say; and the
+ * policy entropy it logs, against -Σ p log p computed here from the model's own logits.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -13,7 +14,7 @@ import { LlamaTrainModel } from "../src/training/embedded/llama-train-model.js";
 import { loadLlamaModel } from "../src/training/embedded/llama-weights.js";
 import { createLora, type LoraAdapter, loraArrays, zerosLike } from "../src/training/embedded/lora.js";
 import { packWhole, rewardLoss } from "../src/training/embedded/objectives/reward-objective.js";
-import { float64Precision, type Vec } from "../src/training/embedded/ops.js";
+import { float64Precision, tokenEntropies, type Vec } from "../src/training/embedded/ops.js";
 import { clippedPolicyLoss, clippedValueLoss, gae, whiten } from "../src/training/embedded/ppo/ppo-math.js";
 import {
   PpoLearner,
@@ -183,6 +184,52 @@ describe("PPO through the model", () => {
       }),
     );
     for (const [t, v] of values.entries()) expectClose(v, rewards![t]!, 1e-5, 1e-6);
+  });
+
+  it("the entropy a learner step logs is the mean -Σ p log p of the response tokens' distributions at temperature 0.7", () => {
+    // The helper itself on rows worked out by hand: uniform over 4 is ln 4; logits (0, ln 3) at T = 1 is p = (1/4, 3/4).
+    const out = new Float64Array(2);
+    tokenEntropies(Float64Array.from([5, 5, 5, 5, 0, Math.log(3), -1e9, -1e9]), 2, 4, 1, out);
+    expect(out[0]).toBeCloseTo(Math.log(4), 12);
+    expect(out[1]).toBeCloseTo(-(0.25 * Math.log(0.25) + 0.75 * Math.log(0.75)), 9);
+
+    const policy = lora(6, (n) => new Float32Array(n));
+    const value = { lora: lora(7, (n) => new Float32Array(n)), head: new Float32Array(model.config.dim) };
+    const batch = packSequences(responses);
+    const vocab = model.config.vocabSize;
+    let expected = 0;
+    model.forwardBackward(batch, policy, undefined, {
+      over: "logits",
+      rows: batch.rows,
+      loss: (logits) => {
+        for (let t = 0; t < batch.rows.length; t++) {
+          const row = Array.from({ length: vocab }, (_, j) => (logits[t * vocab + j] as number) / 0.7);
+          const max = Math.max(...row);
+          const z = row.reduce((sum, x) => sum + Math.exp(x - max), 0);
+          expected -= row.reduce((sum, x) => {
+            const p = Math.exp(x - max) / z;
+            return sum + (p > 0 ? p * Math.log(p) : 0);
+          }, 0);
+        }
+        expected /= batch.rows.length;
+        return 0;
+      },
+    });
+    const before = sequenceLogProbs(model, responses, policy, { temperature: 0.7 }).flatMap((s) =>
+      Array.from(s.tokens),
+    );
+    const n = before.length;
+    const learner = new PpoLearner(model, policy, value, { learningRate: 1e-2, temperature: 0.7 });
+    const result = learner.step({
+      sequences: responses,
+      oldLogProbs: before,
+      oldValues: new Float64Array(n),
+      advantages: Float64Array.from({ length: n }, (_, t) => (t % 2 ? 1 : -1)),
+      returns: new Float64Array(n),
+    });
+    expect(result.entropy).toBeGreaterThan(0);
+    expect(result.entropy).toBeLessThanOrEqual(Math.log(vocab));
+    expectClose(result.entropy, expected, 1e-6, 1e-6);
   });
 
   it("a learner step raises the log-probs of tokens with positive advantages and moves values toward returns", () => {

@@ -440,6 +440,25 @@ export function tokenLogProbs(
   }
 }
 
+/** Entropy (nats) of softmax(logits_t / T) for each of `rows` rows, into `out`: log Z − Σ_j p_j x_j / T. */
+export function tokenEntropies(logits: Vec, rows: number, vocab: number, temperature: number, out: Float64Array): void {
+  const inv = 1 / temperature;
+  for (let t = 0; t < rows; t++) {
+    const o = t * vocab;
+    let max = -Infinity;
+    for (let j = 0; j < vocab; j++) max = Math.max(max, logits[o + j]! * inv);
+    let sum = 0;
+    let weighted = 0;
+    for (let j = 0; j < vocab; j++) {
+      const x = logits[o + j]! * inv - max;
+      const e = Math.exp(x);
+      sum += e;
+      weighted += e * x;
+    }
+    out[t] = Math.log(sum) - weighted / sum;
+  }
+}
+
 /**
  * d(Σ_t g_t log p_t)/d(logits) = (g_t / T) (onehot(target_t) − softmax(logits_t / T)), row by row into dLogits
  * (which may be `logits` itself: each row is read before it is overwritten).

@@ -10,7 +10,7 @@ import { adamWStep, clipGradientNorm, defaultAdamW } from "../adamw.js";
 import type { LlamaTrainModel, LossOptions, OutputLoss } from "../llama-train-model.js";
 import { type LoraAdapter, loraArrays, zerosLike } from "../lora.js";
 import { rewardLoss } from "../objectives/reward-objective.js";
-import type { Vec } from "../ops.js";
+import { tokenEntropies, type Vec } from "../ops.js";
 import { logProbLoss, packSequences, type ScoredSequence, type SequenceBatch } from "../sequence-log-probs.js";
 import { clippedPolicyLoss, clippedValueLoss } from "./ppo-math.js";
 
@@ -115,11 +115,17 @@ export interface PpoStepResult {
   clipFraction: number;
   valueClipFraction: number;
   approxKl: number;
+  /** Mean entropy (nats) of the policy's next-token distribution (at the sampling temperature) over response tokens,
+   * before the update: what OpenRLHF and TRL log to watch for collapse. */
+  entropy: number;
   policyGradientNorm: number;
   valueGradientNorm: number;
 }
 
-/** The policy's clipped surrogate over `batch`, as a logits loss; `onResult` receives its statistics. */
+/**
+ * The policy's clipped surrogate over `batch`, as a logits loss; `onResult` receives its statistics, `onEntropy` the
+ * mean entropy of the response tokens' distributions.
+ */
 export function policyLoss(
   batch: SequenceBatch,
   vocab: number,
@@ -127,8 +133,9 @@ export function policyLoss(
   clip: number,
   temperature: number,
   onResult?: (result: ReturnType<typeof clippedPolicyLoss>) => void,
+  onEntropy?: (entropy: number) => void,
 ): OutputLoss {
-  return logProbLoss(
+  const surrogate = logProbLoss(
     batch,
     vocab,
     ({ tokens }) => {
@@ -138,6 +145,19 @@ export function policyLoss(
     },
     temperature,
   );
+  if (!onEntropy || surrogate.over !== "logits") return surrogate;
+  const inner = surrogate.loss;
+  return {
+    ...surrogate,
+    loss: (logits, gradient) => {
+      // Read before the surrogate's backward, which may write the gradient over the logits.
+      const n = batch.rows.length;
+      const entropies = new Float64Array(n);
+      tokenEntropies(logits, n, vocab, temperature, entropies);
+      onEntropy(n > 0 ? entropies.reduce((sum, h) => sum + h, 0) / n : 0);
+      return inner(logits, gradient);
+    },
+  };
 }
 
 /** AdamW state of one set of trainable arrays and the gradient arrays the backward fills. */
@@ -224,14 +244,25 @@ export class PpoLearner {
     }
     const lossOptions: LossOptions = { dropout: o.dropout ?? 0, dropoutSeed: this.updates++, checkpoint: "auto" };
     let policyStats: ReturnType<typeof clippedPolicyLoss> | undefined;
+    let entropy = 0;
     this.policyState.zero();
     const pLoss = this.model.forwardBackward(
       batch,
       this.policy,
       this.policyGrads,
-      policyLoss(batch, this.model.config.vocabSize, experience, o.clip ?? 0.2, o.temperature ?? 0.7, (r) => {
-        policyStats = r;
-      }),
+      policyLoss(
+        batch,
+        this.model.config.vocabSize,
+        experience,
+        o.clip ?? 0.2,
+        o.temperature ?? 0.7,
+        (r) => {
+          policyStats = r;
+        },
+        (h) => {
+          entropy = h;
+        },
+      ),
       lossOptions,
     );
     let valueClipFraction = 0;
@@ -259,6 +290,7 @@ export class PpoLearner {
       clipFraction: policyStats!.clipFraction,
       valueClipFraction,
       approxKl: policyStats!.approxKl,
+      entropy,
       policyGradientNorm: this.policyState.update(learningRate, maxGradNorm, weightDecay),
       valueGradientNorm: this.valueState.update(learningRate, maxGradNorm, weightDecay),
     };

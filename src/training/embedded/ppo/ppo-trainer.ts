@@ -85,6 +85,8 @@ export interface PpoCurvePoint {
   valueLoss: number;
   clipFraction: number;
   approxKl: number;
+  /** Mean entropy (nats) of the policy's next-token distributions over the response tokens, before the update. */
+  entropy: number;
   learningRate: number;
   /** Means of the reward's parts. */
   parts: Record<string, number>;
@@ -388,6 +390,7 @@ export async function runPpo<P extends PpoPrompt>(run: RunPpoOptions<P>): Promis
         valueLoss: mean(results.map((r) => r.valueLoss)),
         clipFraction: mean(results.map((r) => r.clipFraction)),
         approxKl: mean(results.map((r) => r.approxKl)),
+        entropy: mean(results.map((r) => r.entropy)),
         learningRate,
         parts: Object.fromEntries(partNames.map((name) => [name, mean(rewards.map((r) => r.parts?.[name] ?? 0))])),
         seconds: { rollout: rolloutSeconds, reward: rewardSeconds, update: updateSeconds },
