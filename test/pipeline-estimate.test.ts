@@ -12,17 +12,24 @@ import { formatEstimate } from "../src/cli/commands/run.js";
 import { defaultConstitutionDir, loadConstitution } from "../src/constitution/index.js";
 import { writeTinyModel } from "../src/gguf/index.js";
 import { estimatePipeline } from "../src/pipeline/estimate-pipeline.js";
-import { checkPromptLengths } from "../src/pipeline/measure-stages.js";
+import { checkPromptLengths, type MeasuredStage } from "../src/pipeline/measure-stages.js";
 import { parsePipelineConfig } from "../src/pipeline/pipeline-config.js";
 import { usageCost } from "../src/pipeline/run-budget.js";
 import type { StageInstance } from "../src/pipeline/stage-context.js";
+import type { StageEstimate } from "../src/pipeline/stage-definition.js";
 import { trainingTokens } from "../src/stages/shared/estimate-training.js";
+import { chatPrompt } from "../src/stages/engrave/prompt.js";
+import { answerPrompt, ratingAspects, ratingPrompt } from "../src/stages/isheep/prompt.js";
+import { judgePromptHead, judgePromptTail } from "../src/stages/salmon/judge-prompt.js";
+import { reviewerPrompt, rewardPrincipleText } from "../src/stages/salmon/reviewer-prompt.js";
 import {
+  longestQuery,
   longestQuestionPrompt,
   longestSelfAlignPrompt,
   longestSelfInstructPrompt,
   selfAlignMetaPrompt,
 } from "../src/stages/shared/longest-prompts.js";
+import { isheepTestConfig } from "./fixtures/isheep-pipeline.js";
 
 let dir: string;
 let modelPath: string;
@@ -149,7 +156,7 @@ it("trains epochs x examples x the cut length, capped by maxSteps; costs at the 
 it("a prompt whose longest form overflows but whose fixed part fits is a warning, not an error", () => {
   const instance = { name: "self-align", definition: { name: "self-align" } } as unknown as StageInstance;
   const prompt = { label: "prompt", maxTokens: 256, maxTokensField: "sampling.maxTokens", role: "generator" as const };
-  const measured = (tokens: number, minTokens: number) => [
+  const measured = (tokens: number, minTokens: number): MeasuredStage[] => [
     {
       instance,
       estimate: {
@@ -171,4 +178,178 @@ it("a prompt whose longest form overflows but whose fixed part fits is a warning
   expect(() => checkPromptLengths(loaded, measured(2000, 1900), 2048)).toThrow(
     /lower stages\.self-align\.sampling\.maxTokens to at most 148/,
   );
+  // A judge prompt: one letter scored, its length set by another stage's answers.
+  const judged = measured(2100, 1500);
+  const { maxTokensField: _field, ...judge } = judged[0]!.estimate.prompts[0]!;
+  judged[0]!.estimate.prompts = [{ ...judge, maxTokens: 1, lengthField: "stages.salmon-responses.sampling.maxTokens" }];
+  const [judgeWarning] = checkPromptLengths(loaded, judged, 2048);
+  expect(judgeWarning).toContain("lower stages.salmon-responses.sampling.maxTokens or raise engine.contextSize");
+});
+
+it("estimates every SALMON stage: 2 samples per prompt, pairs x principles x 2 orders, both responses trained on", async () => {
+  const train = { epochs: 2, cutoffLen: 8192, threads: 1 };
+  const config = parsePipelineConfig(
+    {
+      name: "estimate-salmon",
+      model: modelPath,
+      runDir: join(dir, "salmon-run"),
+      engine: { contextSize: 16384, sequences: 2, threads: 1 },
+      stages: {
+        "self-instruct": { target: 10, demos: 3, sampling: { maxTokens: 50 } },
+        "red-team": { skip: true },
+        "self-align": { skip: true },
+        engrave: { skip: true },
+        "verbose-clone": { skip: true },
+        "salmon-responses": { skip: false, maxPrompts: 6, sampling: { maxTokens: 100 } },
+        "salmon-preferences": { skip: false, principles: ["concise", "honest", "methodical"] },
+        "salmon-aggregate": { skip: false, passes: 3 },
+        "salmon-reward-model": { skip: false, train },
+        "salmon-dpo": { skip: false, train },
+        "salmon-rl": {
+          skip: false,
+          embedded: { rolloutBatch: 4, epochs: 1, ppoEpochs: 2, responseLength: 64, queryLength: 2048 },
+        },
+      },
+    },
+    "estimate config",
+  );
+  const estimate = await estimatePipeline({ loaded: { config, baseDir: dir } });
+  expect(estimate.notEstimated).toEqual([]);
+  const stage = (name: string) => estimate.stages.find((one) => one.stage === name)?.estimate;
+  expect(estimate.stages.map((one) => one.stage)).toEqual([
+    "self-instruct",
+    "salmon-responses",
+    "salmon-preferences",
+    "salmon-aggregate",
+    "salmon-reward-model",
+    "salmon-dpo",
+    "salmon-rl",
+  ]);
+
+  const constitution = await loadConstitution(defaultConstitutionDir());
+  const salmon = constitution.salmon!;
+  const backend = await createLlamaCppBackend({ model: modelPath, contextSize: 1024, threads: 1 });
+  const tokens = (text: string) => backend.countTokens(text);
+  const query = longestQuery(constitution);
+  const { assistant } = constitution;
+  try {
+    // 6 of the 10 stage-1 prompts, twice each, 100 new tokens per answer.
+    const policyPrompt = await tokens(chatPrompt(assistant, "concise", query.instruction, query.input));
+    expect(stage("salmon-responses")).toMatchObject({
+      requests: 12,
+      promptTokens: 12 * policyPrompt,
+      completionTokens: 1200,
+      records: 12,
+    });
+    expect(stage("salmon-responses")!.evaluatedPromptTokens).toBeLessThanOrEqual(6 * policyPrompt);
+
+    // 6 pairs x 3 principles x 2 orders, nothing generated; each prompt holds both answers (100 tokens each).
+    const principles = salmon.rewardPrinciples.filter((one) => ["concise", "honest", "methodical"].includes(one.id));
+    let judged = 0;
+    for (const principle of principles) {
+      const tail = judgePromptTail(assistant, principle.dimension, rewardPrincipleText(constitution, principle, false));
+      judged += (await tokens(judgePromptHead(assistant, query, "", "") + tail)) + 200;
+    }
+    const preferences = stage("salmon-preferences")!;
+    expect(preferences).toMatchObject({ requests: 36, completionTokens: 0, records: 6 });
+    expect(Math.abs(preferences.promptTokens - 6 * 2 * judged)).toBeLessThanOrEqual(36);
+    expect(preferences.evaluatedPromptTokens).toBeLessThan(preferences.promptTokens / 2);
+
+    // 3 passes over 6 pairs, no model.
+    expect(stage("salmon-aggregate")).toMatchObject({ requests: 0, promptTokens: 0, trainTokens: 0, records: 18 });
+
+    // The reward model: chosen and rejected reviewer texts (8 principles at most, answers of 100 tokens), 2 epochs.
+    const guideline = salmon.rewardPrinciples
+      .map(
+        (one) =>
+          [rewardPrincipleText(constitution, one, false), rewardPrincipleText(constitution, one, true)].sort(
+            (a, b) => b.length - a.length,
+          )[0]!,
+      )
+      .sort((a, b) => b.length - a.length)
+      .slice(0, 8);
+    const reviewerText = [
+      reviewerPrompt({ assistantName: assistant.name, ...query, response: "", guidelines: guideline }),
+    ][0]!;
+    const rewardSequence = (await tokens(reviewerText)) + 100;
+    expect(Math.abs(stage("salmon-reward-model")!.trainTokens - 2 * 18 * 2 * rewardSequence)).toBeLessThanOrEqual(
+      2 * 18 * 2 * 8,
+    );
+    // DPO: chosen and rejected (prompt + "\n" + answer + the end-of-turn marker) for 2 epochs, then the reference's
+    // forward over them once.
+    const dpoSequence =
+      (await tokens(`${chatPrompt(assistant, "concise", query.instruction, query.input)}\n\n\n### User\n`)) + 100;
+    expect(Math.abs(stage("salmon-dpo")!.trainTokens - (2 + 1) * 18 * 2 * dpoSequence)).toBeLessThanOrEqual(
+      3 * 18 * 2 * 2,
+    );
+
+    // PPO: floor(1 epoch x 10 prompts / 4) = 2 steps of 4 rollouts; 7 passes over each rollout in the update.
+    const rl = stage("salmon-rl")!;
+    expect(rl).toMatchObject({ requests: 16, completionTokens: 8 * 64, records: 8 });
+    expect(rl.trainTokens).toBe(8 * (policyPrompt + 64) * 7);
+  } finally {
+    await backend.close();
+  }
+  expect(estimate.speed.trainTokensPerSecond).toBeGreaterThan(0);
+  const text = formatEstimate(estimate);
+  expect(text).not.toContain("not estimated");
+  expect(text).toMatch(/^ {2}salmon-preferences\s+36\s/m);
+});
+
+it("estimates every I-SHEEP stage of every round; round 2 is round 1 but for round 1's baseline eval", async () => {
+  // The fixture's rounds, trained without its maxSteps cap.
+  const loaded = isheepTestConfig(modelPath, join(dir, "isheep-run"), 2, {
+    "isheep-train": { train: { rank: 2, threads: 1 } },
+  });
+  const estimate = await estimatePipeline({ loaded: { ...loaded, baseDir: dir } });
+  expect(estimate.notEstimated).toEqual([]);
+  const members = ["prompts", "answers", "filter", "rate", "keep", "train", "eval"];
+  expect(estimate.stages.map((one) => one.stage)).toEqual(
+    [1, 2].flatMap((round) => members.map((member) => `isheep-${member}-round-${round}`)),
+  );
+  const stage = (member: string, round: number) =>
+    estimate.stages.find((one) => one.stage === `isheep-${member}-round-${round}`)!.estimate;
+
+  const constitution = await loadConstitution(defaultConstitutionDir());
+  const backend = await createLlamaCppBackend({ model: modelPath, contextSize: 1024, threads: 1 });
+  const tokens = (text: string) => backend.countTokens(text);
+  const query = longestQuery(constitution);
+  try {
+    // target 10 at 5 kept per call: 2 calls of 200 tokens; their 10 prompts answered in 60 tokens each.
+    expect(stage("prompts", 1)).toMatchObject({ requests: 2, completionTokens: 400, records: 10 });
+    const answer = await tokens(answerPrompt(query.instruction, query.input));
+    expect(stage("answers", 1)).toMatchObject({
+      requests: 10,
+      promptTokens: 10 * answer,
+      completionTokens: 600,
+      records: 10,
+    });
+    expect(stage("filter", 1)).toMatchObject({ requests: 0, records: 10 });
+    // Both aspects of each pair, 40 new tokens; each prompt holds a 60-token answer.
+    let rating = 0;
+    for (const aspect of ratingAspects)
+      rating += (await tokens(ratingPrompt(aspect, query.instruction, query.input, ""))) + 60;
+    expect(stage("rate", 1)).toMatchObject({
+      requests: 20,
+      promptTokens: 10 * rating,
+      completionTokens: 800,
+      records: 20,
+    });
+    expect(stage("keep", 1)).toMatchObject({ requests: 0, records: 10 });
+    // 2 epochs (I-SHEEP's default) over 10 examples of the answering prompt + a 60-token answer and its end marker.
+    const example = (await tokens(`${answerPrompt(query.instruction, query.input)}\n\n### End\n`)) + 60;
+    expect(Math.abs(stage("train", 1).trainTokens - 2 * 10 * example)).toBeLessThanOrEqual(2 * 10 * 2);
+    // 3 probes answered by the round's model and (round 1 only) the base, each rated on 2 aspects.
+    expect(stage("eval", 1)).toMatchObject({ requests: 6 + 12, completionTokens: 6 * 60 + 12 * 40 });
+    expect(stage("eval", 2)).toMatchObject({ requests: 3 + 6, completionTokens: 3 * 60 + 6 * 40 });
+  } finally {
+    await backend.close();
+  }
+  // Every figure of a round-2 stage is round 1's (the notes name the round).
+  const figures = ({ notes: _notes, ...rest }: StageEstimate) => rest;
+  for (const member of members.filter((one) => one !== "eval"))
+    expect(figures(stage(member, 2))).toEqual(figures(stage(member, 1)));
+  expect(stage("prompts", 2).notes.join(" ")).toContain("round 2 of 2");
+  const trained = estimate.stages.filter((one) => one.estimate.trainTokens > 0);
+  expect(trained.map((one) => one.stage)).toEqual(["isheep-train-round-1", "isheep-train-round-2"]);
 });

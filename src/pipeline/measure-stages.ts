@@ -101,18 +101,24 @@ export function checkPromptLengths(
   for (const { instance, estimate } of measured) {
     for (const prompt of estimate.prompts) {
       if (prompt.role !== "generator" || prompt.tokens + prompt.maxTokens <= contextSize) continue;
-      const maxTokensField = stageField(instance, prompt.maxTokensField);
+      const maxTokensField =
+        prompt.maxTokensField === undefined ? undefined : stageField(instance, prompt.maxTokensField);
       if (prompt.minTokens + prompt.maxTokens <= contextSize) {
+        const lower = maxTokensField
+          ? `lower ${maxTokensField} to ${Math.max(1, contextSize - prompt.tokens)}`
+          : prompt.lengthField
+            ? `lower ${prompt.lengthField}`
+            : undefined;
         warnings.push(
-          `${instance.name}: its longest ${prompt.label} (${prompt.tokens} tokens + ${prompt.maxTokens} new) does not fit the ${contextSize}-token context, so the longest requests will be rejected as context-overflow; lower ${maxTokensField} to ${Math.max(1, contextSize - prompt.tokens)} or raise engine.contextSize to keep them`,
+          `${instance.name}: its longest ${prompt.label} (${prompt.tokens} tokens + ${prompt.maxTokens} new) does not fit the ${contextSize}-token context, so the longest requests will be rejected as context-overflow; ${lower ? `${lower} or ` : ""}raise engine.contextSize to keep them`,
         );
         continue;
       }
       const room = contextSize - prompt.minTokens;
       // Lowering maxTokens helps only while the fixed part alone fits.
-      const field = room > 0 ? maxTokensField : "engine.contextSize";
+      const field = room > 0 && maxTokensField ? maxTokensField : "engine.contextSize";
       throw new ConfigError(
-        `${instance.name}: every ${prompt.label} has at least ${prompt.minTokens} tokens (its longest ${prompt.tokens}) and asks for ${prompt.maxTokens} new ones, more than the ${contextSize}-token context, so every request would be rejected; ${room > 0 ? `lower ${maxTokensField} to at most ${room} or ` : ""}raise engine.contextSize (or the model's contextSize)`,
+        `${instance.name}: every ${prompt.label} has at least ${prompt.minTokens} tokens (its longest ${prompt.tokens}) and asks for ${prompt.maxTokens} new ones, more than the ${contextSize}-token context, so every request would be rejected; ${room > 0 && maxTokensField ? `lower ${maxTokensField} to at most ${room} or ` : ""}raise engine.contextSize (or the model's contextSize)`,
         located(loaded, field),
       );
     }

@@ -116,10 +116,15 @@ export interface StagePromptLength {
   tokens: number;
   /** Tokens of its fixed part (no demos, seeds or query): every such prompt has at least these. */
   minTokens: number;
-  /** New tokens asked for. */
+  /** New tokens asked for (1 for a score of one-token options). */
   maxTokens: number;
-  /** The option that sets `maxTokens`, under the stage's options: "sampling.maxTokens". */
-  maxTokensField: string;
+  /** The option that sets `maxTokens`, under the stage's options: "sampling.maxTokens"; absent when it is fixed. */
+  maxTokensField?: string;
+  /**
+   * The config field (whole path) that bounds the prompt's variable part when it is not the stage's own, e.g. the
+   * answers salmon-preferences judges, which salmon-responses' `sampling.maxTokens` bounds.
+   */
+  lengthField?: string;
   /** The model it goes to; the run checks "generator" prompts against the run model's context before any work. */
   role: ModelRole;
 }

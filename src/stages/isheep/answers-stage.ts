@@ -7,10 +7,12 @@ import { defineStage, progressOptions } from "../../pipeline/stage-definition.js
 import { positiveInt } from "../../pipeline/train-config.js";
 import { recordId } from "../../run-store/index.js";
 import { mergeOnePer } from "../shared/merge-one-per.js";
+import { evaluatedPromptTokens } from "../shared/estimate-prompts.js";
 import { withGrammar } from "../shared/grammar.js";
 import { samplingWithDefaults } from "../shared/record-schemas.js";
 import { usageSince } from "../shared/stage-usage.js";
 import { answerItems } from "./answer-items.js";
+import { answerPromptLengths } from "./estimate-prompts.js";
 import { answerStop } from "./prompt.js";
 import { pairRecordSchema, pairRejectedSchema } from "./records.js";
 import { isheepStages } from "./stage-names.js";
@@ -59,6 +61,31 @@ export const answersDefinition = defineStage({
     });
     const { kept, rejected } = store.manifest.counts;
     return { usage: used(), warnings: [...store.warnings], summary: `answered ${kept}, rejected ${rejected}` };
+  },
+  async estimate({ options, constitution, countTokens, upstreamRecords, noPrefixReuse }) {
+    const prompt = await answerPromptLengths(constitution, countTokens);
+    const maxTokens = options.sampling.maxTokens ?? answerSamplingDefaults.maxTokens;
+    const n = upstreamRecords(isheepStages.prompts);
+    return {
+      requests: n,
+      promptTokens: n * prompt.tokens,
+      evaluatedPromptTokens: evaluatedPromptTokens({ prompts: n, ...prompt, noPrefixReuse }),
+      completionTokens: n * maxTokens,
+      trainTokens: 0,
+      records: n,
+      recordTokens: maxTokens,
+      prompts: [
+        {
+          label: "answer prompt",
+          tokens: prompt.tokens,
+          minTokens: prompt.minTokens,
+          maxTokens,
+          maxTokensField: "sampling.maxTokens",
+          role: "generator",
+        },
+      ],
+      notes: [`answers every one of the round's ${n} prompts`],
+    };
   },
   merge: { [isheepStages.answers]: mergeOnePer((record) => String(record.parentId), "another shard answered it") },
   report: { [isheepStages.answers]: pairReport },

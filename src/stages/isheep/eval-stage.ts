@@ -16,6 +16,8 @@ import { sampleWithoutReplacement, seededRandom } from "../shared/random.js";
 import { samplingWithDefaults } from "../shared/record-schemas.js";
 import { usageSince } from "../shared/stage-usage.js";
 import { answerItems } from "./answer-items.js";
+import { answerPromptLengths, ratingWork } from "./estimate-prompts.js";
+import { evaluatedPromptTokens } from "../shared/estimate-prompts.js";
 import { pairReport } from "./answers-stage.js";
 import { answerStop, type RatingAspect, ratingAspects } from "./prompt.js";
 import { rateItems } from "./rate-items.js";
@@ -49,6 +51,10 @@ export function probeFigures(ratings: readonly RatingRecord[], model: string) {
   };
 }
 
+/** Greedy probe answers of at most 256 tokens, rated in at most 64. */
+const evalAnswerDefaults = { temperature: 0, maxTokens: 256, stop: [answerStop] };
+const evalRatingDefaults = { temperature: 0, maxTokens: 64 };
+
 const finite = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value);
 
 export const evalDefinition = defineStage({
@@ -63,8 +69,8 @@ export const evalDefinition = defineStage({
     probes: z.number().int().min(0).default(20).describe("seed tasks answered and rated each round (0: no eval)"),
     baseline: z.boolean().default(true).describe("round 1 also scores the base model (round 0 of the figure)"),
     rater: z.enum(["base", "current"]).default("base").describe("who rates: the base (fixed) or the round's model"),
-    answerSampling: samplingWithDefaults({ temperature: 0, maxTokens: 256, stop: [answerStop] }),
-    ratingSampling: samplingWithDefaults({ temperature: 0, maxTokens: 64 }),
+    answerSampling: samplingWithDefaults(evalAnswerDefaults),
+    ratingSampling: samplingWithDefaults(evalRatingDefaults),
   }),
   amountOptions: [],
   models: ["generator"],
@@ -145,6 +151,64 @@ export const evalDefinition = defineStage({
     const score = finite(extra.score) ? extra.score.toFixed(2) : "none (no readable rating)";
     const baseText = finite(extra.baseScore) ? `, base ${extra.baseScore.toFixed(2)}` : "";
     return { usage: used(), summary: `probe score ${score}${baseText} over ${figures.ratings} ratings` };
+  },
+  async estimate({ options, constitution, countTokens, noPrefixReuse, round }) {
+    const { probes, baseline, answerSampling, ratingSampling } = options;
+    const answerTokens = answerSampling.maxTokens ?? evalAnswerDefaults.maxTokens;
+    const ratingTokens = ratingSampling.maxTokens ?? evalRatingDefaults.maxTokens;
+    const index = round?.index ?? 1;
+    const models = baseline && index === 1 ? 2 : 1;
+    const answers = models * Math.min(probes, constitution.seedTasks.length);
+    const answer = await answerPromptLengths(constitution, countTokens);
+    const rating = await ratingWork(constitution, countTokens, {
+      aspects: ratingAspects,
+      pairs: answers,
+      answer: answerTokens,
+      noPrefixReuse,
+    });
+    return {
+      requests: answers + rating.requests,
+      promptTokens: answers * answer.tokens + rating.promptTokens,
+      // Each model answering evaluates the shared start once.
+      evaluatedPromptTokens:
+        models *
+          evaluatedPromptTokens({
+            prompts: answers / models,
+            tokens: answer.tokens,
+            shared: answer.shared,
+            noPrefixReuse,
+          }) +
+        rating.evaluatedPromptTokens,
+      completionTokens: answers * answerTokens + rating.requests * ratingTokens,
+      trainTokens: 0,
+      records: rating.requests,
+      prompts:
+        answers === 0
+          ? []
+          : [
+              {
+                label: "probe prompt",
+                tokens: answer.tokens,
+                minTokens: answer.minTokens,
+                maxTokens: answerTokens,
+                maxTokensField: "answerSampling.maxTokens",
+                role: "generator",
+              },
+              {
+                label: "probe rating prompt",
+                tokens: rating.longest.tokens,
+                minTokens: rating.longest.minTokens,
+                maxTokens: ratingTokens,
+                maxTokensField: "ratingSampling.maxTokens",
+                role: "generator",
+              },
+            ],
+      notes: [
+        answers === 0
+          ? "off (probes: 0)"
+          : `${answers / models} probes answered by ${models === 2 ? "the round's model and the base (round 1's baseline)" : "the round's model"}, each answer rated on ${ratingAspects.length} aspects`,
+      ],
+    };
   },
   report: {
     [isheepStages.eval]: {

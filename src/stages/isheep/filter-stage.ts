@@ -36,5 +36,19 @@ export const filterDefinition = defineStage({
     const { kept, rejected } = store.manifest.counts;
     return { usage: { promptTokens: 0, completionTokens: 0 }, summary: `kept ${kept}, rejected ${rejected}` };
   },
+  async estimate({ upstreamRecords, upstreamRecordTokens }) {
+    const answerTokens = upstreamRecordTokens(isheepStages.answers);
+    return {
+      requests: 0,
+      promptTokens: 0,
+      evaluatedPromptTokens: 0,
+      completionTokens: 0,
+      trainTokens: 0,
+      records: upstreamRecords(isheepStages.answers),
+      ...(answerTokens === undefined ? {} : { recordTokens: answerTokens }),
+      prompts: [],
+      notes: ["no model; every pair passes the rules"],
+    };
+  },
   report: { [isheepStages.filter]: { ...pairReport, panels: [] } },
 });

@@ -81,6 +81,20 @@ export const keepDefinition = defineStage({
       summary: `kept ${kept} of ${answered} answered (${answered === 0 ? 0 : ((100 * kept) / answered).toFixed(1)}%)`,
     };
   },
+  async estimate({ upstreamRecords, upstreamRecordTokens }) {
+    const answerTokens = upstreamRecordTokens(isheepStages.filter);
+    return {
+      requests: 0,
+      promptTokens: 0,
+      evaluatedPromptTokens: 0,
+      completionTokens: 0,
+      trainTokens: 0,
+      records: upstreamRecords(isheepStages.filter),
+      ...(answerTokens === undefined ? {} : { recordTokens: answerTokens }),
+      prompts: [],
+      notes: ["no model; every pair rated above the threshold (the paper kept 50-70%)"],
+    };
+  },
   report: {
     [isheepStages.keep]: {
       view: (record) => ({

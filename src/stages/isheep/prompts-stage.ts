@@ -8,8 +8,10 @@ import { z } from "zod";
 import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import { positiveInt } from "../../pipeline/train-config.js";
 import { withGrammar } from "../shared/grammar.js";
+import { fixedPromptParts, longestSelfInstructPrompt } from "../shared/longest-prompts.js";
 import { samplingWithDefaults } from "../shared/record-schemas.js";
 import {
+  keptPerRound,
   selfInstructRecordSchema,
   selfInstructRejectedSchema,
   selfInstructDefinition,
@@ -73,6 +75,38 @@ export const promptsDefinition = defineStage({
       usage: out.usage,
       warnings: out.warnings,
       summary: `kept ${out.counts.kept}, rejected ${out.counts.rejected} after ${out.counts.rounds} calls (${out.stopReason})`,
+    };
+  },
+  async estimate({ options, constitution, countTokens, round }) {
+    const prompt = await countTokens(longestSelfInstructPrompt(constitution, options.demos));
+    const fixed = await countTokens(fixedPromptParts(constitution).selfInstruct);
+    const maxTokens = options.sampling.maxTokens ?? promptSamplingDefaults.maxTokens;
+    const calls = Math.min(options.maxCalls ?? Number.POSITIVE_INFINITY, Math.ceil(options.target / keptPerRound));
+    return {
+      requests: calls,
+      promptTokens: calls * prompt,
+      evaluatedPromptTokens: calls * prompt,
+      completionTokens: calls * maxTokens,
+      trainTokens: 0,
+      records: Math.min(options.target, calls * keptPerRound),
+      prompts: [
+        {
+          label: "prompt",
+          tokens: prompt,
+          minTokens: fixed,
+          maxTokens,
+          maxTokensField: "sampling.maxTokens",
+          role: "generator",
+        },
+      ],
+      notes: [
+        `${keptPerRound} tasks kept per call (as stage 1a assumes)`,
+        ...(round
+          ? [
+              `round ${round.index} of ${round.count}: every round is estimated as the first (the same targets; what a trained round keeps is not known before)`,
+            ]
+          : []),
+      ],
     };
   },
   // Shards of a round join with stage 1a's rule: ROUGE-L dedup across shards.

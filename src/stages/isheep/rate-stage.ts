@@ -12,6 +12,8 @@ import { samplingWithDefaults } from "../shared/record-schemas.js";
 import { usageSince } from "../shared/stage-usage.js";
 import { ratingAspects } from "./prompt.js";
 import { rateItems } from "./rate-items.js";
+import { answerSamplingDefaults } from "./answers-stage.js";
+import { ratingWork } from "./estimate-prompts.js";
 import { type PairRecord, ratingRecordSchema, ratingRejectedSchema } from "./records.js";
 import { isheepStages } from "./stage-names.js";
 
@@ -87,6 +89,36 @@ export const rateDefinition = defineStage({
       usage: used(),
       warnings: [...store.warnings],
       summary: `${kept} ratings, ${byFilter["rating-parse"] ?? 0} unreadable`,
+    };
+  },
+  async estimate({ options, constitution, countTokens, upstreamRecords, upstreamRecordTokens, noPrefixReuse }) {
+    const pairs = upstreamRecords(isheepStages.filter);
+    const answer = upstreamRecordTokens(isheepStages.filter) ?? answerSamplingDefaults.maxTokens;
+    const maxTokens = options.sampling.maxTokens ?? ratingSamplingDefaults.maxTokens;
+    const work = await ratingWork(constitution, countTokens, {
+      aspects: options.aspects,
+      pairs,
+      answer,
+      noPrefixReuse,
+    });
+    return {
+      requests: work.requests,
+      promptTokens: work.promptTokens,
+      evaluatedPromptTokens: work.evaluatedPromptTokens,
+      completionTokens: work.requests * maxTokens,
+      trainTokens: 0,
+      records: work.requests,
+      prompts: [
+        {
+          label: "rating prompt",
+          tokens: work.longest.tokens,
+          minTokens: work.longest.minTokens,
+          maxTokens,
+          maxTokensField: "sampling.maxTokens",
+          role: "generator",
+        },
+      ],
+      notes: [`${pairs} pairs x ${options.aspects.length} aspects, answers of ${answer} tokens`],
     };
   },
   report: { [isheepStages.rate]: ratingReport },

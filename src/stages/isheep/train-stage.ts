@@ -14,7 +14,10 @@ import { recordId } from "../../run-store/index.js";
 import { writeJsonLines } from "../../run-store/json-file.js";
 import { loraTargets } from "../../training/embedded/lora.js";
 import { trainAdapter } from "../engrave/run.js";
+import { trainingTokens } from "../shared/estimate-training.js";
+import { longestQuery } from "../shared/longest-prompts.js";
 import { rejectedRecordSchema } from "../shared/record-schemas.js";
+import { answerSamplingDefaults } from "./answers-stage.js";
 import { answerCompletion, answerPrompt } from "./prompt.js";
 import { type KeptPair, type TrainRecord, trainRecordSchema } from "./records.js";
 import { isheepStages } from "./stage-names.js";
@@ -120,6 +123,29 @@ export const trainDefinition = defineStage({
       usage: { promptTokens: 0, completionTokens: 0 },
       adapter: result.adapterPath,
       summary: `${variant}: ${examples.length} examples, ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}`,
+    };
+  },
+  async estimate({ options, constitution, countTokens, upstreamRecords, upstreamRecordTokens, round }) {
+    const { variant, maxExamples, train } = options;
+    const index = round?.index ?? 1;
+    // total-base trains on every round so far, each assumed to keep as many pairs as this one.
+    const rounds = variant === "total-base" ? index : 1;
+    const examples = Math.min(maxExamples ?? Number.POSITIVE_INFINITY, rounds * upstreamRecords(isheepStages.keep));
+    const query = longestQuery(constitution);
+    const answer = upstreamRecordTokens(isheepStages.keep) ?? answerSamplingDefaults.maxTokens;
+    const exampleTokens =
+      (await countTokens(answerPrompt(query.instruction, query.input) + answerCompletion("", true))) + answer;
+    return {
+      requests: 0,
+      promptTokens: 0,
+      evaluatedPromptTokens: 0,
+      completionTokens: 0,
+      trainTokens: trainingTokens(train, { examples, exampleTokens }),
+      records: examples,
+      prompts: [],
+      notes: [
+        `${variant}: ${examples} examples of at most ${exampleTokens} tokens${rounds > 1 ? ` (rounds 1-${index}, each keeping as many)` : ""}`,
+      ],
     };
   },
   report: {

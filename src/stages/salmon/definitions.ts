@@ -4,7 +4,6 @@
  */
 import { z } from "zod";
 import { modelSpecSchema } from "../../backends/model-spec.js";
-import type { Constitution, RewardPrinciple } from "../../constitution/index.js";
 import { ConfigError } from "../../errors/index.js";
 import { defineStage, progressOptions, type ReportRecordView } from "../../pipeline/stage-definition.js";
 import { positiveInt, trainConfigSchema } from "../../pipeline/train-config.js";
@@ -39,29 +38,17 @@ import {
   salmonSamplingDefaults,
 } from "./responses.js";
 import { runSalmonRewardModel, salmonRewardModelStage } from "./reward-model-stage.js";
-import { salmonOf } from "./reviewer-prompt.js";
+import { rewardPrinciplesOf, salmonOf } from "./reviewer-prompt.js";
 import { sftModel } from "./sft-model.js";
+import {
+  estimateSalmonAggregate,
+  estimateSalmonPreferences,
+  estimateSalmonResponses,
+  estimateSalmonRewardModel,
+} from "./estimate.js";
 import { answerView } from "../shared/report-views.js";
 
 const probability = z.number().min(0).max(1);
-
-/** The reward principles named by `ids` (default: all of salmon.yaml's), or an error naming the option. */
-function rewardPrinciplesOf(
-  constitution: Constitution,
-  ids: readonly string[] | undefined,
-  field: string,
-): RewardPrinciple[] {
-  const all = salmonOf(constitution).rewardPrinciples;
-  if (ids === undefined) return all;
-  return ids.map((id) => {
-    const found = all.find((principle) => principle.id === id);
-    if (!found)
-      throw new ConfigError(`unknown reward principle "${id}"; salmon.yaml has: ${all.map((p) => p.id).join(", ")}`, {
-        field,
-      });
-    return found;
-  });
-}
 
 const principlesOption = z
   .array(z.string().min(1))
@@ -110,6 +97,7 @@ export const salmonResponsesDefinition = defineStage({
       summary: `${out.counts.prompts} prompts: kept ${out.counts.kept} answers, rejected ${out.counts.rejected}`,
     };
   },
+  estimate: estimateSalmonResponses,
   report: {
     [salmonResponsesStage]: {
       panels: ["answers"],
@@ -176,6 +164,7 @@ export const salmonPreferencesDefinition = defineStage({
       summary: `${out.counts.pairs} pairs x ${principles.length} principles x 2 orders: kept ${out.counts.kept}, rejected ${out.counts.rejected}`,
     };
   },
+  estimate: estimateSalmonPreferences,
   report: { [salmonPreferencesStage]: { panels: ["preferences"], view: (record) => preferenceView(record) } },
 });
 
@@ -252,6 +241,7 @@ export const salmonAggregateDefinition = defineStage({
       summary: `${out.examples} examples from ${settings.passes} passes (${out.skipped} draws without a label)`,
     };
   },
+  estimate: estimateSalmonAggregate,
   report: {
     [salmonAggregateStage]: {
       panels: ["preference-labels"],
@@ -326,6 +316,7 @@ export const salmonRewardModelDefinition = defineStage({
       summary: `${out.pairs} pairs, ${out.train.steps} steps, final loss ${out.train.finalLoss.toFixed(4)}${accuracy === undefined ? "" : `, held-out accuracy ${accuracy.toFixed(3)}`}; reward model in ${out.dir}`,
     };
   },
+  estimate: estimateSalmonRewardModel,
   report: {
     [salmonRewardModelStage]: {
       view: (record) => ({

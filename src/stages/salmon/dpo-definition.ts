@@ -17,6 +17,7 @@ import { keptRecordSchema, rejectedRecordSchema } from "../shared/record-schemas
 import { verboseCloneStage } from "../verbose-clone/run.js";
 import { currentSet, type SalmonAggregateRecord, salmonAggregateStage } from "./aggregate-stage.js";
 import { runSalmonDpo, salmonDpoStage } from "./dpo-stage.js";
+import { estimateSalmonDpo } from "./estimate.js";
 import { sftAdapterStages } from "./sft-model.js";
 
 /** One DPO training pair as stored: the policy's prompt / chosen / rejected and the example's principles. */
@@ -191,6 +192,7 @@ export const salmonDpoDefinition = defineStage({
       summary: `${out.pairs} pairs, ${out.train.steps} steps, final loss ${out.train.finalLoss.toFixed(4)}${heldOut}`,
     };
   },
+  estimate: estimateSalmonDpo,
   report: {
     [salmonDpoStage]: {
       view: (record: StoreRecord) => ({

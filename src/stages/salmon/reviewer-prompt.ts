@@ -82,6 +82,24 @@ export function salmonOf(constitution: Constitution): Salmon {
   );
 }
 
+/** The reward principles named by `ids` (default: all of salmon.yaml's), or an error naming the option. */
+export function rewardPrinciplesOf(
+  constitution: Constitution,
+  ids: readonly string[] | undefined,
+  field: string,
+): RewardPrinciple[] {
+  const all = salmonOf(constitution).rewardPrinciples;
+  if (ids === undefined) return all;
+  return ids.map((id) => {
+    const found = all.find((principle) => principle.id === id);
+    if (!found)
+      throw new ConfigError(`unknown reward principle "${id}"; salmon.yaml has: ${all.map((p) => p.id).join(", ")}`, {
+        field,
+      });
+    return found;
+  });
+}
+
 const render = (constitution: Constitution, text: string) =>
   renderConstitutionText(text, constitutionTextValues(constitution.assistant, "inference")).trim();
 

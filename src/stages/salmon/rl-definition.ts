@@ -35,6 +35,7 @@ import {
   salmonRolloutRejectedSchema,
   salmonRlRolloutsStage,
 } from "./ppo-stage.js";
+import { estimateSalmonRl } from "./estimate.js";
 import { salmonOf } from "./reviewer-prompt.js";
 import { salmonRewardModelStage } from "./reward-model-stage.js";
 
@@ -145,6 +146,7 @@ export const salmonRlDefinition = defineStage({
       }),
     },
   },
+  estimate: estimateSalmonRl,
   async run(context) {
     const { prompts: file, promptType, maxPrompts, style, openrlhf, trainer } = context.options;
     salmonOf(context.constitution);

@@ -32,7 +32,7 @@ export const selfInstructRejectedSchema = rejectedRecordSchema({
 const { allowEos: _allowEos, ...samplingDefaults } = selfInstructSamplingDefaults;
 
 /** What the estimate assumes a round keeps (the yield of a real base model is not known before the run). */
-const keptPerRound = 5;
+export const keptPerRound = 5;
 
 export const selfInstructOptionsSchema = z.strictObject({
   target: positiveInt.default(100).describe("instructions to keep (in this shard)"),
