@@ -2,6 +2,7 @@
  * I-SHEEP step 3 (method-spec C.3): the heuristic rule filter on the round's (prompt, answer) pairs, each rejection
  * named by its rule. No model; a changed rule set re-filters without answering again.
  */
+import { passThroughEstimate } from "../shared/estimate-prompts.js";
 import { z } from "zod";
 import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import { recordId } from "../../run-store/index.js";
@@ -37,18 +38,11 @@ export const filterDefinition = defineStage({
     return { usage: { promptTokens: 0, completionTokens: 0 }, summary: `kept ${kept}, rejected ${rejected}` };
   },
   async estimate({ upstreamRecords, upstreamRecordTokens }) {
-    const answerTokens = upstreamRecordTokens(isheepStages.answers);
-    return {
-      requests: 0,
-      promptTokens: 0,
-      evaluatedPromptTokens: 0,
-      completionTokens: 0,
-      trainTokens: 0,
-      records: upstreamRecords(isheepStages.answers),
-      ...(answerTokens === undefined ? {} : { recordTokens: answerTokens }),
-      prompts: [],
-      notes: ["no model; every pair passes the rules"],
-    };
+    return passThroughEstimate(
+      upstreamRecords(isheepStages.answers),
+      upstreamRecordTokens(isheepStages.answers),
+      "no model; every pair passes the rules",
+    );
   },
   report: { [isheepStages.filter]: { ...pairReport, panels: [] } },
 });

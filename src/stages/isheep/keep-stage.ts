@@ -3,6 +3,7 @@
  * both aspects, or on the one chosen. A pair whose needed rating could not be read is dropped as `unrated`. The
  * round's kept rate (kept / answered) is written to the manifest for the report and early stopping.
  */
+import { passThroughEstimate } from "../shared/estimate-prompts.js";
 import { z } from "zod";
 import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import type { Manifest } from "../../run-store/index.js";
@@ -82,18 +83,11 @@ export const keepDefinition = defineStage({
     };
   },
   async estimate({ upstreamRecords, upstreamRecordTokens }) {
-    const answerTokens = upstreamRecordTokens(isheepStages.filter);
-    return {
-      requests: 0,
-      promptTokens: 0,
-      evaluatedPromptTokens: 0,
-      completionTokens: 0,
-      trainTokens: 0,
-      records: upstreamRecords(isheepStages.filter),
-      ...(answerTokens === undefined ? {} : { recordTokens: answerTokens }),
-      prompts: [],
-      notes: ["no model; every pair rated above the threshold (the paper kept 50-70%)"],
-    };
+    return passThroughEstimate(
+      upstreamRecords(isheepStages.filter),
+      upstreamRecordTokens(isheepStages.filter),
+      "no model; every pair rated above the threshold (the paper kept 50-70%)",
+    );
   },
   report: {
     [isheepStages.keep]: {

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { defineStage, progressOptions } from "../../pipeline/stage-definition.js";
 import { positiveInt } from "../../pipeline/train-config.js";
+import { generationCallsEstimate } from "../shared/estimate-prompts.js";
 import { withGrammar } from "../shared/grammar.js";
 import { fixedPromptParts, longestSelfInstructPrompt } from "../shared/longest-prompts.js";
 import { samplingWithDefaults } from "../shared/record-schemas.js";
@@ -82,23 +83,13 @@ export const promptsDefinition = defineStage({
     const fixed = await countTokens(fixedPromptParts(constitution).selfInstruct);
     const maxTokens = options.sampling.maxTokens ?? promptSamplingDefaults.maxTokens;
     const calls = Math.min(options.maxCalls ?? Number.POSITIVE_INFINITY, Math.ceil(options.target / keptPerRound));
-    return {
-      requests: calls,
-      promptTokens: calls * prompt,
-      evaluatedPromptTokens: calls * prompt,
-      completionTokens: calls * maxTokens,
-      trainTokens: 0,
-      records: Math.min(options.target, calls * keptPerRound),
-      prompts: [
-        {
-          label: "prompt",
-          tokens: prompt,
-          minTokens: fixed,
-          maxTokens,
-          maxTokensField: "sampling.maxTokens",
-          role: "generator",
-        },
-      ],
+    return generationCallsEstimate({
+      calls,
+      promptTokens: prompt,
+      fixedTokens: fixed,
+      maxTokens,
+      keptPerCall: keptPerRound,
+      target: options.target,
       notes: [
         `${keptPerRound} tasks kept per call (as stage 1a assumes)`,
         ...(round
@@ -107,7 +98,7 @@ export const promptsDefinition = defineStage({
             ]
           : []),
       ],
-    };
+    });
   },
   // Shards of a round join with stage 1a's rule: ROUGE-L dedup across shards.
   merge: { [isheepStages.prompts]: selfInstructDefinition.merge!["self-instruct"]! },

@@ -4,6 +4,7 @@ import { defineStage, progressOptions, type MergeRule } from "../../pipeline/sta
 import { positiveInt } from "../../pipeline/train-config.js";
 import type { StoreRecord } from "../../run-store/index.js";
 import { DedupIndex } from "../../text/dedup-index.js";
+import { generationCallsEstimate } from "../shared/estimate-prompts.js";
 import { withGrammar } from "../shared/grammar.js";
 import { fixedPromptParts, longestSelfInstructPrompt } from "../shared/longest-prompts.js";
 import { keptRecordSchema, rejectedRecordSchema, samplingWithDefaults } from "../shared/record-schemas.js";
@@ -78,25 +79,15 @@ export const selfInstructDefinition = defineStage({
     const fixed = await countTokens(fixedPromptParts(constitution).selfInstruct);
     const maxTokens = options.sampling.maxTokens ?? selfInstructSamplingDefaults.maxTokens;
     const rounds = Math.min(options.maxRounds ?? Number.POSITIVE_INFINITY, Math.ceil(options.target / keptPerRound));
-    return {
-      requests: rounds,
-      promptTokens: rounds * prompt,
-      evaluatedPromptTokens: rounds * prompt,
-      completionTokens: rounds * maxTokens,
-      trainTokens: 0,
-      records: Math.min(options.target, rounds * keptPerRound),
-      prompts: [
-        {
-          label: "prompt",
-          tokens: prompt,
-          minTokens: fixed,
-          maxTokens,
-          maxTokensField: "sampling.maxTokens",
-          role: "generator",
-        },
-      ],
+    return generationCallsEstimate({
+      calls: rounds,
+      promptTokens: prompt,
+      fixedTokens: fixed,
+      maxTokens,
+      keptPerCall: keptPerRound,
+      target: options.target,
       notes: [`${keptPerRound} instructions kept per round (of the 20 asked for, after the filters and dedup)`],
-    };
+    });
   },
   merge: {
     // ROUGE-L dedup across all shards (the reference only removed exact duplicates across shards, A.11.8).
