@@ -6,7 +6,7 @@
 //    own addon headers and the llama.cpp headers of its source bundle (read with git, once, into the cache). Without
 //    it each multi-threaded decode call starts its threads anew.
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 
@@ -22,9 +22,13 @@ if (!existsSync(gyp)) {
 
 /** node-gyp rebuild in `dir` (with gyp variables); undefined on success, else the last lines of its output. */
 function nodeGyp(dir, variables = {}) {
-  // Use the headers of the running Node when they are installed system-wide, so node-gyp needs no download.
+  // Use the headers of the running Node (beside its binary, as official builds, nvm and Debian's nodejs install them,
+  // or system-wide), so node-gyp needs no download.
   const args = [gyp, "rebuild", "-C", dir];
-  if (existsSync("/usr/include/node/node_api.h")) args.push("--nodedir=/usr");
+  const nodeDir = [dirname(dirname(realpathSync(process.execPath))), "/usr"].find((candidate) =>
+    existsSync(join(candidate, "include", "node", "node_api.h")),
+  );
+  if (nodeDir !== undefined) args.push(`--nodedir=${nodeDir}`);
   const defines = Object.entries(variables).map(([name, value]) => `-D${name}=${value}`);
   if (defines.length > 0) args.push("--", ...defines);
   const result = spawnSync(process.execPath, args, { encoding: "utf8" });
