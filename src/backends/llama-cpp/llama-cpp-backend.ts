@@ -30,8 +30,8 @@ import {
 import { getSharedLlama, subscribeLlamaLogs } from "./llama-instance.js";
 import { resolveModelSource } from "./model-source.js";
 import {
-  canTuneNativeBatches,
   DecodeGate,
+  emptyBatchStats,
   gatherSequencesStrategy,
   type NativeBatchStats,
   type NativeBatchTuning,
@@ -207,18 +207,8 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
       (options.persistentThreads ?? true) && poolThreads > 1
         ? PersistentThreads.create(poolThreads).threads
         : undefined;
-    if (threadpool && !(canTuneNativeBatches(context) && threadpool.attach(context))) {
-      threadpool.release();
-      threadpool = undefined;
-    }
-    const tuning = tuneNativeBatches(context, {
-      decodeThreads: threads,
-      batchThreads,
-      gate,
-      persistentPool: threadpool !== undefined,
-    });
-    // Only a tuned context's decode calls go through the gate; a pool must never run two decodes at once.
-    if (!tuning.active && threadpool) {
+    const tuning = tuneNativeBatches(context, { decodeThreads: threads, batchThreads, gate, pool: threadpool });
+    if (threadpool && !tuning.pooled) {
       threadpool.release();
       threadpool = undefined;
     }
@@ -286,17 +276,8 @@ export class LlamaCppBackend implements LanguageModel {
 
   /** Native decode calls of the scoring context so far (none before the first `score`; diagnostics, benchmarks). */
   async scoreDecodeStats(): Promise<NativeBatchStats & { sequences: number }> {
-    const stats = this.scoring ? (await this.scoring).tuning.stats() : undefined;
-    return {
-      decodeCalls: 0,
-      decodedTokens: 0,
-      decodeMilliseconds: 0,
-      callsBySize: {},
-      reorderedCalls: 0,
-      threadChoices: {},
-      ...stats,
-      sequences: this.parts.scoreSequences,
-    };
+    const stats = this.scoring ? (await this.scoring).tuning.stats() : emptyBatchStats();
+    return { ...stats, sequences: this.parts.scoreSequences };
   }
 
   capabilities(): Capabilities {
@@ -482,17 +463,12 @@ export class LlamaCppBackend implements LanguageModel {
         threads: Math.max(this.parts.threads === "auto" ? 1 : this.parts.threads, this.parts.batchThreads),
         lora: this.parts.lora,
       });
-      // The engine's pool, when this context's decodes will go through the shared gate.
-      const pool = this.parts.threadpool;
-      const pooled = pool !== undefined && canTuneNativeBatches(context) && pool.attach(context);
       const tuning = tuneNativeBatches(context, {
         decodeThreads: this.parts.threads,
         batchThreads: this.parts.batchThreads,
         gate: this.parts.gate,
-        persistentPool: pooled,
+        pool: this.parts.threadpool,
       });
-      // Never expected (the check above passed), but a pool must not run an ungated decode: give it up.
-      if (pooled && !tuning.active) await this.parts.gate.run(async () => pool.release());
       const scorer = new BatchScorer(Array.from({ length: sequences }, () => context.getSequence()));
       return { context, scorer, tuning };
     })();

@@ -122,7 +122,11 @@ describe("tuneNativeBatches (on a stand-in native context)", () => {
   it("on a persistent threadpool, automatic decode threads are the batch threads, with nothing measured", async () => {
     const native = new FakeNative();
     const context = fakeContext(native);
-    const tuning = tuneNativeBatches(context, { decodeThreads: "auto", batchThreads: 4, persistentPool: true });
+    const tuning = tuneNativeBatches(context, {
+      decodeThreads: "auto",
+      batchThreads: 4,
+      pool: { attach: () => true },
+    });
     const ctx = (context as unknown as { _ctx: FakeNative })._ctx;
     for (const size of [1, 3, 8, 100]) {
       ctx.initBatch(size);

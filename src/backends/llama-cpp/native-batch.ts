@@ -82,16 +82,31 @@ export interface NativeBatchThreads {
   /** Shared with the engine's other contexts, so that their decode calls do not overlap. */
   gate?: DecodeGate;
   /**
-   * The context decodes on a persistent threadpool (persistent-threads.ts): a multi-threaded call then costs no thread
-   * start-up, more threads pay at every batch size, and "auto" decode threads are simply `batchThreads`.
+   * The engine's persistent threadpool (persistent-threads.ts), shared through `gate`: attached once the context is
+   * wrapped, so that only gated decodes run on it. On a pool a multi-threaded call costs no thread start-up, more
+   * threads pay at every batch size, and "auto" decode threads are simply `batchThreads`.
    */
-  persistentPool?: boolean;
+  pool?: { attach(context: LlamaContext): boolean };
 }
 
 export interface NativeBatchTuning {
   /** False when node-llama-cpp's internals were not as expected: the context then batches as node-llama-cpp does. */
   active: boolean;
+  /** The context decodes on `pool`. */
+  pooled: boolean;
   stats(): NativeBatchStats;
+}
+
+/** Stats of a context nothing was decoded on yet. */
+export function emptyBatchStats(): NativeBatchStats {
+  return {
+    decodeCalls: 0,
+    decodedTokens: 0,
+    decodeMilliseconds: 0,
+    callsBySize: {},
+    reorderedCalls: 0,
+    threadChoices: {},
+  };
 }
 
 interface PendingEntry {
@@ -104,7 +119,7 @@ interface PendingEntry {
 }
 
 /** Whether `tuneNativeBatches` can wrap this context (node-llama-cpp's internals are as expected). */
-export function canTuneNativeBatches(context: LlamaContext): boolean {
+function canTuneNativeBatches(context: LlamaContext): boolean {
   const native = (context as unknown as { _ctx?: Partial<NativeContext> })._ctx;
   return native !== undefined && nativeMethods.every((name) => typeof native[name] === "function");
 }
@@ -115,23 +130,17 @@ export function canTuneNativeBatches(context: LlamaContext): boolean {
  * expected, nothing is changed and `active` is false.
  */
 export function tuneNativeBatches(context: LlamaContext, threadOptions: NativeBatchThreads): NativeBatchTuning {
-  const { decodeThreads, batchThreads, persistentPool = false } = threadOptions;
-  const chooser =
-    decodeThreads === "auto" && batchThreads > 1 && !persistentPool ? new ThreadChooser([1, batchThreads]) : undefined;
-  const fixedDecodeThreads = decodeThreads === "auto" ? (persistentPool ? batchThreads : 1) : decodeThreads;
-  const stats: Omit<NativeBatchStats, "threadChoices"> = {
-    decodeCalls: 0,
-    decodedTokens: 0,
-    decodeMilliseconds: 0,
-    callsBySize: {},
-    reorderedCalls: 0,
-  };
+  const { decodeThreads, batchThreads } = threadOptions;
+  // Set once the wrapping succeeded and the pool (if any) was attached.
+  let chooser: ThreadChooser | undefined;
+  let fixedDecodeThreads = decodeThreads === "auto" ? 1 : decodeThreads;
+  const stats: Omit<NativeBatchStats, "threadChoices"> = emptyBatchStats();
   const snapshot = (): NativeBatchStats => ({
     ...stats,
     callsBySize: { ...stats.callsBySize },
     threadChoices: chooser?.choices() ?? {},
   });
-  if (!canTuneNativeBatches(context)) return { active: false, stats: snapshot };
+  if (!canTuneNativeBatches(context)) return { active: false, pooled: false, stats: snapshot };
   const native = (context as unknown as { _ctx: NativeContext })._ctx;
   const original = native;
   const initBatch = original.initBatch.bind(native);
@@ -178,9 +187,10 @@ export function tuneNativeBatches(context: LlamaContext, threadOptions: NativeBa
       }
       const tokens = pendingTokens;
       pendingTokens = 0;
-      const measured = chooser !== undefined && tokens < promptBatchThreshold;
+      const measuring = chooser;
+      const measured = measuring !== undefined && tokens < promptBatchThreshold;
       const threads =
-        tokens >= promptBatchThreshold ? batchThreads : measured ? chooser.choose(tokens) : fixedDecodeThreads;
+        tokens >= promptBatchThreshold ? batchThreads : measured ? measuring.choose(tokens) : fixedDecodeThreads;
       if (threads !== currentThreads) {
         setThreads(threads);
         currentThreads = threads;
@@ -195,16 +205,21 @@ export function tuneNativeBatches(context: LlamaContext, threadOptions: NativeBa
         const result = await decodeBatch();
         const elapsed = performance.now() - start;
         stats.decodeMilliseconds += elapsed;
-        if (measured) chooser.record(tokens, threads, elapsed, settled);
+        if (measured) measuring.record(tokens, threads, elapsed, settled);
         return result;
       };
       return threadOptions.gate ? threadOptions.gate.run(decode) : decode();
     });
   } catch {
     for (const name of nativeMethods) delete (native as unknown as Record<string, unknown>)[name];
-    return { active: false, stats: snapshot };
+    return { active: false, pooled: false, stats: snapshot };
   }
-  return { active: true, stats: snapshot };
+  const pooled = threadOptions.pool?.attach(context) ?? false;
+  if (decodeThreads === "auto") {
+    if (pooled) fixedDecodeThreads = batchThreads;
+    else if (batchThreads > 1) chooser = new ThreadChooser([1, batchThreads]);
+  }
+  return { active: true, pooled, stats: snapshot };
 }
 
 /**
