@@ -17,11 +17,10 @@
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 
-#if defined(__APPLE__)
 #include <dlfcn.h>
+#if defined(__APPLE__)
 #include <mach-o/dyld.h>
 #else
-#include <dlfcn.h>
 #include <link.h>
 #endif
 

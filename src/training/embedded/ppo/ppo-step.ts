@@ -145,7 +145,7 @@ export function policyLoss(
     },
     temperature,
   );
-  if (!onEntropy || surrogate.over !== "logits") return surrogate;
+  if (!onEntropy) return surrogate;
   const inner = surrogate.loss;
   return {
     ...surrogate,
